@@ -1,0 +1,24 @@
+"""edgequant: the best deployable quantized LiteRT model for your accuracy, size and speed needs.
+
+The public API is what ``__all__`` lists; tests check it. Every function
+returns frozen dataclasses with ``to_dict()``, raises ``EdgequantError``
+subclasses and never prints.
+"""
+
+from edgequant.compare import compare
+from edgequant.demo import demo
+from edgequant.errors import EdgequantError, EngineError, InputError, UnsafeModelError, UnsupportedError
+from edgequant.pipeline import RunResult, convert, evaluate, quantize, run
+from edgequant.types import (CompareResult, Dataset, EngineName, Evaluation, Fidelity, FloatModel, IOType, Latency,
+                             QuantizedModel, Scheme, SizeInfo, Variant)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "convert", "quantize", "run", "evaluate", "compare", "demo",
+    "Scheme", "EngineName", "IOType",
+    "FloatModel", "Dataset", "QuantizedModel", "RunResult", "Evaluation", "SizeInfo", "Fidelity", "Latency",
+    "Variant", "CompareResult",
+    "EdgequantError", "InputError", "UnsafeModelError", "UnsupportedError", "EngineError",
+    "__version__",
+]

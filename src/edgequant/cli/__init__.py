@@ -1,0 +1,165 @@
+"""The ``edgequant`` command: a thin adapter over the public API.
+
+Exit codes: 0 ok, 1 a step or check failed, 2 bad input. Every EdgequantError
+becomes one line on stderr; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgequant._util import atomic_dir_file, atomic_write, set_verbose
+from edgequant.cli.progress import make_progress
+from edgequant.errors import EdgequantError, InputError
+from edgequant.types import EngineName, IOType, Scheme
+
+__all__ = ["main", "build_parser"]
+
+
+def _pair(kind: type, names: str):
+    def parse(text: str):
+        parts = text.split(",")
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            return kind(parts[0]), kind(parts[1])
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {names}, found {text!r}") from None
+    return parse
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resize", type=_pair(int, "H,W (two integers)"), metavar="H,W",
+                   help="resize images of a DATA folder to H x W")
+    p.add_argument("--normalize", type=_pair(float, "MEAN,STD (two numbers)"), metavar="MEAN,STD",
+                   help="map image pixels (0..255) with (pixel - MEAN) / STD; default pixel / 255")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgequant", description="Quantize, run and compare LiteRT models.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's and LiteRT's own output")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("convert", help="Keras/.h5/SavedModel/float .tflite -> float .tflite")
+    p.add_argument("model", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--unsafe", action="store_true", help="allow Keras models that hold Python code (Lambda)")
+
+    p = sub.add_parser("quantize", help="quantize a model with one scheme and engine")
+    p.add_argument("model", type=Path)
+    p.add_argument("--scheme", required=True, help="one of " + ", ".join(s.value for s in Scheme))
+    p.add_argument("--engine", default=EngineName.LITERT.value, help="litert (default) or tflite-converter")
+    p.add_argument("--calibration", type=Path, help="representative data for int8 / int16x8")
+    p.add_argument("--samples", type=int, help="calibration samples to use (default 200), picked deterministically")
+    p.add_argument("--io", default=IOType.FLOAT.value, help="int8 model I/O: float (default), int8 or uint8")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--unsafe", action="store_true")
+    _add_data_options(p)
+
+    p = sub.add_parser("run", help="one inference in LiteRT, integer I/O handled")
+    p.add_argument("model", type=Path)
+    p.add_argument("--input", type=Path, required=True, help=".npy or .npz (array x) of inputs, batch first")
+    p.add_argument("-o", "--output", type=Path, help="save the float outputs as .npy")
+
+    p = sub.add_parser("eval", help="size, accuracy, fidelity and latency of a .tflite model")
+    p.add_argument("model", type=Path)
+    p.add_argument("--data", type=Path)
+    p.add_argument("--reference", type=Path, help="float model to compare outputs with")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", type=int, default=50, help="timed runs after 5 warm-up runs")
+    p.add_argument("--json", type=Path)
+    p.add_argument("--unsafe", action="store_true")
+    _add_data_options(p)
+
+    p = sub.add_parser("compare", help="float model and every variant, measured side by side")
+    p.add_argument("model", type=Path)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--calibration", type=Path)
+    p.add_argument("--samples", type=int)
+    p.add_argument("--schemes", default="all", help="comma-separated schemes or 'all'")
+    p.add_argument("--engines", default="all", help="comma-separated engines or 'all'")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--unsafe", action="store_true")
+    _add_data_options(p)
+
+    p = sub.add_parser("demo", help="train the seed CNN on bundled digits and compare every variant")
+    p.add_argument("--out", type=Path, default=Path("demo-out"))
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--runs", type=int, default=100)
+    return parser
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    import edgequant as eq
+    from edgequant import report
+
+    progress = make_progress()
+    out = sys.stdout
+    if args.command == "convert":
+        m = eq.convert(args.model, args.output, unsafe=args.unsafe)
+        print(f"float .tflite from {m.kind.value}: {len(m.tflite):,} bytes -> {args.output}", file=out)
+    elif args.command == "quantize":
+        q = eq.quantize(args.model, args.scheme, args.engine, calibration=args.calibration, samples=args.samples,
+                        io=args.io, output=args.output, unsafe=args.unsafe, resize=args.resize,
+                        normalize=args.normalize, progress=progress)
+        print(report.quantized_text(q), file=out)
+    elif args.command == "run":
+        r = eq.run(args.model, args.input)
+        for n in r.notes:
+            print(f"note: {n}", file=out)
+        print(f"outputs: shape {r.outputs.shape}, float32", file=out)
+        if r.outputs.ndim == 2 and r.outputs.shape[1] > 1:
+            print("top-1: " + " ".join(str(int(i)) for i in r.outputs.argmax(axis=1)[:20])
+                  + (" ..." if len(r.outputs) > 20 else ""), file=out)
+        if args.output:
+            import io
+
+            import numpy as np
+
+            buf = io.BytesIO()
+            np.save(buf, r.outputs)
+            atomic_write(args.output, buf.getvalue())
+            print(f"saved -> {args.output}", file=out)
+    elif args.command == "eval":
+        if args.runs < 0:
+            raise InputError(f"--runs: expected 0 or more, found {args.runs}")
+        ev = eq.evaluate(args.model, args.data, args.reference, threads=args.threads, runs=args.runs,
+                         resize=args.resize, normalize=args.normalize, unsafe=args.unsafe, progress=progress)
+        print(report.evaluation_text(ev), file=out)
+        if args.json:
+            atomic_dir_file(args.json, report.to_json(ev))
+    elif args.command == "compare":
+        res = eq.compare(args.model, args.data, args.calibration, args.schemes, args.engines, args.samples,
+                         args.out, threads=args.threads, runs=args.runs, unsafe=args.unsafe, resize=args.resize,
+                         normalize=args.normalize, progress=progress)
+        print(report.compare_table(res), file=out)
+        print(f"\nwrote {args.out / 'compare.json'}, {args.out / 'compare.csv'} and the .tflite files", file=out)
+        return 1 if res.failed else 0
+    elif args.command == "demo":
+        res = eq.demo(args.out, epochs=args.epochs, runs=args.runs, progress=progress)
+        print(report.compare_table(res), file=out)
+        print(f"\nwrote {args.out / 'compare.json'}, {args.out / 'compare.csv'} and the .tflite files", file=out)
+        return 1 if res.failed else 0
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad usage; return it so in-process callers see it
+        return int(exc.code or 0)
+    set_verbose(args.verbose)
+    try:
+        return _run_command(args)
+    except EdgequantError as exc:
+        print(f"edgequant: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("edgequant: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,141 @@
+"""compare: build the float model and every requested variant, measure all side by side.
+
+Everything is measured in one process on the same data, and latency runs are
+interleaved across variants (see evaluate/latency.py), so the ratios in the
+table hold on a noisy machine even when absolute milliseconds drift.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgequant._util import Progress, atomic_write, no_progress
+from edgequant.data import DataLike, select_samples
+from edgequant.engines import ENGINES
+from edgequant.errors import EdgequantError, InputError
+from edgequant.evaluate import SLOW_TOLERANCE, evaluate_runners, slow_reasons
+from edgequant.graph import read_graph
+from edgequant.pipeline import DEFAULT_SAMPLES, load_checked_data, quantize, resolve_model
+from edgequant.report import write_compare_files
+from edgequant.runtime import Runner
+from edgequant.types import (CompareResult, EngineName, Evaluation, FloatModel, IOType, QuantizedModel, Scheme,
+                             Variant, parse_enum)
+
+__all__ = ["compare", "parse_schemes", "parse_engines"]
+
+
+def parse_schemes(schemes: str | Sequence[Scheme | str]) -> list[Scheme]:
+    if isinstance(schemes, str):
+        schemes = list(Scheme) if schemes == "all" else [s.strip() for s in schemes.split(",") if s.strip()]
+    out = [parse_enum(Scheme, s, "scheme") for s in schemes]
+    if not out:
+        raise InputError("--schemes: expected at least one scheme or 'all', found none")
+    return out
+
+
+def parse_engines(engines: str | Sequence[EngineName | str] | None) -> list[EngineName]:
+    if engines is None or engines == "all":
+        return list(ENGINES)
+    if isinstance(engines, str):
+        engines = [e.strip() for e in engines.split(",") if e.strip()]
+    return [parse_enum(EngineName, e, "engine") for e in engines]
+
+
+def _row(scheme: str, engine: str, io: str, path: Path | None, ev: Evaluation | None, base: Evaluation | None,
+         q: QuantizedModel | None, warnings: list[str], error: str | None = None) -> Variant:
+    size = ev.size.total_bytes if ev else None
+    acc = ev.accuracy if ev else None
+    lat = ev.latency if ev else None
+    base_lat = base.latency if base else None
+    return Variant(
+        scheme=scheme, engine=engine, io=io, path=str(path) if path else None,
+        size_bytes=size, weight_bytes=ev.size.weight_bytes if ev else None,
+        size_ratio=size / base.size.total_bytes if ev and base else None,
+        accuracy=acc,
+        accuracy_delta=(acc - base.accuracy) if acc is not None and base and base.accuracy is not None else None,
+        sqnr_db=ev.fidelity.sqnr_db if ev and ev.fidelity else None,
+        cosine=ev.fidelity.cosine if ev and ev.fidelity else None,
+        max_abs_error=ev.fidelity.max_abs_error if ev and ev.fidelity else None,
+        latency_ms_median=lat.median_ms if lat else None, latency_ms_p90=lat.p90_ms if lat else None,
+        speedup=base_lat.median_ms / lat.median_ms if lat and base_lat and lat.median_ms > 0 else None,
+        quantize_seconds=q.seconds if q else None,
+        warnings=tuple(warnings), notes=(q.notes if q else ev.notes if ev else ()), error=error)
+
+
+def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLike | None = None,
+            schemes: str | Sequence[Scheme | str] = "all", engines: str | Sequence[EngineName | str] | None = None,
+            samples: int | None = None, out_dir: str | Path | None = None, threads: int = 1, runs: int = 50,
+            warmup: int = 5, unsafe: bool = False, resize: tuple[int, int] | None = None,
+            normalize: tuple[float, float] | None = None, progress: Progress = no_progress) -> CompareResult:
+    """Float model plus every supported (scheme, engine) pair, evaluated side by side."""
+    scheme_list, engine_list = parse_schemes(schemes), parse_engines(engines)
+    floats = resolve_model(model, unsafe)
+    ds = load_checked_data(data, floats, resize, normalize)
+    global_warnings: list[str] = []
+    if calibration is None:
+        calib_ds = select_samples(ds, samples if samples is not None else DEFAULT_SAMPLES)
+        global_warnings.append("no --calibration data: calibrated on the evaluation data, which flatters int8 accuracy")
+    else:
+        calib_ds = select_samples(load_checked_data(calibration, floats, resize, normalize),
+                                  samples if samples is not None else DEFAULT_SAMPLES)
+    out = Path(out_dir) if out_dir is not None else None
+
+    variants: list[tuple[Scheme, EngineName, QuantizedModel | None, str | None]] = []
+    skipped: list[dict[str, str]] = []
+    pairs = [(s, e) for s in scheme_list for e in engine_list]
+    for i, (scheme, eng) in enumerate(pairs, start=1):
+        progress(f"quantize {scheme.value}/{eng.value}", i - 1, len(pairs))
+        if scheme not in ENGINES[eng].schemes:
+            skipped.append({"scheme": scheme.value, "engine": eng.value,
+                            "reason": f"engine {eng.value} does not support scheme {scheme.value}"})
+            continue
+        try:
+            q = quantize(floats, scheme, eng, calibration=calib_ds, samples=None, io=IOType.FLOAT)
+            variants.append((scheme, eng, q, None))
+        except EdgequantError as exc:
+            variants.append((scheme, eng, None, str(exc)))
+    progress("quantize", len(pairs), len(pairs))
+
+    built = [v for v in variants if v[2] is not None]
+    runners = [Runner(floats.tflite, threads, "float")] + [Runner(q.tflite, threads, f"{s.value}/{e.value}")
+                                                           for s, e, q, _ in built]
+    reference = runners[0].predict(ds.x)
+    evals = evaluate_runners(runners, ds, reference, runs, warmup, progress)
+    base = evals[0]
+    paths: dict[tuple[str, str], Path] = {}
+    if out is not None:
+        paths[("float", "")] = atomic_write(out / "float.tflite", floats.tflite)
+        for s, e, q, _ in built:
+            assert q is not None
+            paths[(s.value, e.value)] = atomic_write(out / f"{s.value}-{e.value}.tflite", q.tflite)
+
+    float_row = _row("float", floats.kind.value, "float", paths.get(("float", "")), base, base, None, [])
+    rows: list[Variant] = []
+    ev_by_pair = {(s, e): ev for (s, e, _, _), ev in zip(built, evals[1:])}
+    for scheme, eng, q, err in variants:
+        ev = ev_by_pair.get((scheme, eng))
+        warnings: list[str] = []
+        if ev is not None and q is not None:
+            warnings += _slow_warning(ev, base, q)
+        rows.append(_row(scheme.value, eng.value, IOType.FLOAT.value, paths.get((scheme.value, eng.value)), ev, base, q,
+                         warnings, err))
+    result = CompareResult(model=str(floats.source), data=ds.source, samples=len(ds),
+                           calibration_samples=len(calib_ds), threads=threads, latency_runs=runs,
+                           float=float_row, variants=tuple(rows), skipped=tuple(skipped),
+                           out_dir=str(out) if out else None, warnings=tuple(global_warnings))
+    if out is not None:
+        write_compare_files(result, out)
+    return result
+
+
+def _slow_warning(ev: Evaluation, base: Evaluation, q: QuantizedModel) -> list[str]:
+    if not (ev.latency and base.latency) or base.latency.median_ms <= 0:
+        return []
+    ratio = ev.latency.median_ms / base.latency.median_ms
+    if ratio < SLOW_TOLERANCE or not math.isfinite(ratio):
+        return []
+    reasons = slow_reasons(read_graph(q.tflite))
+    return [f"slower than float: {ratio:.2f}x the float latency ({ev.latency.median_ms:.3f} ms vs "
+            f"{base.latency.median_ms:.3f} ms, median of {ev.latency.runs} interleaved runs); " + reasons[0]]

@@ -1,0 +1,66 @@
+"""Stage: rewrite. The graph rewriters, behind one small Protocol and one registry.
+
+Adding an engine means writing a class with the ``Engine`` shape and listing
+it in ``ENGINES``; nothing else in the code base names engines.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from edgequant._util import Progress
+from edgequant.errors import UnsupportedError
+from edgequant.types import EngineName, FloatModel, IOType, Scheme, parse_enum
+
+__all__ = ["Engine", "ENGINES", "get_engine", "engines_for", "check_supported"]
+
+
+class Engine(Protocol):
+    """Turns a float model into a quantized .tflite for one scheme."""
+
+    name: EngineName
+    # Every scheme the engine can produce, and the model I/O types it can give
+    # a full-integer model; stated as data so the docs table and the errors
+    # come from the same place as the behaviour.
+    schemes: frozenset[Scheme]
+    io_types: frozenset[IOType]
+
+    def rewrite(self, model: FloatModel, scheme: Scheme, io: IOType,
+                calibration: np.ndarray | None, progress: Progress) -> tuple[bytes, tuple[str, ...]]:
+        """Return the quantized flatbuffer and notes stating the defaults it applied."""
+        ...
+
+
+def _registry() -> dict[EngineName, Engine]:
+    from edgequant.engines.litert import LiteRTEngine
+    from edgequant.engines.tflite_converter import TFLiteConverterEngine
+
+    return {EngineName.LITERT: LiteRTEngine(), EngineName.TFLITE_CONVERTER: TFLiteConverterEngine()}
+
+
+ENGINES: dict[EngineName, Engine] = _registry()
+
+
+def get_engine(name: EngineName | str) -> Engine:
+    """The engine registered under ``name``; unknown names list the supported ones."""
+    return ENGINES[parse_enum(EngineName, name, "engine")]
+
+
+def engines_for(scheme: Scheme) -> list[EngineName]:
+    return [name for name, eng in ENGINES.items() if scheme in eng.schemes]
+
+
+def check_supported(engine: Engine, scheme: Scheme, io: IOType) -> None:
+    """Fail with an error that names the engine that can, when this one cannot."""
+    if scheme not in engine.schemes:
+        able = engines_for(scheme)
+        hint = f"use --engine {able[0].value}" if able else "no engine supports it yet"
+        raise UnsupportedError(f"engine {engine.name.value} cannot produce scheme {scheme.value}: {hint}")
+    if io is not IOType.FLOAT:
+        if scheme is not Scheme.INT8:
+            raise UnsupportedError(f"--io {io.value} needs --scheme int8 (full integer), found --scheme {scheme.value}")
+        if io not in engine.io_types:
+            able = [n.value for n, e in ENGINES.items() if io in e.io_types]
+            raise UnsupportedError(f"engine {engine.name.value} cannot give {io.value} model I/O: use --engine {' or '.join(able)}")

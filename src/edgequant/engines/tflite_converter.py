@@ -1,0 +1,77 @@
+"""The ``tflite-converter`` engine: TensorFlow's TFLiteConverter, configured as the seeds do.
+
+It converts from the Keras or SavedModel source (the converter quantizes while
+it lowers the TensorFlow graph), so a .tflite source cannot use it. Google
+marks converter-time quantization as deprecated, but it is what most users
+know and the only route here to float16 weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from edgequant._util import Progress
+from edgequant.errors import UnsupportedError
+from edgequant.frontends.keras import run_converter
+from edgequant.types import EngineName, FloatModel, IOType, Scheme, SourceKind
+
+__all__ = ["TFLiteConverterEngine"]
+
+
+class TFLiteConverterEngine:
+    name = EngineName.TFLITE_CONVERTER
+    schemes = frozenset({Scheme.FP16, Scheme.DYNAMIC, Scheme.INT8, Scheme.INT16X8})
+    io_types = frozenset({IOType.FLOAT, IOType.INT8, IOType.UINT8})
+
+    def rewrite(self, model: FloatModel, scheme: Scheme, io: IOType,
+                calibration: np.ndarray | None, progress: Progress) -> tuple[bytes, tuple[str, ...]]:
+        if model.kind is SourceKind.TFLITE:
+            raise UnsupportedError(
+                f"engine tflite-converter needs the Keras or SavedModel source, found a .tflite "
+                f"({model.source.name}): use --engine litert")
+        notes: list[str] = []
+        total = len(calibration) if calibration is not None else 0
+
+        def representative() -> Iterator[list[np.ndarray]]:
+            assert calibration is not None
+            for i in range(total):
+                # The converter calls this generator once per sample; report as it goes.
+                if i % max(1, total // 10) == 0:
+                    progress("calibrate", i, total)
+                yield [calibration[i:i + 1]]
+            progress("calibrate", total, total)
+
+        def setup(conv: Any) -> None:
+            import tensorflow as tf
+
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            if scheme is Scheme.FP16:
+                conv.target_spec.supported_types = [tf.float16]
+                notes.append("weights stored as float16, dequantized to float32 at load on CPU")
+            elif scheme is Scheme.DYNAMIC:
+                notes.append("converter default: weight tensors under 1024 elements stay float32")
+            elif scheme is Scheme.INT8:
+                conv.representative_dataset = representative
+                notes.append("weights int8 per-channel for Conv, DepthwiseConv and Dense; activations from "
+                             f"min-max over {total} representative samples")
+                if io is IOType.FLOAT:
+                    notes.append("model I/O float (converter default); ops without an int8 kernel may stay float")
+                else:
+                    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                    dtype = tf.int8 if io is IOType.INT8 else tf.uint8
+                    conv.inference_input_type = dtype
+                    conv.inference_output_type = dtype
+                    notes.append(f"model I/O {io.value}; every op must have an int8 kernel")
+            elif scheme is Scheme.INT16X8:
+                conv.representative_dataset = representative
+                conv.target_spec.supported_ops = [
+                    tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+                notes.append(f"16-bit activations from {total} representative samples, int8 weights; model I/O float")
+            else:  # guarded by check_supported; kept so a new scheme fails loudly
+                raise UnsupportedError(f"engine tflite-converter cannot produce scheme {scheme.value}")
+
+        tflite = run_converter(model.source, model.kind, model.unsafe, setup)
+        return tflite, tuple(notes)

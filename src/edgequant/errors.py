@@ -1,0 +1,42 @@
+"""One exception tree for the whole library.
+
+Every error carries the exit code the CLI returns for it, so the CLI never has
+to guess: 2 for bad input (the user can fix it), 1 for a failed step or check.
+Messages are one line and say what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EdgequantError",
+    "InputError",
+    "UnsafeModelError",
+    "UnsupportedError",
+    "EngineError",
+]
+
+
+class EdgequantError(Exception):
+    """Base of every error edgequant raises on purpose."""
+
+    exit_code: int = 1
+
+
+class InputError(EdgequantError):
+    """A file, data set, shape, dtype or option the user gave is not usable."""
+
+    exit_code = 2
+
+
+class UnsafeModelError(InputError):
+    """A Keras model needs unsafe deserialization (for example a Lambda layer)."""
+
+
+class UnsupportedError(InputError):
+    """A scheme, engine, op or format that edgequant (or the chosen engine) cannot handle."""
+
+
+class EngineError(EdgequantError):
+    """A quantization engine failed on input that passed our checks."""
+
+    exit_code = 1

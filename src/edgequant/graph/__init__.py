@@ -1,0 +1,133 @@
+"""A thin reader over the LiteRT flatbuffer: ops, tensor dtypes and constant bytes.
+
+Everything that explains a model's size or speed without running it comes from
+here: how many bytes the weights take per dtype, which ops compute in which
+dtype, and which QUANTIZE/DEQUANTIZE ops an engine inserted.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+
+from edgequant.errors import InputError
+from edgequant.types import Record
+
+__all__ = ["OpInfo", "GraphSummary", "read_graph", "TFLITE_MAGIC"]
+
+# Bytes 4..8 of every LiteRT flatbuffer hold this file identifier.
+TFLITE_MAGIC = b"TFL3"
+
+# Ops whose weights dominate compute; used to tell hybrid (dynamic-range) and
+# weight-only graphs apart from full-integer ones.
+WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV",
+                          "BATCH_MATMUL", "CONV_3D", "UNIDIRECTIONAL_SEQUENCE_LSTM"})
+
+
+@dataclasses.dataclass(frozen=True)
+class OpInfo(Record):
+    """One operator: its type, the dtype of its first input and output, its weight dtype."""
+
+    index: int
+    op: str
+    input_dtype: str
+    output_dtype: str
+    weight_dtype: str | None
+    output_name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphSummary(Record):
+    """What the flatbuffer says, before any interpreter runs it."""
+
+    ops: tuple[OpInfo, ...]
+    weight_bytes: int
+    weight_bytes_by_dtype: dict[str, int]
+    quantized_tensors: int
+    input_dtypes: tuple[str, ...]
+    output_dtypes: tuple[str, ...]
+
+    def count(self, op: str) -> int:
+        return sum(1 for o in self.ops if o.op == op)
+
+    def op_histogram(self) -> dict[str, int]:
+        return dict(collections.Counter(o.op for o in self.ops))
+
+    def hybrid_ops(self) -> tuple[OpInfo, ...]:
+        """Weighted ops that take float activations but int weights (dynamic range)."""
+        return tuple(o for o in self.ops if o.op in WEIGHTED_OPS and o.input_dtype == "float32"
+                     and o.weight_dtype in ("int8", "int4"))
+
+    def integer_compute_ops(self) -> tuple[OpInfo, ...]:
+        return tuple(o for o in self.ops if o.op in WEIGHTED_OPS and o.input_dtype in ("int8", "int16", "uint8"))
+
+
+def _dtype_names() -> dict[int, str]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    return {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+
+
+def _op_names() -> dict[int, str]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def read_graph(tflite: bytes) -> GraphSummary:
+    """Parse a .tflite flatbuffer into a :class:`GraphSummary` (main subgraph first)."""
+    if len(tflite) < 8 or tflite[4:8] != TFLITE_MAGIC:
+        raise InputError(f"not a LiteRT flatbuffer: expected identifier 'TFL3' at byte 4, found {tflite[4:8]!r}")
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    try:
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite))
+    except Exception as exc:  # the flatbuffer library raises bare struct/index errors
+        raise InputError(f"corrupt .tflite flatbuffer: {type(exc).__name__}: {exc}") from None
+    dtypes, opnames = _dtype_names(), _op_names()
+    buffers = model.buffers or []
+
+    def buffer_len(index: int) -> int:
+        if index <= 0 or index >= len(buffers):
+            return 0
+        buf = buffers[index]
+        if buf.data is not None:
+            return len(buf.data)
+        # Models over 2 GB keep buffers outside the flatbuffer, addressed by size.
+        return int(getattr(buf, "size", 0) or 0)
+
+    by_dtype: collections.Counter[str] = collections.Counter()
+    ops: list[OpInfo] = []
+    quantized = 0
+    seen_buffers: set[int] = set()
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    for sg_index, sg in enumerate(model.subgraphs or []):
+        tensors = sg.tensors or []
+        for t in tensors:
+            q = t.quantization
+            if q is not None and q.scale is not None and len(q.scale) > 0:
+                quantized += 1
+            if t.buffer not in seen_buffers:
+                n = buffer_len(t.buffer)
+                if n:
+                    seen_buffers.add(t.buffer)
+                    by_dtype[dtypes.get(t.type, str(t.type))] += n
+        if sg_index == 0:
+            inputs = tuple(dtypes.get(tensors[i].type, "?") for i in (sg.inputs if sg.inputs is not None else []))
+            outputs = tuple(dtypes.get(tensors[i].type, "?") for i in (sg.outputs if sg.outputs is not None else []))
+
+            def dtype_of(i: int) -> str:
+                return dtypes.get(tensors[i].type, "?") if 0 <= i < len(tensors) else "none"
+
+            for idx, op in enumerate(sg.operators or []):
+                code = model.operatorCodes[op.opcodeIndex]
+                builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+                name = opnames.get(builtin, f"OP_{builtin}")
+                ins = [i for i in (op.inputs if op.inputs is not None else []) if i >= 0]
+                outs = [i for i in (op.outputs if op.outputs is not None else []) if i >= 0]
+                weight = next((dtype_of(i) for i in ins[1:2] if buffer_len(tensors[i].buffer)), None)
+                out_name = tensors[outs[0]].name.decode() if outs and tensors[outs[0]].name else ""
+                ops.append(OpInfo(idx, name, dtype_of(ins[0]) if ins else "none",
+                                  dtype_of(outs[0]) if outs else "none", weight, out_name))
+    return GraphSummary(tuple(ops), sum(by_dtype.values()), dict(by_dtype), quantized, inputs, outputs)

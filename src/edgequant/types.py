@@ -1,0 +1,266 @@
+"""The names and hand-offs shared by every stage.
+
+Stages pass frozen dataclasses, never loose dicts, so a field that one stage
+renames breaks at import time rather than in a user's JSON. Every result type
+has ``to_dict()`` giving plain JSON-ready values (enums as strings, paths as
+strings, infinities as None).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgequant.errors import UnsupportedError
+
+__all__ = [
+    "Scheme",
+    "EngineName",
+    "IOType",
+    "SourceKind",
+    "parse_enum",
+    "Record",
+    "FloatModel",
+    "Dataset",
+    "QuantizedModel",
+    "SizeInfo",
+    "Latency",
+    "Fidelity",
+    "Evaluation",
+    "Variant",
+    "CompareResult",
+]
+
+
+class Scheme(str, enum.Enum):
+    """What is stored in low precision and what the kernels compute in."""
+
+    FP16 = "fp16"
+    DYNAMIC = "dynamic"
+    INT8 = "int8"
+    INT16X8 = "int16x8"
+    WEIGHT_ONLY_INT8 = "weight-only-int8"
+    WEIGHT_ONLY_INT4 = "weight-only-int4"
+
+    @property
+    def needs_calibration(self) -> bool:
+        # Only schemes with integer activations need activation ranges.
+        return self in (Scheme.INT8, Scheme.INT16X8)
+
+
+class EngineName(str, enum.Enum):
+    """The graph rewriters edgequant can drive."""
+
+    LITERT = "litert"
+    TFLITE_CONVERTER = "tflite-converter"
+
+
+class IOType(str, enum.Enum):
+    """The dtype of a full-integer model's inputs and outputs."""
+
+    FLOAT = "float"
+    INT8 = "int8"
+    UINT8 = "uint8"
+
+
+class SourceKind(str, enum.Enum):
+    """The kind of model file a frontend loaded."""
+
+    KERAS = "keras"
+    H5 = "h5"
+    SAVED_MODEL = "saved_model"
+    TFLITE = "tflite"
+
+
+def parse_enum(enum_type: type[enum.Enum], value: Any, what: str) -> Any:
+    """Turn a user's string into an enum member, or fail listing what is supported."""
+    if isinstance(value, enum_type):
+        return value
+    try:
+        return enum_type(value)
+    except ValueError:
+        names = ", ".join(m.value for m in enum_type)  # type: ignore[attr-defined]
+        raise UnsupportedError(f"unknown {what} {value!r}: expected one of {names}") from None
+
+
+def _plain(value: Any) -> Any:
+    """Convert a value to something json.dumps accepts, without losing meaning."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (np.floating, np.integer)):
+        return _plain(value.item())
+    if isinstance(value, dict):
+        return {str(_plain(k)): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return value.to_dict() if hasattr(value, "to_dict") else dataclasses.asdict(value)
+    return value
+
+
+class Record:
+    """Mixin: ``to_dict()`` for frozen dataclasses, skipping fields marked ``json=False``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if f.metadata.get("json", True):
+                out[f.name] = _plain(getattr(self, f.name))
+        return out
+
+
+_NOJSON = {"json": False}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FloatModel(Record):
+    """A loaded model as a float .tflite, plus where it came from.
+
+    The tflite-converter engine rebuilds from ``source`` (it needs the
+    TensorFlow graph, not the flatbuffer); every other stage uses ``tflite``.
+    """
+
+    source: Path
+    kind: SourceKind
+    tflite: bytes = dataclasses.field(repr=False, metadata=_NOJSON)
+    input_shape: tuple[int, ...]
+    input_dtype: str
+    output_shape: tuple[int, ...]
+    unsafe: bool = False
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset(Record):
+    """Model inputs (batch first) and optional integer labels."""
+
+    x: np.ndarray = dataclasses.field(repr=False, metadata=_NOJSON)
+    y: np.ndarray | None = dataclasses.field(repr=False, metadata=_NOJSON)
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def has_labels(self) -> bool:
+        return self.y is not None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class QuantizedModel(Record):
+    """What an engine produced, with the defaults it applied stated as notes."""
+
+    scheme: Scheme
+    engine: EngineName
+    io: IOType
+    tflite: bytes = dataclasses.field(repr=False, metadata=_NOJSON)
+    path: Path | None
+    seconds: float
+    calibration_samples: int
+    notes: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class SizeInfo(Record):
+    """Bytes on disk, and how much of that is constant tensors (weights, biases)."""
+
+    total_bytes: int
+    weight_bytes: int
+    weight_bytes_by_dtype: dict[str, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class Latency(Record):
+    """Latency of one batch-1 inference in LiteRT, in milliseconds."""
+
+    median_ms: float
+    p90_ms: float
+    runs: int
+    warmup: int
+    threads: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Fidelity(Record):
+    """How close a model's outputs are to a reference model's on the same inputs.
+
+    ``sqnr_db`` is infinite (None in JSON) when the outputs are bit-identical.
+    """
+
+    sqnr_db: float
+    cosine: float
+    max_abs_error: float
+    samples: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation(Record):
+    """Everything ``evaluate`` measured on one model."""
+
+    path: Path | None
+    size: SizeInfo
+    input_dtype: str
+    output_dtype: str
+    samples: int
+    accuracy: float | None
+    fidelity: Fidelity | None
+    latency: Latency | None
+    notes: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant(Record):
+    """One row of a comparison; the schema is documented in docs/compare-json.md."""
+
+    scheme: str
+    engine: str
+    io: str
+    path: str | None
+    size_bytes: int | None
+    weight_bytes: int | None
+    size_ratio: float | None
+    accuracy: float | None
+    accuracy_delta: float | None
+    sqnr_db: float | None
+    cosine: float | None
+    max_abs_error: float | None
+    latency_ms_median: float | None
+    latency_ms_p90: float | None
+    speedup: float | None
+    quantize_seconds: float | None
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.scheme if self.scheme == "float" else f"{self.scheme}/{self.engine}"
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareResult(Record):
+    """The float model and every requested variant, measured in one process."""
+
+    model: str
+    data: str
+    samples: int
+    calibration_samples: int
+    threads: int
+    latency_runs: int
+    float: Variant
+    variants: tuple[Variant, ...]
+    skipped: tuple[dict[str, str], ...] = ()
+    out_dir: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> tuple[Variant, ...]:
+        return tuple(v for v in self.variants if v.error is not None)

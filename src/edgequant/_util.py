@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -62,8 +63,12 @@ def quiet() -> Iterator[list[str]]:
         logging.disable(logging.WARNING)
         os.dup2(sink.fileno(), 1)
         os.dup2(sink.fileno(), 2)
+        # Python-level print() goes to sys.stdout, which need not be fd 1 (a
+        # notebook, pytest, an embedding app): swap the objects too.
+        py_sink = io.StringIO()
         try:
-            yield captured
+            with contextlib.redirect_stdout(py_sink), contextlib.redirect_stderr(py_sink):
+                yield captured
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -74,6 +79,7 @@ def quiet() -> Iterator[list[str]]:
             logging.disable(prior_level)
             sink.seek(0)
             text = sink.read().decode("utf-8", "replace")
+            text += py_sink.getvalue()
             captured.extend(line for line in text.splitlines() if line.strip())
 
 

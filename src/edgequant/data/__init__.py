@@ -12,7 +12,7 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Union
+from typing import Union
 
 import numpy as np
 
@@ -44,7 +44,14 @@ def _load_file(path: Path, resize: tuple[int, int] | None, normalize: tuple[floa
             x, y = np.load(path, allow_pickle=False), None
         else:
             raise InputError(f"unsupported data format {suffix or '(none)'!r} for {path.name}: expected .npz, .npy or an image folder")
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            # NumPy says "pickled data" for any file whose header it cannot
+            # parse; never suggest unpickling an untrusted file.
+            raise InputError(f"cannot read {path.name}: expected a NumPy {suffix} file of numeric arrays, "
+                             "found object/pickled data or an unreadable file") from None
+        raise InputError(f"cannot read {path.name}: expected a NumPy {suffix} file, found: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise InputError(f"cannot read {path.name}: expected a NumPy {suffix} file, found: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     return Dataset(x, y, str(path))
 
@@ -116,6 +123,3 @@ def select_samples(ds: Dataset, n: int | None, seed: int = 0) -> Dataset:
     idx = np.sort(np.random.default_rng(seed).permutation(len(ds))[:n])
     return Dataset(ds.x[idx], None if ds.y is None else ds.y[idx], f"{ds.source}[{n} samples]")
 
-
-def _describe(value: Any) -> str:
-    return type(value).__name__

@@ -107,7 +107,10 @@ class LiteRTEngine:
                 if qt.need_calibration:
                     assert calibration is not None, "pipeline passes calibration data for static schemes"
                     qsvs, repaired = self._calibrate(qt, model, calibration, progress)
-                    notes.append(f"activations asymmetric per-tensor, min-max ranges from {len(calibration)} samples")
+                    # litert-quantizer merges per-sample ranges with a moving average
+                    # (smoothing 0.95), not a global min/max: rare extremes get clipped.
+                    notes.append(f"activations asymmetric per-tensor; ranges are litert-quantizer's moving "
+                                 f"average of per-sample min/max (smoothing 0.95) over {len(calibration)} samples")
                     if repaired:
                         notes.append(f"{repaired} degenerate activation ranges widened to {MIN_RANGE:g}")
                 result = qt.quantize(qsvs, enable_progress_report=False)

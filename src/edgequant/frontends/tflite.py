@@ -14,7 +14,7 @@ __all__ = ["load_tflite", "inspect_float_tflite"]
 
 def inspect_float_tflite(tflite: bytes, source: Path, kind: SourceKind, unsafe: bool = False) -> FloatModel:
     """Check ``tflite`` is a float model with one input and wrap it as a FloatModel."""
-    graph = read_graph(tflite)
+    graph = read_graph(tflite, str(source))
     if graph.quantized_tensors:
         raise InputError(
             f"expected a float model, found a quantized one in {source.name} "

@@ -74,16 +74,19 @@ def _op_names() -> dict[int, str]:
     return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 
 
-def read_graph(tflite: bytes) -> GraphSummary:
+def read_graph(tflite: bytes, what: str = "model") -> GraphSummary:
     """Parse a .tflite flatbuffer into a :class:`GraphSummary` (main subgraph first)."""
     if len(tflite) < 8 or tflite[4:8] != TFLITE_MAGIC:
-        raise InputError(f"not a LiteRT flatbuffer: expected identifier 'TFL3' at byte 4, found {tflite[4:8]!r}")
+        raise InputError(f"{what} is not a .tflite model: expected identifier 'TFL3' at byte 4, found {tflite[4:8]!r}")
     from ai_edge_litert.tools import flatbuffer_utils
 
     try:
         model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite))
     except Exception as exc:  # the flatbuffer library raises bare struct/index errors
-        raise InputError(f"corrupt .tflite flatbuffer: {type(exc).__name__}: {exc}") from None
+        # Truncated files fail deep inside the flatbuffer reader with offsets
+        # that mean nothing to a user; say what the file is and what it lacks.
+        raise InputError(f"{what} is not a loadable .tflite model: the flatbuffer is corrupt or truncated "
+                         f"({len(tflite):,} bytes; {type(exc).__name__})") from None
     dtypes, opnames = _dtype_names(), _op_names()
     buffers = model.buffers or []
 

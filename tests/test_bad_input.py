@@ -1,0 +1,369 @@
+"""Bad input through the CLI: one line on stderr, exit code 2, no output file left behind.
+
+The contract (see edgequant.errors and the CLI docstring): every bad input the
+user can fix gets ONE line on stderr, starting "edgequant: error:", that says
+what was expected and what was found; the command exits 2; and nothing is
+written to the output path (not even a partial or ``.part`` temp file in the
+output directory).
+
+Every case runs ``edgequant.cli.main`` in-process and reuses the session
+fixtures from conftest.py (the trained seed CNN and its float .tflite); the
+data files are tiny arrays written per test.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgequant.cli import main
+from edgequant.types import EngineName, Scheme
+
+SCHEME_NAMES = [s.value for s in Scheme]
+ENGINE_NAMES = [e.value for e in EngineName]
+
+GOOD_X = np.zeros((4, 28, 28, 1), np.float32)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class Ctx:
+    """Per-test workspace: an (initially empty) output directory and lazy session fixtures."""
+
+    def __init__(self, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+        self.request = request
+        self.tmp = tmp_path
+        self.inputs = tmp_path / "inputs"
+        self.inputs.mkdir()
+        self.out_dir = tmp_path / "out"
+        self.out_dir.mkdir()
+        self.outputs: list[Path] = []
+
+    # Session fixtures, requested only by the cases that need them.
+    @property
+    def float_tflite(self) -> str:
+        return str(self.request.getfixturevalue("float_tflite"))
+
+    @property
+    def keras_model(self) -> str:
+        return str(self.request.getfixturevalue("seed_cnn_path"))
+
+    @property
+    def lambda_model(self) -> str:
+        return str(self.request.getfixturevalue("lambda_keras_path"))
+
+    # Inputs.
+    def file(self, name: str, data: bytes) -> str:
+        path = self.inputs / name
+        path.write_bytes(data)
+        return str(path)
+
+    def npz(self, name: str, **arrays: np.ndarray) -> str:
+        path = self.inputs / name
+        np.savez(path, **arrays)
+        return str(path)
+
+    def npy(self, name: str, array: np.ndarray) -> str:
+        path = self.inputs / name
+        np.save(path, array)
+        return str(path)
+
+    def folder(self, name: str, files: dict[str, bytes] | None = None) -> str:
+        path = self.inputs / name
+        path.mkdir()
+        for fname, data in (files or {}).items():
+            (path / fname).write_bytes(data)
+        return str(path)
+
+    def missing(self, name: str) -> str:
+        return str(self.inputs / name)
+
+    def truncated_tflite(self) -> str:
+        return self.file("truncated.tflite", Path(self.float_tflite).read_bytes()[:1000])
+
+    def random_tflite(self) -> str:
+        return self.file("random.tflite", np.random.default_rng(0).bytes(4096))
+
+    # Outputs: every path handed to -o / --out / --json must not exist afterwards.
+    def out(self, name: str) -> str:
+        path = self.out_dir / name
+        self.outputs.append(path)
+        return str(path)
+
+
+@pytest.fixture(scope="module")
+def lambda_keras_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Keras model holding Python code (a Lambda layer), saved as .keras."""
+    import keras
+
+    inp = keras.Input((28, 28, 1))
+    x = keras.layers.Lambda(lambda t: t * 2)(inp)
+    x = keras.layers.Flatten()(x)
+    out = keras.layers.Dense(3)(x)
+    path = tmp_path_factory.mktemp("lambda") / "lambda_model.keras"
+    keras.Model(inp, out).save(path)
+    return path
+
+
+@pytest.fixture
+def ctx(request: pytest.FixtureRequest, tmp_path: Path) -> Ctx:
+    return Ctx(request, tmp_path)
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Run the CLI in-process; an escaping exception (a traceback for the user) fails the test."""
+    capsys.readouterr()  # drop anything fixtures printed
+    try:
+        code = main(argv)
+    except BaseException as exc:  # noqa: BLE001 - SystemExit included: main must return, not exit
+        pytest.fail(f"main({argv}) raised {type(exc).__name__} instead of returning 2:\n"
+                    + "".join(traceback.format_exception(exc)), pytrace=False)
+    return code, capsys.readouterr().err
+
+
+def assert_bad_input(code: int, err: str, ctx: Ctx, patterns: tuple[str, ...]) -> None:
+    lines = err.splitlines()
+    assert code == 2, f"expected exit code 2, got {code}; stderr:\n{err}"
+    assert len(lines) == 1 and lines[0].strip(), f"expected exactly one non-empty stderr line, got {len(lines)}:\n{err}"
+    line = lines[0]
+    assert line.startswith("edgequant: error:"), line
+    assert "Traceback" not in err
+    for pattern in patterns:
+        assert re.search(pattern, line, re.IGNORECASE), f"{pattern!r} not in: {line}"
+    for path in ctx.outputs:
+        assert not path.exists(), f"output {path} was left behind"
+    leftovers = sorted(p.name for p in ctx.out_dir.rglob("*"))
+    assert not leftovers, f"files left in the output directory: {leftovers}"
+
+
+# --------------------------------------------------------------------------- the cases
+
+Case = tuple[str, Callable[[Ctx], list[str]], tuple[str, ...]]
+
+CASES: list[Case] = [
+    # Missing model file.
+    ("missing-model-convert",
+     lambda c: ["convert", c.missing("nope.keras"), "-o", c.out("m.tflite")], ("not found",)),
+    ("missing-model-quantize",
+     lambda c: ["quantize", c.missing("nope.tflite"), "--scheme", "dynamic", "-o", c.out("m.tflite")],
+     ("not found",)),
+    ("missing-model-eval",
+     lambda c: ["eval", c.missing("nope.tflite"), "--json", c.out("eval.json")], ("not found",)),
+    ("missing-model-run",
+     lambda c: ["run", c.missing("nope.tflite"), "--input", c.npy("x.npy", GOOD_X), "-o", c.out("y.npy")],
+     ("not found",)),
+    # Truncated .tflite (first 1000 bytes of a real one).
+    ("truncated-tflite-convert",
+     lambda c: ["convert", c.truncated_tflite(), "-o", c.out("m.tflite")], (r"tflite", r"corrupt|not a loadable")),
+    ("truncated-tflite-eval",
+     lambda c: ["eval", c.truncated_tflite(), "--json", c.out("eval.json")], (r"tflite", r"corrupt|not a loadable")),
+    ("truncated-tflite-run",
+     lambda c: ["run", c.truncated_tflite(), "--input", c.npy("x.npy", GOOD_X), "-o", c.out("y.npy")],
+     (r"tflite", r"corrupt|not a loadable")),
+    # Random bytes named .tflite.
+    ("random-tflite-convert",
+     lambda c: ["convert", c.random_tflite(), "-o", c.out("m.tflite")], ("expected identifier 'TFL3'",)),
+    ("random-tflite-eval",
+     lambda c: ["eval", c.random_tflite(), "--json", c.out("eval.json")], ("expected identifier 'TFL3'",)),
+    ("random-tflite-run",
+     lambda c: ["run", c.random_tflite(), "--input", c.npy("x.npy", GOOD_X), "-o", c.out("y.npy")],
+     ("expected identifier 'TFL3'",)),
+    # Empty file with a .tflite suffix.
+    ("empty-tflite-convert",
+     lambda c: ["convert", c.file("empty.tflite", b""), "-o", c.out("m.tflite")], ("empty file",)),
+    ("empty-tflite-eval",
+     lambda c: ["eval", c.file("empty.tflite", b""), "--json", c.out("eval.json")], ("empty file",)),
+    ("empty-tflite-run",
+     lambda c: ["run", c.file("empty.tflite", b""), "--input", c.npy("x.npy", GOOD_X), "-o", c.out("y.npy")],
+     ("empty file",)),
+    # Unsupported extension.
+    ("onnx-convert",
+     lambda c: ["convert", c.file("model.onnx", b"junk"), "-o", c.out("m.tflite")],
+     ("unsupported model format", r"\.onnx", r"expected one of")),
+    ("pt-quantize",
+     lambda c: ["quantize", c.file("model.pt", b"junk"), "--scheme", "dynamic", "-o", c.out("m.tflite")],
+     ("unsupported model format", r"\.pt", r"expected one of")),
+    ("onnx-eval",
+     lambda c: ["eval", c.file("model.onnx", b"junk"), "--json", c.out("eval.json")],
+     (r"expected a \.tflite file", r"model\.onnx")),
+    # Unsafe Keras model without --unsafe.
+    ("lambda-keras-without-unsafe",
+     lambda c: ["convert", c.lambda_model, "-o", c.out("m.tflite")], ("--unsafe", "lambda")),
+    # NaN / Inf in calibration data.
+    ("nan-calibration",
+     lambda c: ["quantize", c.float_tflite, "--scheme", "int8", "--calibration",
+                c.npz("bad.npz", x=_with(GOOD_X, np.nan)), "-o", c.out("m.tflite")],
+     ("finite", r"\b1 NaN\b")),
+    ("inf-calibration",
+     lambda c: ["quantize", c.float_tflite, "--scheme", "int8", "--calibration",
+                c.npz("bad.npz", x=_with(GOOD_X, np.inf)), "-o", c.out("m.tflite")],
+     ("finite", r"\b1 Inf\b")),
+    # Wrong input shape.
+    ("wrong-shape-calibration",
+     lambda c: ["quantize", c.float_tflite, "--scheme", "int8", "--calibration",
+                c.npz("small.npz", x=np.zeros((10, 8, 8, 1), np.float32)), "-o", c.out("m.tflite")],
+     ("shape", r"28, 28, 1", r"\(10, 8, 8, 1\)")),
+    ("wrong-shape-eval-data",
+     lambda c: ["eval", c.float_tflite, "--data", c.npz("small.npz", x=np.zeros((10, 8, 8, 1), np.float32)),
+                "--json", c.out("eval.json")],
+     ("shape", r"28, 28, 1", r"\(10, 8, 8, 1\)")),
+    ("wrong-shape-run-input",
+     lambda c: ["run", c.float_tflite, "--input", c.npy("small.npy", np.zeros((10, 8, 8, 1), np.float32)),
+                "-o", c.out("y.npy")],
+     ("shape", r"28, 28, 1", r"\(10, 8, 8, 1\)")),
+    # Integer image data for a float model.
+    ("uint8-eval-data",
+     lambda c: ["eval", c.float_tflite, "--data", c.npz("u8.npz", x=np.zeros((4, 28, 28, 1), np.uint8)),
+                "--json", c.out("eval.json")],
+     ("expected float32", "uint8")),
+    # Empty data set.
+    ("empty-data-eval",
+     lambda c: ["eval", c.float_tflite, "--data", c.npz("empty.npz", x=np.zeros((0, 28, 28, 1), np.float32)),
+                "--json", c.out("eval.json")],
+     ("empty", r"\(0, 28, 28, 1\)")),
+    ("empty-data-calibration",
+     lambda c: ["quantize", c.float_tflite, "--scheme", "int8", "--calibration",
+                c.npz("empty.npz", x=np.zeros((0, 28, 28, 1), np.float32)), "-o", c.out("m.tflite")],
+     ("empty", r"\(0, 28, 28, 1\)")),
+    ("empty-data-run",
+     lambda c: ["run", c.float_tflite, "--input", c.npy("empty.npy", np.zeros((0, 28, 28, 1), np.float32)),
+                "-o", c.out("y.npy")],
+     ("empty", r"\(0, 28, 28, 1\)")),
+    # npz without x; corrupt npz.
+    ("npz-without-x",
+     lambda c: ["eval", c.float_tflite, "--data", c.npz("nox.npz", images=GOOD_X), "--json", c.out("eval.json")],
+     ("no array 'x'", "images")),
+    ("corrupt-npz-eval",
+     lambda c: ["eval", c.float_tflite, "--data", c.file("corrupt.npz", np.random.default_rng(1).bytes(2048)),
+                "--json", c.out("eval.json")],
+     ("cannot read", r"corrupt\.npz", r"expected a NumPy")),
+    ("truncated-npz-eval",
+     lambda c: ["eval", c.float_tflite, "--data", c.file("truncated.npz", _npz_bytes(x=GOOD_X)[:200]),
+                "--json", c.out("eval.json")],
+     ("cannot read", r"truncated\.npz", r"expected a NumPy")),
+    ("corrupt-npz-calibration",
+     lambda c: ["quantize", c.float_tflite, "--scheme", "int8", "--calibration",
+                c.file("corrupt.npz", np.random.default_rng(1).bytes(2048)), "-o", c.out("m.tflite")],
+     ("cannot read", r"corrupt\.npz", r"expected a NumPy")),
+    # Bad labels.
+    ("labels-float",
+     lambda c: ["eval", c.float_tflite, "--data", c.npz("d.npz", x=GOOD_X, y=np.zeros(4, np.float32)),
+                "--json", c.out("eval.json")],
+     ("labels", "1-D integer", "float32")),
+    ("labels-2d",
+     lambda c: ["eval", c.float_tflite, "--data", c.npz("d.npz", x=GOOD_X, y=np.zeros((4, 10), np.int64)),
+                "--json", c.out("eval.json")],
+     ("labels", "1-D integer", r"\(4, 10\)")),
+    ("labels-wrong-length",
+     lambda c: ["eval", c.float_tflite, "--data", c.npz("d.npz", x=GOOD_X, y=np.zeros(3, np.int64)),
+                "--json", c.out("eval.json")],
+     ("labels", "expected 4 labels", "found 3")),
+    # Unknown scheme / engine: the message lists the supported names.
+    ("unknown-scheme",
+     lambda c: ["quantize", c.float_tflite, "--scheme", "int3", "-o", c.out("m.tflite")],
+     ("unknown scheme", "int3", *(re.escape(s) for s in SCHEME_NAMES))),
+    ("unknown-engine",
+     lambda c: ["quantize", c.float_tflite, "--scheme", "dynamic", "--engine", "onnx", "-o", c.out("m.tflite")],
+     ("unknown engine", "onnx", *(re.escape(e) for e in ENGINE_NAMES))),
+    # A scheme the engine cannot produce: the message names the engine that can.
+    ("fp16-litert",
+     lambda c: ["quantize", c.float_tflite, "--scheme", "fp16", "--engine", "litert", "-o", c.out("m.tflite")],
+     ("cannot produce scheme fp16", "tflite-converter")),
+    ("weight-only-int8-tflite-converter",
+     lambda c: ["quantize", c.keras_model, "--scheme", "weight-only-int8", "--engine", "tflite-converter",
+                "-o", c.out("m.tflite")],
+     ("cannot produce scheme weight-only-int8", "--engine litert")),
+    ("tflite-converter-on-tflite",
+     lambda c: ["quantize", c.float_tflite, "--scheme", "dynamic", "--engine", "tflite-converter",
+                "-o", c.out("m.tflite")],
+     ("Keras or SavedModel", "--engine litert")),
+    # --io int8 with a scheme that is not full integer.
+    ("io-int8-dynamic",
+     lambda c: ["quantize", c.float_tflite, "--scheme", "dynamic", "--io", "int8", "-o", c.out("m.tflite")],
+     ("--io int8", "--scheme int8", "found --scheme dynamic")),
+    # int8 without calibration data.
+    ("int8-without-calibration",
+     lambda c: ["quantize", c.float_tflite, "--scheme", "int8", "-o", c.out("m.tflite")],
+     ("--calibration", "found none")),
+    # A folder that is not a SavedModel.
+    ("folder-not-savedmodel-convert",
+     lambda c: ["convert", c.folder("notamodel", {"readme.txt": b"hi"}), "-o", c.out("m.tflite")],
+     ("not a SavedModel", "saved_model.pb")),
+    ("folder-not-savedmodel-quantize",
+     lambda c: ["quantize", c.folder("notamodel"), "--scheme", "dynamic", "-o", c.out("m.tflite")],
+     ("not a SavedModel", "saved_model.pb")),
+    # A data folder with no images.
+    ("empty-image-folder",
+     lambda c: ["eval", c.float_tflite, "--data", c.folder("noimages", {"notes.txt": b"x"}),
+                "--json", c.out("eval.json")],
+     ("image folder", "empty", r"\.png")),
+    # --reference needs --data.
+    ("reference-without-data",
+     lambda c: ["eval", c.float_tflite, "--reference", c.float_tflite, "--json", c.out("eval.json")],
+     ("--reference", "--data", "found none")),
+]
+
+
+def _with(x: np.ndarray, value: float) -> np.ndarray:
+    """A copy of ``x`` with one bad value in sample 1."""
+    bad = x.copy()
+    bad[1, 3, 4, 0] = value
+    return bad
+
+
+def _npz_bytes(**arrays: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+# Cases that do not (yet) meet the contract: id -> reason (actual behaviour).
+XFAIL: dict[str, str] = {}
+
+
+def _params() -> list:
+    out = []
+    for case_id, build, patterns in CASES:
+        marks = [pytest.mark.xfail(strict=True, reason=XFAIL[case_id])] if case_id in XFAIL else []
+        out.append(pytest.param(build, patterns, id=case_id, marks=marks))
+    return out
+
+
+@pytest.mark.parametrize(("build", "patterns"), _params())
+def test_bad_input(build: Callable[[Ctx], list[str]], patterns: tuple[str, ...], ctx: Ctx,
+                   capsys: pytest.CaptureFixture[str]) -> None:
+    argv = build(ctx)
+    assert ctx.outputs, "every case passes an output path"
+    code, err = run_cli(argv, capsys)
+    assert_bad_input(code, err, ctx, patterns)
+
+
+def test_unsafe_keras_converts_with_unsafe(ctx: Ctx, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same Lambda model that is refused without --unsafe converts with it."""
+    out = ctx.out("lambda.tflite")
+    code, err = run_cli(["convert", ctx.lambda_model, "--unsafe", "-o", out], capsys)
+    assert code == 0, err
+    assert not err.strip(), err
+    data = Path(out).read_bytes()
+    assert data[4:8] == b"TFL3"
+    assert sorted(p.name for p in ctx.out_dir.iterdir()) == ["lambda.tflite"]  # no .part left over
+
+
+def test_compare_nan_data(ctx: Ctx, capsys: pytest.CaptureFixture[str]) -> None:
+    """compare on data with a NaN: exit 2, one line, and --out is absent or empty."""
+    out_dir = ctx.tmp / "compare-out"
+    code, err = run_cli(["compare", ctx.float_tflite, "--data", ctx.npz("nan.npz", x=_with(GOOD_X, np.nan)),
+                         "--schemes", "dynamic", "--engines", "litert", "--runs", "0", "--out", str(out_dir)],
+                        capsys)
+    lines = err.splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("edgequant: error:"), err
+    assert re.search(r"\b1 NaN\b", lines[0]) and "finite" in lines[0], lines[0]
+    assert not out_dir.exists() or not any(out_dir.iterdir()), sorted(p.name for p in out_dir.rglob("*"))

@@ -1,0 +1,80 @@
+"""The CLI end to end, in-process, as a user would run it on the demo CNN."""
+
+import csv
+import json
+
+import numpy as np
+
+from edgequant.cli import main
+from edgequant.engines import ENGINES
+
+REQUIRED = {"scheme", "engine", "path", "size_bytes", "size_ratio", "accuracy", "accuracy_delta", "sqnr_db",
+            "latency_ms_median", "latency_ms_p90", "speedup", "warnings"}
+
+
+def test_convert_quantize_run_eval(seed_cnn_path, digits, tmp_path, capsys) -> None:
+    flt = tmp_path / "float.tflite"
+    assert main(["convert", str(seed_cnn_path), "-o", str(flt)]) == 0
+    assert flt.read_bytes()[4:8] == b"TFL3"
+    # A float .tflite passes through convert after the check.
+    again = tmp_path / "again.tflite"
+    assert main(["convert", str(flt), "-o", str(again)]) == 0 and again.read_bytes() == flt.read_bytes()
+
+    q = tmp_path / "int8.tflite"
+    assert main(["quantize", str(seed_cnn_path), "--scheme", "int8", "--calibration", str(digits["calibration"]),
+                 "--samples", "50", "--io", "int8", "-o", str(q)]) == 0
+    out = capsys.readouterr().out
+    assert "int8 via litert" in out and "note:" in out
+
+    x = tmp_path / "x.npy"
+    with np.load(digits["test"]) as z:
+        np.save(x, z["x"][:5])
+    y = tmp_path / "y.npy"
+    assert main(["run", str(q), "--input", str(x), "-o", str(y)]) == 0
+    out = capsys.readouterr().out
+    assert "quantized from float" in out and "dequantized to float" in out and "top-1:" in out
+    assert np.load(y).shape == (5, 10)
+
+    js = tmp_path / "eval.json"
+    assert main(["eval", str(q), "--data", str(digits["test"]), "--reference", str(flt), "--runs", "5",
+                 "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert "top-1 accuracy" in out and "SQNR" in out and "median" in out and "1 thread" in out
+    report = json.loads(js.read_text())
+    assert report["latency"]["runs"] == 5 and report["size"]["weight_bytes"] > 0
+
+
+def test_compare_writes_json_csv_and_models(seed_cnn_path, digits, tmp_path, capsys) -> None:
+    out_dir = tmp_path / "cmp"
+    code = main(["compare", str(seed_cnn_path), "--data", str(digits["test"]), "--calibration",
+                 str(digits["calibration"]), "--samples", "50", "--schemes", "fp16,dynamic,int8",
+                 "--runs", "10", "--out", str(out_dir)])
+    assert code == 0
+    table = capsys.readouterr().out
+    for label in ("float", "fp16/tflite-converter", "dynamic/litert", "int8/litert", "int8/tflite-converter"):
+        assert label in table
+    assert "skipped fp16/litert" in table
+    data = json.loads((out_dir / "compare.json").read_text())
+    assert {"model", "float", "variants"} <= set(data)
+    assert data["float"]["scheme"] == "float" and REQUIRED <= set(data["float"])
+    assert len(data["variants"]) == 5
+    for v in data["variants"]:
+        assert REQUIRED <= set(v)
+        assert (out_dir / v["path"].split("/")[-1]).exists()
+        assert 0 < v["size_ratio"] < 0.6 and v["speedup"] > 0
+    rows = list(csv.DictReader((out_dir / "compare.csv").open()))
+    assert [r["scheme"] for r in rows][0] == "float" and len(rows) == 6
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys) -> None:
+    out_dir = tmp_path / "demo"
+    assert main(["demo", "--out", str(out_dir), "--epochs", "2", "--runs", "5"]) == 0
+    data = json.loads((out_dir / "compare.json").read_text())
+    pairs = {(v["scheme"], v["engine"]) for v in data["variants"]}
+    supported = {(s.value, e.value) for e, eng in ENGINES.items() for s in eng.schemes}
+    assert pairs == supported and ("fp16", "tflite-converter") in pairs and ("weight-only-int4", "litert") in pairs
+    assert data["float"]["accuracy"] > 0.8
+
+
+def test_usage_error_is_exit_2(capsys) -> None:
+    assert main(["quantize"]) == 2

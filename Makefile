@@ -19,8 +19,10 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/edgequant demo --out demo-out
 
+# pytest exits 5 when it collects no test: that is a failure here, not a pass.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	@$(BIN)/python -m pytest -q; code=$$?; \
+	if [ $$code -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$code
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

@@ -78,3 +78,20 @@ def test_demo_runs_end_to_end(tmp_path, capsys) -> None:
 
 def test_usage_error_is_exit_2(capsys) -> None:
     assert main(["quantize"]) == 2
+
+
+def test_compare_on_a_tflite_source_skips_the_converter(float_tflite, digits, tmp_path, capsys) -> None:
+    out_dir = tmp_path / "cmp"
+    assert main(["compare", str(float_tflite), "--data", str(digits["test"]), "--schemes", "dynamic",
+                 "--runs", "3", "--out", str(out_dir)]) == 0
+    data = json.loads((out_dir / "compare.json").read_text())
+    assert [v["engine"] for v in data["variants"]] == ["litert"]
+    assert data["skipped"][0]["engine"] == "tflite-converter" and "Keras or SavedModel" in data["skipped"][0]["reason"]
+    assert data["warnings"] == []  # dynamic needs no calibration, so no calibration warning
+
+
+def test_compare_rejects_bad_measurement_options(float_tflite, digits, tmp_path, capsys) -> None:
+    for opt in (["--runs", "-1"], ["--threads", "0"]):
+        code = main(["compare", str(float_tflite), "--data", str(digits["test"]), "--out", str(tmp_path / "o"), *opt])
+        assert code == 2 and opt[0] in capsys.readouterr().err
+        assert not (tmp_path / "o").exists()

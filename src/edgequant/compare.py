@@ -17,11 +17,12 @@ from edgequant.engines import ENGINES
 from edgequant.errors import EdgequantError, InputError
 from edgequant.evaluate import SLOW_TOLERANCE, evaluate_runners, slow_reasons
 from edgequant.graph import read_graph
-from edgequant.pipeline import DEFAULT_SAMPLES, load_checked_data, quantize, resolve_model
+from edgequant.pipeline import (DEFAULT_SAMPLES, check_measurement_options, load_checked_data, quantize,
+                                resolve_model)
 from edgequant.report import write_compare_files
 from edgequant.runtime import Runner
 from edgequant.types import (CompareResult, EngineName, Evaluation, FloatModel, IOType, QuantizedModel, Scheme,
-                             Variant, parse_enum)
+                             SourceKind, Variant, parse_enum)
 
 __all__ = ["compare", "parse_schemes", "parse_engines"]
 
@@ -71,12 +72,14 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
             normalize: tuple[float, float] | None = None, progress: Progress = no_progress) -> CompareResult:
     """Float model plus every supported (scheme, engine) pair, evaluated side by side."""
     scheme_list, engine_list = parse_schemes(schemes), parse_engines(engines)
+    check_measurement_options(threads, runs)
     floats = resolve_model(model, unsafe)
     ds = load_checked_data(data, floats, resize, normalize)
     global_warnings: list[str] = []
     if calibration is None:
         calib_ds = select_samples(ds, samples if samples is not None else DEFAULT_SAMPLES)
-        global_warnings.append("no --calibration data: calibrated on the evaluation data, which flatters int8 accuracy")
+        if any(s.needs_calibration for s in scheme_list):
+            global_warnings.append("no --calibration data: calibrated on the evaluation data, which flatters int8 accuracy")
     else:
         calib_ds = select_samples(load_checked_data(calibration, floats, resize, normalize),
                                   samples if samples is not None else DEFAULT_SAMPLES)
@@ -86,10 +89,10 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
     skipped: list[dict[str, str]] = []
     pairs = [(s, e) for s in scheme_list for e in engine_list]
     for i, (scheme, eng) in enumerate(pairs, start=1):
-        progress(f"quantize {scheme.value}/{eng.value}", i - 1, len(pairs))
-        if scheme not in ENGINES[eng].schemes:
-            skipped.append({"scheme": scheme.value, "engine": eng.value,
-                            "reason": f"engine {eng.value} does not support scheme {scheme.value}"})
+        progress("quantize", i - 1, len(pairs))
+        reason = _skip_reason(scheme, eng, floats)
+        if reason is not None:
+            skipped.append({"scheme": scheme.value, "engine": eng.value, "reason": reason})
             continue
         try:
             q = quantize(floats, scheme, eng, calibration=calib_ds, samples=None, io=IOType.FLOAT)
@@ -128,6 +131,15 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
     if out is not None:
         write_compare_files(result, out)
     return result
+
+
+def _skip_reason(scheme: Scheme, engine: EngineName, floats: FloatModel) -> str | None:
+    """Why a requested pair is not built (a fact about the pair, not a failure)."""
+    if scheme not in ENGINES[engine].schemes:
+        return f"engine {engine.value} does not support scheme {scheme.value}"
+    if engine is EngineName.TFLITE_CONVERTER and floats.kind is SourceKind.TFLITE:
+        return "engine tflite-converter needs the Keras or SavedModel source, not a .tflite"
+    return None
 
 
 def _slow_warning(ev: Evaluation, base: Evaluation, q: QuantizedModel) -> list[str]:

@@ -21,9 +21,7 @@ def demo(out_dir: str | Path = "demo-out", epochs: int = 5, runs: int = 100,
     """Train, save model and data under ``out_dir``, and run compare over every scheme and engine."""
     out = Path(out_dir)
     train, test = split_digits()
-    progress("train seed CNN", 0, 1)
-    model_path = train_seed_cnn(train, out / "seed_cnn.keras", epochs=epochs)
-    progress("train seed CNN", 1, 1)
+    model_path = train_seed_cnn(train, out / "seed_cnn.keras", epochs=epochs, progress=progress)
     # Keep the data next to the model so every edgequant command can be re-run on it by hand.
     atomic_npz(out / "digits_test.npz", x=test.x, y=test.y)
     atomic_npz(out / "digits_calibration.npz", x=train.x)

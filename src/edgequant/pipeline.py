@@ -42,6 +42,13 @@ class RunResult(Record):
     notes: tuple[str, ...] = ()
 
 
+def check_measurement_options(threads: int, runs: int) -> None:
+    if threads < 1:
+        raise InputError(f"--threads: expected a positive number, found {threads}")
+    if runs < 0:
+        raise InputError(f"--runs: expected 0 or more, found {runs}")
+
+
 def resolve_model(model: FloatModel | str | Path, unsafe: bool = False) -> FloatModel:
     return model if isinstance(model, FloatModel) else load_model(model, unsafe=unsafe)
 
@@ -78,6 +85,8 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str, engine: Engin
         ds = select_samples(load_checked_data(calibration, floats, resize, normalize),
                             samples if samples is not None else DEFAULT_SAMPLES)
         calib, n_calib = ds.x, len(ds)
+    ignored = [] if scheme.needs_calibration or calibration is None else [
+        f"calibration data not used: scheme {scheme.value} has float activations and needs no ranges"]
     progress("quantize", 0, 1)
     start = time.perf_counter()
     tflite, notes = eng.rewrite(floats, scheme, io, calib, progress)
@@ -91,7 +100,7 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str, engine: Engin
     progress("quantize", 1, 1)
     path = atomic_write(Path(output), tflite) if output is not None else None
     return QuantizedModel(scheme=scheme, engine=eng.name, io=io, tflite=tflite, path=path, seconds=seconds,
-                          calibration_samples=n_calib, notes=notes + runner.io_notes())
+                          calibration_samples=n_calib, notes=notes + tuple(ignored) + runner.io_notes())
 
 
 def run(model: str | Path | bytes, x: DataLike) -> RunResult:
@@ -121,8 +130,7 @@ def evaluate(model: str | Path | bytes, data: DataLike | None = None, reference:
              normalize: tuple[float, float] | None = None, unsafe: bool = False,
              progress: Progress = no_progress) -> Evaluation:
     """Size, top-1 (with labels), fidelity to ``reference`` and batch-1 latency of one .tflite model."""
-    if threads < 1:
-        raise InputError(f"--threads: expected a positive number, found {threads}")
+    check_measurement_options(threads, runs)
     tflite = model if isinstance(model, bytes) else _read_tflite(Path(model))
     runner = Runner(tflite, threads=threads, what=str(model) if not isinstance(model, bytes) else "model")
     shape = tuple(runner._in.get("shape_signature", runner.input_shape))

@@ -192,7 +192,8 @@ class Latency(Record):
 class Fidelity(Record):
     """How close a model's outputs are to a reference model's on the same inputs.
 
-    ``sqnr_db`` is infinite (None in JSON) when the outputs are bit-identical.
+    ``sqnr_db`` is +inf when the outputs are bit-identical and -inf when the
+    reference is all zeros but the outputs are not; both are None in JSON.
     """
 
     sqnr_db: float

@@ -7,13 +7,14 @@ becomes one line on stderr; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from edgequant._util import atomic_dir_file, atomic_write, set_verbose
 from edgequant.cli.progress import make_progress
-from edgequant.errors import EdgequantError, InputError
+from edgequant.errors import EdgequantError
 from edgequant.types import EngineName, IOType, Scheme
 
 __all__ = ["main", "build_parser"]
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="one inference in LiteRT, integer I/O handled")
     p.add_argument("model", type=Path)
-    p.add_argument("--input", type=Path, required=True, help=".npy or .npz (array x) of inputs, batch first")
+    p.add_argument("--input", type=Path, required=True, help=".npy, .npz (array x) or image folder of inputs, batch first")
     p.add_argument("-o", "--output", type=Path, help="save the float outputs as .npy")
 
     p = sub.add_parser("eval", help="size, accuracy, fidelity and latency of a .tflite model")
@@ -126,8 +127,6 @@ def _run_command(args: argparse.Namespace) -> int:
             atomic_write(args.output, buf.getvalue())
             print(f"saved -> {args.output}", file=out)
     elif args.command == "eval":
-        if args.runs < 0:
-            raise InputError(f"--runs: expected 0 or more, found {args.runs}")
         ev = eq.evaluate(args.model, args.data, args.reference, threads=args.threads, runs=args.runs,
                          resize=args.resize, normalize=args.normalize, unsafe=args.unsafe, progress=progress)
         print(report.evaluation_text(ev), file=out)
@@ -154,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on bad usage; return it so in-process callers see it
         return int(exc.code or 0)
-    set_verbose(args.verbose)
+    set_verbose(args.verbose or os.environ.get("EDGEQUANT_VERBOSE", "") not in ("", "0"))
     try:
         return _run_command(args)
     except EdgequantError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -12,8 +13,14 @@ __all__ = ["make_progress"]
 
 def make_progress(stream: Any = None) -> Progress:
     """A progress callback drawing one tqdm bar per step on a TTY, else a no-op."""
-    stream = stream or sys.stderr
-    if not getattr(stream, "isatty", lambda: False)():
+    if stream is None:
+        if not sys.stderr.isatty():
+            return no_progress
+        # The library silences third-party output by pointing fd 2 elsewhere
+        # while it works, and progress is reported from inside those blocks:
+        # draw on a private duplicate of the terminal's descriptor instead.
+        stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
+    elif not getattr(stream, "isatty", lambda: False)():
         return no_progress
     from tqdm import tqdm
 
@@ -24,7 +31,7 @@ def make_progress(stream: Any = None) -> Progress:
         if bar is None or bar.total != total:
             if bar is not None:
                 bar.close()
-            bar = bars[step] = tqdm(total=total, desc=step, file=stream, leave=False, dynamic_ncols=True)
+            bar = bars[step] = tqdm(total=total, desc=step, file=stream, leave=False)
         bar.n = done
         bar.refresh()
         if done >= total:

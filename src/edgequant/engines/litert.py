@@ -109,7 +109,8 @@ class LiteRTEngine:
                     qsvs, repaired = self._calibrate(qt, model, calibration, progress)
                     # litert-quantizer merges per-sample ranges with a moving average
                     # (smoothing 0.95), not a global min/max: rare extremes get clipped.
-                    notes.append(f"activations asymmetric per-tensor; ranges are litert-quantizer's moving "
+                    sym = "symmetric" if scheme is Scheme.INT16X8 else "asymmetric"
+                    notes.append(f"activations {sym} per-tensor; ranges are litert-quantizer's moving "
                                  f"average of per-sample min/max (smoothing 0.95) over {len(calibration)} samples")
                     if repaired:
                         notes.append(f"{repaired} degenerate activation ranges widened to {MIN_RANGE:g}")

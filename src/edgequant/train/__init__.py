@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgequant._util import atomic_write, quiet, quiet_tensorflow
+from edgequant._util import Progress, atomic_write, no_progress, quiet, quiet_tensorflow
 from edgequant.types import Dataset
 
 __all__ = ["digits_28x28", "split_digits", "seed_cnn", "train_seed_cnn", "TEST_FRACTION"]
@@ -56,7 +56,8 @@ def seed_cnn():  # -> keras.Model; untyped so importing this module needs no Ten
     ], name="seed_cnn")
 
 
-def train_seed_cnn(train: Dataset, path: Path, epochs: int = 5, seed: int = 0) -> Path:
+def train_seed_cnn(train: Dataset, path: Path, epochs: int = 5, seed: int = 0,
+                   progress: Progress = no_progress) -> Path:
     """Train the seed CNN (Adam, sparse cross-entropy, as seed 000) and save it as .keras atomically."""
     quiet_tensorflow()
     with quiet():
@@ -65,7 +66,9 @@ def train_seed_cnn(train: Dataset, path: Path, epochs: int = 5, seed: int = 0) -
         keras.utils.set_random_seed(seed)
         model = seed_cnn()
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-        model.fit(train.x, train.y, epochs=epochs, batch_size=32, verbose=0)
+        report = keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: progress("train seed CNN", epoch + 1, epochs))
+        model.fit(train.x, train.y, epochs=epochs, batch_size=32, verbose=0, callbacks=[report])
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.part.keras")

@@ -287,7 +287,7 @@ CASES: list[Case] = [
     # --io int8 with a scheme that is not full integer.
     ("io-int8-dynamic",
      lambda c: ["quantize", c.float_tflite, "--scheme", "dynamic", "--io", "int8", "-o", c.out("m.tflite")],
-     ("--io int8", "--scheme int8", "found --scheme dynamic")),
+     ("--io int8", r"full-integer scheme \(int8 or w4a8\)", "found --scheme dynamic")),
     # int8 without calibration data.
     ("int8-without-calibration",
      lambda c: ["quantize", c.float_tflite, "--scheme", "int8", "-o", c.out("m.tflite")],

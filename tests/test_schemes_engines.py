@@ -21,7 +21,7 @@ from edgequant.types import EngineName, IOType, Scheme
 PAIRS = [(s, e) for e, eng in ENGINES.items() for s in Scheme if s in eng.schemes]
 SIZE_BOUNDS = {Scheme.FP16: (0.45, 0.55), Scheme.DYNAMIC: (0.0, 0.30), Scheme.INT8: (0.0, 0.30),
                Scheme.INT16X8: (0.0, 0.30), Scheme.WEIGHT_ONLY_INT8: (0.0, 0.30),
-               Scheme.WEIGHT_ONLY_INT4: (0.0, 0.16)}
+               Scheme.WEIGHT_ONLY_INT4: (0.0, 0.16), Scheme.W4A8: (0.0, 0.16)}
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +58,7 @@ def test_pair_loads_runs_and_meets_size_and_accuracy(scheme: Scheme, engine: Eng
     lo, hi = SIZE_BOUNDS[scheme]
     assert lo <= ratio <= hi, f"size ratio {ratio:.3f} outside [{lo}, {hi}]"
     acc = top1(out, y)
-    if scheme is Scheme.INT8:
+    if scheme in (Scheme.INT8, Scheme.W4A8):
         assert abs(acc - float_top1) <= 0.02, f"int8 top-1 {acc:.4f} vs float {float_top1:.4f}"
     else:
         # Not a stated bar for the other schemes; a collapse would still be a bug.

@@ -46,11 +46,12 @@ class Scheme(str, enum.Enum):
     INT16X8 = "int16x8"
     WEIGHT_ONLY_INT8 = "weight-only-int8"
     WEIGHT_ONLY_INT4 = "weight-only-int4"
+    W4A8 = "w4a8"
 
     @property
     def needs_calibration(self) -> bool:
         # Only schemes with integer activations need activation ranges.
-        return self in (Scheme.INT8, Scheme.INT16X8)
+        return self in (Scheme.INT8, Scheme.INT16X8, Scheme.W4A8)
 
 
 class EngineName(str, enum.Enum):

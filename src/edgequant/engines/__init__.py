@@ -33,6 +33,10 @@ class Engine(Protocol):
         ...
 
 
+# Schemes whose model can have integer inputs and outputs.
+FULL_INTEGER = (Scheme.INT8, Scheme.W4A8)
+
+
 def _registry() -> dict[EngineName, Engine]:
     from edgequant.engines.litert import LiteRTEngine
     from edgequant.engines.tflite_converter import TFLiteConverterEngine
@@ -59,8 +63,9 @@ def check_supported(engine: Engine, scheme: Scheme, io: IOType) -> None:
         hint = f"use --engine {able[0].value}" if able else "no engine supports it yet"
         raise UnsupportedError(f"engine {engine.name.value} cannot produce scheme {scheme.value}: {hint}")
     if io is not IOType.FLOAT:
-        if scheme is not Scheme.INT8:
-            raise UnsupportedError(f"--io {io.value} needs --scheme int8 (full integer), found --scheme {scheme.value}")
+        if scheme not in FULL_INTEGER:
+            names = " or ".join(s.value for s in FULL_INTEGER)
+            raise UnsupportedError(f"--io {io.value} needs a full-integer scheme ({names}), found --scheme {scheme.value}")
         if io not in engine.io_types:
             able = [n.value for n, e in ENGINES.items() if io in e.io_types]
             raise UnsupportedError(f"engine {engine.name.value} cannot give {io.value} model I/O: use --engine {' or '.join(able)}")

@@ -25,6 +25,9 @@ MIN_RANGE = 1e-6
 
 _CALIBRATION_CHUNKS = 10
 
+# Ops that take int4 weights with int8 activations in litert-quantizer 0.11.
+W4A8_OPS = ("FULLY_CONNECTED", "CONV_2D")
+
 
 def _recipe(scheme: Scheme, io: IOType) -> list[dict[str, Any]]:
     from litert_quantizer import recipe
@@ -36,8 +39,18 @@ def _recipe(scheme: Scheme, io: IOType) -> list[dict[str, Any]]:
         Scheme.INT8: recipe.static_wi8_ai8,
         Scheme.INT16X8: recipe.static_wi8_ai16,
     }
-    rules = list(builders[scheme]())
-    if scheme in (Scheme.INT8, Scheme.INT16X8):
+    if scheme is Scheme.W4A8:
+        # Everything int8, then 4-bit weights where litert-quantizer's policy
+        # allows them with int8 activations (its static_wi4_ai8 op list).
+        rules = list(recipe.static_wi8_ai8())
+        for op in W4A8_OPS:
+            rule = copy.deepcopy(rules[0])
+            rule["operation"] = op
+            rule["op_config"]["weight_tensor_config"]["num_bits"] = 4
+            rules.append(rule)
+    else:
+        rules = list(builders[scheme]())
+    if scheme.needs_calibration:
         if io is IOType.FLOAT:
             edge = {"algorithm_key": "no_quantize", "op_config": {"compute_precision": "FLOAT"}}
         elif io is IOType.UINT8:
@@ -73,7 +86,7 @@ def _repair_ranges(qsvs: dict[str, Any]) -> int:
 
 class LiteRTEngine:
     name = EngineName.LITERT
-    schemes = frozenset({Scheme.DYNAMIC, Scheme.INT8, Scheme.INT16X8,
+    schemes = frozenset({Scheme.DYNAMIC, Scheme.INT8, Scheme.INT16X8, Scheme.W4A8,
                          Scheme.WEIGHT_ONLY_INT8, Scheme.WEIGHT_ONLY_INT4})
     io_types = frozenset({IOType.FLOAT, IOType.INT8, IOType.UINT8})
 
@@ -99,7 +112,9 @@ class LiteRTEngine:
                 calibration: np.ndarray | None, progress: Progress) -> tuple[bytes, tuple[str, ...]]:
         from litert_quantizer import quantizer
 
-        notes = ["litert-quantizer " + _version() + f": weights symmetric per-channel int{4 if scheme is Scheme.WEIGHT_ONLY_INT4 else 8}"]
+        bits = "int4 for " + " and ".join(W4A8_OPS) + ", int8 elsewhere" if scheme is Scheme.W4A8 else \
+            f"int{4 if scheme is Scheme.WEIGHT_ONLY_INT4 else 8}"
+        notes = [f"litert-quantizer {_version()}: weights symmetric per-channel {bits}"]
         try:
             with quiet() as captured:
                 qt = quantizer.Quantizer(bytearray(model.tflite), _recipe(scheme, io))
@@ -118,7 +133,7 @@ class LiteRTEngine:
         except Exception as exc:
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
             raise EngineError(f"litert-quantizer failed on scheme {scheme.value}: {last_error_line(captured, first)}") from None
-        if scheme in (Scheme.INT8, Scheme.INT16X8):
+        if scheme.needs_calibration:
             notes.append(f"model I/O {io.value}" + (" (QUANTIZE after the input, DEQUANTIZE before the output)" if io is IOType.FLOAT else ""))
         if scheme is Scheme.WEIGHT_ONLY_INT4:
             notes.append("int4 weights are per-channel: litert-quantizer allows blockwise int4 only for dynamic recipes")

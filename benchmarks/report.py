@@ -1,0 +1,73 @@
+"""Render a benchmark result as Markdown: the one-screen summary first, then every cell."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["summary_text", "markdown"]
+
+
+def _num(v: float | None, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def summary_text(result: dict[str, Any]) -> str:
+    """Per scheme: which method had the best accuracy delta and SQNR, on how many models."""
+    lines = []
+    for scheme, s in result["summary"].items():
+        n = s["models"]
+        acc = ", ".join(f"{m} {k}/{n}" for m, k in s["best_accuracy_delta"].items())
+        sq = ", ".join(f"{m} {k}/{n}" for m, k in s["best_sqnr"].items())
+        lines.append(f"{scheme:8s} best accuracy delta: {acc}  |  best SQNR: {sq}")
+    return "\n".join(lines)
+
+
+def markdown(result: dict[str, Any], command: str) -> str:
+    meta = result["meta"]
+    v = meta["versions"]
+    out = [
+        "# edgequant benchmark",
+        "",
+        f"Run {meta['date']} on {meta['machine']}, Python {meta['python']}; tensorflow-cpu {v['tensorflow-cpu']}, "
+        f"ai-edge-litert {v['ai-edge-litert']}, litert-quantizer {v['litert-quantizer']}, keras {v['keras']}. "
+        f"Took {meta['seconds']} s.",
+        "",
+        f"Reproduce: `{command}`",
+        "",
+        "Every model is quantized by each method and evaluated in LiteRT in one process, on the same held-out "
+        f"data and the same {meta['calibration_samples']} calibration samples. Latency ratio = method's median / "
+        f"float median over {meta['latency_runs']} interleaved batch-1 runs, {meta['threads']} thread (lower is "
+        "faster; ratios are comparable within a model, absolute times drift on a shared machine). Quantize time "
+        "is wall time from the .keras file to the quantized .tflite (TensorFlow conversion included for every "
+        "method). SQNR is of the model's outputs against the float .tflite's.",
+        "",
+        "Methods: `tf-converter` = TFLiteConverter post-training quantization as the seeds call it (float model "
+        "I/O); `litert-quantizer` = LiteRT Quantizer with its default recipe (integer model I/O for static "
+        "schemes); `edgequant` = `edgequant.quantize` with its default engine for the scheme.",
+        "",
+        "## Summary",
+        "",
+        "```",
+        summary_text(result),
+        "```",
+        "",
+        "## Float models",
+        "",
+        "| model | description | float size | top-1 | latency ms | test samples |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for m in result["models"]:
+        out.append(f"| {m['name']} | {m['description']} | {m['size_bytes']:,} | {m['accuracy'] * 100:.2f}% | "
+                   f"{_num(m['latency_ms'], '.3f')} | {m['test_samples']} |")
+    out += ["", "## Every cell", "",
+            "| model | scheme | method | top-1 | Δ pt | SQNR dB | size ratio | latency ratio | quantize s | note |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for c in result["cells"]:
+        if c["status"] != "ok":
+            out.append(f"| {c['model']} | {c['scheme']} | {c['method']} | {c['status']} | | | | | | "
+                       f"{c['reason'].replace('|', '/')} |")
+            continue
+        out.append(f"| {c['model']} | {c['scheme']} | {c['method']} | {c['accuracy'] * 100:.2f}% | "
+                   f"{c['accuracy_delta'] * 100:+.2f} | {_num(c['sqnr_db'], '.1f')} | {c['size_ratio']:.3f} | "
+                   f"{_num(c['latency_ratio'], '.2f')} | {c['quantize_seconds']:.2f} | |")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,160 @@
+"""One benchmark run: every zoo model x scheme x method, evaluated side by side in one process.
+
+For each model, every cell is built first, then all of them (and the float
+model) are evaluated together: the same held-out data, the same float
+reference outputs, and latency runs interleaved across all variants of the
+model, so a burst of machine load hits every method alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+import platform
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import zoo
+from benchmarks.methods import METHODS, SCHEMES, NotApplicable
+from edgequant.data import select_samples
+from edgequant.evaluate import fidelity, measure_interleaved, top1
+from edgequant.runtime import Runner
+from edgequant.types import Dataset
+
+__all__ = ["Cell", "run_benchmark", "summarize", "QUICK_MODELS", "QUICK_SCHEMES", "CALIBRATION_SAMPLES"]
+
+QUICK_MODELS = ("seed_mlp", "seed_cnn", "outlier_mlp")
+QUICK_SCHEMES = ("dynamic", "int8")
+CALIBRATION_SAMPLES = 200
+
+Log = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One (model, scheme, method) result. status: ok, n/a (cannot do it) or error (crashed)."""
+
+    model: str
+    scheme: str
+    method: str
+    status: str
+    reason: str | None = None
+    accuracy: float | None = None
+    accuracy_delta: float | None = None
+    sqnr_db: float | None = None
+    size_ratio: float | None = None
+    latency_ratio: float | None = None
+    quantize_seconds: float | None = None
+
+
+def _finite(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else v
+
+
+def _bench_model(name: str, schemes: Sequence[str], methods: Sequence[str], runs: int, cache: Path,
+                 log: Log) -> tuple[dict[str, Any], list[Cell]]:
+    import edgequant
+
+    zm = zoo.load(name, cache)
+    with np.load(zm.test_path) as z:
+        test = Dataset(z["x"].astype(np.float32), z["y"], str(zm.test_path))
+    with np.load(zm.calibration_path) as z:
+        calib = select_samples(Dataset(z["x"].astype(np.float32), None, "calibration"), CALIBRATION_SAMPLES).x
+    float_tflite = edgequant.convert(zm.keras_path).tflite
+    built: list[tuple[str, str, bytes, float]] = []
+    cells: list[Cell] = []
+    for scheme in schemes:
+        for method in methods:
+            start = time.perf_counter()
+            try:
+                tflite = METHODS[method].build(zm.keras_path, scheme, calib)
+                Runner(tflite).predict(test.x[:1])  # must load and run, or it is an error cell
+                built.append((scheme, method, tflite, time.perf_counter() - start))
+            except NotApplicable as exc:
+                cells.append(Cell(name, scheme, method, "n/a", str(exc)))
+            except Exception as exc:  # a peer crashing on a model is itself a finding: record it
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:240]
+                cells.append(Cell(name, scheme, method, "error", f"{type(exc).__name__}: {first}"))
+                log(f"  {name}/{scheme}/{method}: error: {first}\n{traceback.format_exc(limit=2)}")
+    runners = [Runner(float_tflite, 1, "float")] + [Runner(t, 1, f"{s}/{m}") for s, m, t, _ in built]
+    outputs = [r.predict(test.x) for r in runners]
+    lat = measure_interleaved(runners, test.x, runs=runs, warmup=5) if runs > 0 else [None] * len(runners)
+    ref, base_acc = outputs[0], top1(outputs[0], test.y)
+    for (scheme, method, tflite, secs), out, latency in zip(built, outputs[1:], lat[1:]):
+        acc = top1(out, test.y)
+        ratio = latency.median_ms / lat[0].median_ms if latency is not None and lat[0] is not None else None
+        cells.append(Cell(name, scheme, method, "ok", None, acc, acc - base_acc, _finite(fidelity(out, ref).sqnr_db),
+                          len(tflite) / len(float_tflite), ratio, secs))
+    float_info = {"name": name, "description": zm.description, "size_bytes": len(float_tflite),
+                  "accuracy": base_acc, "latency_ms": lat[0].median_ms if lat[0] is not None else None,
+                  "test_samples": len(test), "train_seconds": zm.train_seconds}
+    order = {(s, m): i for i, (s, m) in enumerate((s, m) for s in schemes for m in methods)}
+    return float_info, sorted(cells, key=lambda c: order[(c.scheme, c.method)])
+
+
+def summarize(cells: Sequence[Cell], schemes: Sequence[str], methods: Sequence[str]) -> dict[str, Any]:
+    """Per scheme: on how many models each method had the best accuracy delta, and the best SQNR.
+
+    Ties count for every tied method (accuracy deltas are exact sample counts;
+    SQNR ties within 0.05 dB).
+    """
+    out: dict[str, Any] = {}
+    for scheme in schemes:
+        best_acc = {m: 0 for m in methods}
+        best_sqnr = {m: 0 for m in methods}
+        models = sorted({c.model for c in cells if c.scheme == scheme})
+        for model in models:
+            ok = [c for c in cells if c.model == model and c.scheme == scheme and c.status == "ok"]
+            if not ok:
+                continue
+            top = max(c.accuracy_delta for c in ok)
+            for c in ok:
+                if abs(c.accuracy_delta - top) < 1e-9:
+                    best_acc[c.method] += 1
+            with_sqnr = [c for c in ok if c.sqnr_db is not None]
+            if with_sqnr:
+                top_s = max(c.sqnr_db for c in with_sqnr)
+                for c in with_sqnr:
+                    if top_s - c.sqnr_db <= 0.05:
+                        best_sqnr[c.method] += 1
+        out[scheme] = {"models": len(models), "best_accuracy_delta": best_acc, "best_sqnr": best_sqnr}
+    return out
+
+
+def run_benchmark(models: Sequence[str], schemes: Sequence[str], methods: Sequence[str], runs: int,
+                  cache: Path, log: Log = lambda s: None) -> dict[str, Any]:
+    """Run every cell and return the JSON-ready result (meta, models, cells, summary)."""
+    for s in schemes:
+        if s not in SCHEMES:
+            raise KeyError(f"unknown scheme {s!r}: expected one of {', '.join(SCHEMES)}")
+    for m in methods:
+        if m not in METHODS:
+            raise KeyError(f"unknown method {m!r}: expected one of {', '.join(METHODS)}")
+    started = time.perf_counter()
+    floats, cells = [], []
+    for i, name in enumerate(models, start=1):
+        log(f"[{i}/{len(models)}] {name}")
+        info, model_cells = _bench_model(name, schemes, methods, runs, cache, log)
+        floats.append(info)
+        cells.extend(model_cells)
+    meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{platform.machine()}, {platform.system()}, {_cores()} cores",
+            "python": platform.python_version(),
+            "versions": {p: version(p) for p in ("tensorflow-cpu", "ai-edge-litert", "litert-quantizer", "keras")},
+            "latency_runs": runs, "threads": 1, "batch": 1, "calibration_samples": CALIBRATION_SAMPLES,
+            "seconds": round(time.perf_counter() - started, 1)}
+    return {"meta": meta, "models": floats, "schemes": list(schemes), "methods": list(methods),
+            "cells": [dataclasses.asdict(c) for c in cells], "summary": summarize(cells, schemes, methods)}
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -1,0 +1,60 @@
+"""benchmarks: the --quick run produces a complete, well-formed result (shape, not timings)."""
+
+import json
+
+import pytest
+
+from benchmarks.__main__ import main
+from benchmarks.methods import METHODS, NotApplicable, get_method
+from benchmarks.run import QUICK_MODELS, QUICK_SCHEMES, Cell, summarize
+
+
+def test_quick_run_has_every_cell(tmp_path, capsys) -> None:
+    out = tmp_path / "results"
+    assert main(["--quick", "--runs", "3", "--out", str(out), "--cache", str(tmp_path / "cache")]) == 0
+    result = json.loads((out / "quick.json").read_text())
+    assert [m["name"] for m in result["models"]] == list(QUICK_MODELS)
+    cells = result["cells"]
+    assert len(cells) == len(QUICK_MODELS) * len(QUICK_SCHEMES) * len(METHODS)
+    keys = {(c["model"], c["scheme"], c["method"]) for c in cells}
+    assert keys == {(m, s, k) for m in QUICK_MODELS for s in QUICK_SCHEMES for k in METHODS}
+    for c in cells:
+        assert c["status"] in ("ok", "n/a", "error")
+        if c["status"] == "ok":
+            assert 0 <= c["accuracy"] <= 1 and 0 < c["size_ratio"] < 1 and c["latency_ratio"] > 0
+            assert c["quantize_seconds"] > 0
+        else:
+            assert c["reason"]
+    # dynamic and int8 are within every method's reach on these models.
+    assert all(c["status"] == "ok" for c in cells)
+    for scheme in QUICK_SCHEMES:
+        s = result["summary"][scheme]
+        assert s["models"] == len(QUICK_MODELS) and set(s["best_sqnr"]) == set(METHODS)
+        assert sum(s["best_accuracy_delta"].values()) >= len(QUICK_MODELS)  # at least one winner per model
+    md = (out / "quick.md").read_text()
+    # one row in the float-models table, one per (scheme, method) cell
+    assert "## Summary" in md and md.count("| seed_cnn |") == 1 + len(QUICK_SCHEMES) * len(METHODS)
+    assert "best accuracy delta" in capsys.readouterr().out
+
+
+def test_peers_say_what_they_cannot_do(tmp_path) -> None:
+    with pytest.raises(NotApplicable, match="4-bit"):
+        get_method("tf-converter").build(tmp_path / "m.keras", "w4a8", None)
+    with pytest.raises(NotApplicable, match="float16"):
+        get_method("litert-quantizer").build(tmp_path / "m.keras", "fp16", None)
+    with pytest.raises(KeyError, match="edgequant"):
+        get_method("onnxruntime")
+
+
+def test_summary_counts_ties_for_every_tied_method() -> None:
+    cells = [Cell("m", "int8", "a", "ok", accuracy_delta=0.0, sqnr_db=30.0),
+             Cell("m", "int8", "b", "ok", accuracy_delta=0.0, sqnr_db=30.02),
+             Cell("m", "int8", "c", "error", reason="boom")]
+    s = summarize(cells, ["int8"], ["a", "b", "c"])["int8"]
+    assert s["best_accuracy_delta"] == {"a": 1, "b": 1, "c": 0}
+    assert s["best_sqnr"] == {"a": 1, "b": 1, "c": 0}
+
+
+def test_unknown_scheme_is_exit_2(tmp_path, capsys) -> None:
+    assert main(["--schemes", "int3", "--models", "seed_mlp", "--out", str(tmp_path)]) == 2
+    assert "expected one of" in capsys.readouterr().err

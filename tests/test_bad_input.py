@@ -291,7 +291,7 @@ CASES: list[Case] = [
     # int8 without calibration data.
     ("int8-without-calibration",
      lambda c: ["quantize", c.float_tflite, "--scheme", "int8", "-o", c.out("m.tflite")],
-     ("--calibration", "found none")),
+     ("--calibration", "--stats", "found neither")),
     # A folder that is not a SavedModel.
     ("folder-not-savedmodel-convert",
      lambda c: ["convert", c.folder("notamodel", {"readme.txt": b"hi"}), "-o", c.out("m.tflite")],

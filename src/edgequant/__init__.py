@@ -8,14 +8,15 @@ subclasses and never prints.
 from edgequant.compare import compare
 from edgequant.demo import demo
 from edgequant.errors import EdgequantError, EngineError, InputError, UnsafeModelError, UnsupportedError
-from edgequant.pipeline import RunResult, convert, evaluate, quantize, run
+from edgequant.calibrate import CalibrationStats
+from edgequant.pipeline import RunResult, calibrate, convert, evaluate, quantize, run
 from edgequant.types import (CompareResult, Dataset, EngineName, Evaluation, Fidelity, FloatModel, IOType, Latency,
                              QuantizedModel, Scheme, SizeInfo, Variant)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "convert", "quantize", "run", "evaluate", "compare", "demo",
+    "convert", "calibrate", "quantize", "run", "evaluate", "compare", "demo", "CalibrationStats",
     "Scheme", "EngineName", "IOType",
     "FloatModel", "Dataset", "QuantizedModel", "RunResult", "Evaluation", "SizeInfo", "Fidelity", "Latency",
     "Variant", "CompareResult",

@@ -69,7 +69,8 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
             schemes: str | Sequence[Scheme | str] = "all", engines: str | Sequence[EngineName | str] | None = None,
             samples: int | None = None, out_dir: str | Path | None = None, threads: int = 1, runs: int = 50,
             warmup: int = 5, unsafe: bool = False, resize: tuple[int, int] | None = None,
-            normalize: tuple[float, float] | None = None, progress: Progress = no_progress) -> CompareResult:
+            normalize: tuple[float, float] | None = None, observer: str | None = None,
+            progress: Progress = no_progress) -> CompareResult:
     """Float model plus every supported (scheme, engine) pair, evaluated side by side."""
     scheme_list, engine_list = parse_schemes(schemes), parse_engines(engines)
     check_measurement_options(threads, runs)
@@ -95,7 +96,8 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
             skipped.append({"scheme": scheme.value, "engine": eng.value, "reason": reason})
             continue
         try:
-            q = quantize(floats, scheme, eng, calibration=calib_ds, samples=None, io=IOType.FLOAT)
+            q = quantize(floats, scheme, eng, calibration=calib_ds, samples=None, io=IOType.FLOAT,
+                         observer=observer if observer is not None and not ENGINES[eng].calibrates_itself else None)
             variants.append((scheme, eng, q, None))
         except EdgequantError as exc:
             variants.append((scheme, eng, None, str(exc)))

@@ -16,15 +16,17 @@ import numpy as np
 
 from edgequant._util import Progress, atomic_write, no_progress
 from edgequant.data import DataLike, check_against_model, load_data, select_samples
-from edgequant.engines import ENGINES, check_supported, get_engine
+from edgequant.calibrate import CalibrationStats, Observer, collect_stats, parse_observer
+from edgequant.calibrate.plan import calibration_candidates
+from edgequant.engines import ENGINES, Engine, check_supported, get_engine
 from edgequant.errors import EngineError, InputError
-from edgequant.evaluate import evaluate_runners
+from edgequant.evaluate import evaluate_runners, fidelity
 from edgequant.frontends import load_model
 from edgequant.runtime import Runner
-from edgequant.types import (Dataset, EngineName, Evaluation, FloatModel, IOType, QuantizedModel, Record,
-                             Scheme, parse_enum)
+from edgequant.types import (CalibrationInput, Dataset, EngineName, Evaluation, FloatModel, IOType, QuantizedModel,
+                             Record, Scheme, parse_enum)
 
-__all__ = ["convert", "quantize", "run", "evaluate", "RunResult", "DEFAULT_SAMPLES", "resolve_model",
+__all__ = ["convert", "calibrate", "quantize", "run", "evaluate", "RunResult", "DEFAULT_SAMPLES", "resolve_model",
            "load_checked_data"]
 
 # Calibration samples used when the user does not say: enough for stable
@@ -70,37 +72,81 @@ def convert(model: str | Path, output: str | Path | None = None, unsafe: bool = 
 def quantize(model: FloatModel | str | Path, scheme: Scheme | str, engine: EngineName | str = EngineName.LITERT,
              calibration: DataLike | None = None, samples: int | None = None, io: IOType | str = IOType.FLOAT,
              output: str | Path | None = None, unsafe: bool = False, resize: tuple[int, int] | None = None,
-             normalize: tuple[float, float] | None = None, progress: Progress = no_progress) -> QuantizedModel:
-    """Quantize ``model`` with one scheme and engine; the result is checked to load and run in LiteRT."""
+             normalize: tuple[float, float] | None = None, observer: Observer | str | None = None,
+             stats: CalibrationStats | str | Path | None = None, progress: Progress = no_progress) -> QuantizedModel:
+    """Quantize ``model`` with one scheme and engine; the result is checked to load and run in LiteRT.
+
+    Static schemes need ``calibration`` data or saved ``stats`` (from
+    :func:`calibrate`); ``observer`` picks how ranges are read from them.
+    """
     scheme = parse_enum(Scheme, scheme, "scheme")
     io = parse_enum(IOType, io, "I/O type")
     eng = get_engine(engine)
     check_supported(eng, scheme, io)
+    obs = parse_observer(observer) if observer is not None else None
     floats = resolve_model(model, unsafe)
-    calib: np.ndarray | None = None
-    n_calib = 0
+    notes_in: list[str] = []
+    candidates: list[CalibrationInput | None] = [None]
     if scheme.needs_calibration:
-        if calibration is None:
-            raise InputError(f"scheme {scheme.value} calibrates activation ranges: expected --calibration DATA, found none")
-        ds = select_samples(load_checked_data(calibration, floats, resize, normalize),
-                            samples if samples is not None else DEFAULT_SAMPLES)
-        calib, n_calib = ds.x, len(ds)
-    ignored = [] if scheme.needs_calibration or calibration is None else [
-        f"calibration data not used: scheme {scheme.value} has float activations and needs no ranges"]
-    progress("quantize", 0, 1)
+        x = None if calibration is None else select_samples(
+            load_checked_data(calibration, floats, resize, normalize),
+            samples if samples is not None else DEFAULT_SAMPLES).x
+        found, notes_in = calibration_candidates(eng.name.value, eng.calibrates_itself, scheme, floats.tflite, x,
+                                                 obs, stats, progress)
+        candidates = list(found)
+    elif calibration is not None or stats is not None:
+        notes_in.append(f"calibration data not used: scheme {scheme.value} has float activations and needs no ranges")
+    progress("quantize", 0, len(candidates))
     start = time.perf_counter()
-    tflite, notes = eng.rewrite(floats, scheme, io, calib, progress)
+    built = []
+    for k, calib in enumerate(candidates, start=1):
+        tflite, notes = eng.rewrite(floats, scheme, io, calib, progress)
+        built.append((calib, tflite, notes, _validated(tflite, floats, scheme, eng)))
+        progress("quantize", k, len(candidates))
+    calib, tflite, notes, runner = _best(built, floats, notes_in)
     seconds = time.perf_counter() - start
-    # Validate: the engine's output must load and run once in LiteRT before we call it a model.
+    path = atomic_write(Path(output), tflite) if output is not None else None
+    extra = calib.repairs if calib is not None else ()
+    return QuantizedModel(scheme=scheme, engine=eng.name, io=io, tflite=tflite, path=path, seconds=seconds,
+                          calibration_samples=0 if calib is None else calib.samples,
+                          notes=notes + tuple(notes_in) + extra + runner.io_notes())
+
+
+def _validated(tflite: bytes, floats: FloatModel, scheme: Scheme, eng: Engine) -> Runner:
+    """The engine's output must load and run once in LiteRT before we call it a model."""
     try:
         runner = Runner(tflite, what=f"{scheme.value}/{eng.name.value} output")
         runner.predict(np.zeros((1,) + tuple(abs(d) for d in floats.input_shape[1:]), np.float32))
     except InputError as exc:
         raise EngineError(f"engine {eng.name.value} produced a model LiteRT cannot run: {exc}") from None
-    progress("quantize", 1, 1)
-    path = atomic_write(Path(output), tflite) if output is not None else None
-    return QuantizedModel(scheme=scheme, engine=eng.name, io=io, tflite=tflite, path=path, seconds=seconds,
-                          calibration_samples=n_calib, notes=notes + tuple(ignored) + runner.io_notes())
+    return runner
+
+
+def _best(built: list, floats: FloatModel, notes_in: list[str]) -> tuple:
+    """One candidate: itself. Several: the one whose outputs match float best (SQNR) on the calibration samples."""
+    if len(built) == 1:
+        return built[0]
+    x = built[0][0].x
+    reference = Runner(floats.tflite).predict(x)
+    scored = [(fidelity(runner.predict(x), reference).sqnr_db, item) for item in built for runner in [item[3]]]
+    best_sqnr, best = max(scored, key=lambda s: s[0])
+    listing = ", ".join(f"{item[0].observer} {sqnr:.1f} dB" for sqnr, item in scored)
+    notes_in.append(f"observer auto-selected: {best[0].observer} (output SQNR vs float on the calibration "
+                    f"samples: {listing})")
+    return best
+
+
+def calibrate(model: FloatModel | str | Path, data: DataLike, samples: int | None = None,
+              output: str | Path | None = None, unsafe: bool = False, resize: tuple[int, int] | None = None,
+              normalize: tuple[float, float] | None = None, progress: Progress = no_progress) -> CalibrationStats:
+    """Gather activation statistics of the float model in LiteRT; reusable with ``quantize(stats=...)``."""
+    floats = resolve_model(model, unsafe)
+    x = select_samples(load_checked_data(data, floats, resize, normalize),
+                       samples if samples is not None else DEFAULT_SAMPLES).x
+    stats = collect_stats(floats.tflite, x, progress=progress)
+    if output is not None:
+        stats.save(Path(output))
+    return stats
 
 
 def run(model: str | Path | bytes, x: DataLike) -> RunResult:

@@ -28,6 +28,7 @@ __all__ = [
     "FloatModel",
     "Dataset",
     "QuantizedModel",
+    "CalibrationInput",
     "SizeInfo",
     "Latency",
     "Fidelity",
@@ -153,6 +154,22 @@ class Dataset(Record):
     @property
     def has_labels(self) -> bool:
         return self.y is not None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CalibrationInput:
+    """What a static scheme's engine gets: the samples, and edgequant's ranges for them.
+
+    ``ranges`` maps tensor names to (lo, hi) chosen by an edgequant observer;
+    an engine that calibrates by itself (TensorFlow's converter) uses ``x``.
+    """
+
+    x: np.ndarray | None = dataclasses.field(repr=False)
+    ranges: dict[str, tuple[float, float]] | None = dataclasses.field(repr=False)
+    samples: int
+    description: str = ""
+    observer: str | None = None
+    repairs: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -39,6 +39,10 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    help="map image pixels (0..255) with (pixel - MEAN) / STD; default pixel / 255")
 
 
+OBSERVER_HELP = ("activation ranges (litert engine): minmax, ema-minmax, percentile:P, mse, entropy; "
+                 "default: the best of minmax, mse, percentile:99.99/99.9, ema-minmax on the calibration samples")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgequant", description="Quantize, run and compare LiteRT models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's and LiteRT's own output")
@@ -49,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--unsafe", action="store_true", help="allow Keras models that hold Python code (Lambda)")
 
+    p = sub.add_parser("calibrate", help="gather activation statistics in LiteRT, saved as JSON for --stats")
+    p.add_argument("model", type=Path)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--samples", type=int, help="samples to use (default 200), picked deterministically")
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--unsafe", action="store_true")
+    _add_data_options(p)
+
     p = sub.add_parser("quantize", help="quantize a model with one scheme and engine")
     p.add_argument("model", type=Path)
     p.add_argument("--scheme", required=True, help="one of " + ", ".join(s.value for s in Scheme))
@@ -56,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", type=Path, help="representative data for int8 / int16x8")
     p.add_argument("--samples", type=int, help="calibration samples to use (default 200), picked deterministically")
     p.add_argument("--io", default=IOType.FLOAT.value, help="int8 model I/O: float (default), int8 or uint8")
+    p.add_argument("--observer", help=OBSERVER_HELP)
+    p.add_argument("--stats", type=Path, help="statistics from 'edgequant calibrate' instead of a new pass")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--unsafe", action="store_true")
     _add_data_options(p)
@@ -82,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int)
     p.add_argument("--schemes", default="all", help="comma-separated schemes or 'all'")
     p.add_argument("--engines", default="all", help="comma-separated engines or 'all'")
+    p.add_argument("--observer", help=OBSERVER_HELP)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--out", type=Path, required=True)
@@ -104,10 +119,15 @@ def _run_command(args: argparse.Namespace) -> int:
     if args.command == "convert":
         m = eq.convert(args.model, args.output, unsafe=args.unsafe)
         print(f"float .tflite from {m.kind.value}: {len(m.tflite):,} bytes -> {args.output}", file=out)
+    elif args.command == "calibrate":
+        st = eq.calibrate(args.model, args.data, samples=args.samples, output=args.output, unsafe=args.unsafe,
+                          resize=args.resize, normalize=args.normalize, progress=progress)
+        print(report.stats_text(st), file=out)
+        print(f"saved -> {args.output}", file=out)
     elif args.command == "quantize":
         q = eq.quantize(args.model, args.scheme, args.engine, calibration=args.calibration, samples=args.samples,
                         io=args.io, output=args.output, unsafe=args.unsafe, resize=args.resize,
-                        normalize=args.normalize, progress=progress)
+                        normalize=args.normalize, observer=args.observer, stats=args.stats, progress=progress)
         print(report.quantized_text(q), file=out)
     elif args.command == "run":
         r = eq.run(args.model, args.input)
@@ -135,7 +155,7 @@ def _run_command(args: argparse.Namespace) -> int:
     elif args.command == "compare":
         res = eq.compare(args.model, args.data, args.calibration, args.schemes, args.engines, args.samples,
                          args.out, threads=args.threads, runs=args.runs, unsafe=args.unsafe, resize=args.resize,
-                         normalize=args.normalize, progress=progress)
+                         normalize=args.normalize, observer=args.observer, progress=progress)
         print(report.compare_table(res), file=out)
         print(f"\nwrote {args.out / 'compare.json'}, {args.out / 'compare.csv'} and the .tflite files", file=out)
         return 1 if res.failed else 0

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import numpy as np
-
 from edgequant._util import Progress
 from edgequant.errors import UnsupportedError
-from edgequant.types import EngineName, FloatModel, IOType, Scheme, parse_enum
+from edgequant.types import CalibrationInput, EngineName, FloatModel, IOType, Scheme, parse_enum
 
 __all__ = ["Engine", "ENGINES", "get_engine", "engines_for", "check_supported"]
 
@@ -26,9 +24,12 @@ class Engine(Protocol):
     # come from the same place as the behaviour.
     schemes: frozenset[Scheme]
     io_types: frozenset[IOType]
+    # True when the engine computes activation ranges itself from samples, so
+    # edgequant's observers and saved statistics do not apply to it.
+    calibrates_itself: bool
 
     def rewrite(self, model: FloatModel, scheme: Scheme, io: IOType,
-                calibration: np.ndarray | None, progress: Progress) -> tuple[bytes, tuple[str, ...]]:
+                calibration: CalibrationInput | None, progress: Progress) -> tuple[bytes, tuple[str, ...]]:
         """Return the quantized flatbuffer and notes stating the defaults it applied."""
         ...
 

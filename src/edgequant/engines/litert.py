@@ -15,15 +15,9 @@ import numpy as np
 
 from edgequant._util import Progress, last_error_line, quiet
 from edgequant.errors import EngineError
-from edgequant.types import EngineName, FloatModel, IOType, Scheme
+from edgequant.types import CalibrationInput, EngineName, FloatModel, IOType, Scheme
 
-__all__ = ["LiteRTEngine", "MIN_RANGE"]
-
-# Calibration can return zero-width ranges (a constant or dead activation);
-# the resulting scale ~1e-12 is refused by some kernels. Widen them to this.
-MIN_RANGE = 1e-6
-
-_CALIBRATION_CHUNKS = 10
+__all__ = ["LiteRTEngine"]
 
 # Ops that take int4 weights with int8 activations in litert-quantizer 0.11.
 W4A8_OPS = ("FULLY_CONNECTED", "CONV_2D")
@@ -64,24 +58,20 @@ def _recipe(scheme: Scheme, io: IOType) -> list[dict[str, Any]]:
     return rules
 
 
-def _repair_ranges(qsvs: dict[str, Any]) -> int:
-    """Widen degenerate min/max ranges in place; returns how many were repaired."""
-    repaired = 0
-    for stats in qsvs.values():
-        if not isinstance(stats, dict) or "min" not in stats or "max" not in stats:
-            continue
-        lo = np.asarray(stats["min"], dtype=np.float32)
-        hi = np.asarray(stats["max"], dtype=np.float32)
-        lo = np.where(np.isfinite(lo), lo, 0.0)
-        hi = np.where(np.isfinite(hi), hi, 0.0)
-        narrow = (hi - lo) < MIN_RANGE
-        if narrow.any():
-            repaired += 1
-            mid = (hi + lo) / 2
-            lo = np.where(narrow, mid - MIN_RANGE / 2, lo)
-            hi = np.where(narrow, mid + MIN_RANGE / 2, hi)
-        stats["min"], stats["max"] = lo, hi
-    return repaired
+def _qsvs(model: FloatModel, ranges: dict[str, tuple[float, float]]) -> dict[str, Any]:
+    """edgequant's ranges in litert-quantizer's calibration-result format.
+
+    It keys QSVs by tensor name with min/max arrays of the tensor's rank (all
+    ones: per-tensor); tensors edgequant does not track (integer shape
+    tensors) get their values from one tiny litert calibration step.
+    """
+    from edgequant.runtime import open_interpreter
+
+    interp = open_interpreter(model.tflite, "float model")
+    ranks = {d["name"]: len(d["shape"]) for d in interp.get_tensor_details()}
+    return {name: {"min": np.full((1,) * ranks.get(name, 1), lo, np.float32),
+                   "max": np.full((1,) * ranks.get(name, 1), hi, np.float32)}
+            for name, (lo, hi) in ranges.items()}
 
 
 class LiteRTEngine:
@@ -89,27 +79,10 @@ class LiteRTEngine:
     schemes = frozenset({Scheme.DYNAMIC, Scheme.INT8, Scheme.INT16X8, Scheme.W4A8,
                          Scheme.WEIGHT_ONLY_INT8, Scheme.WEIGHT_ONLY_INT4})
     io_types = frozenset({IOType.FLOAT, IOType.INT8, IOType.UINT8})
-
-    def _calibrate(self, qt: Any, model: FloatModel, x: np.ndarray, progress: Progress) -> tuple[dict[str, Any], int]:
-        from litert_quantizer.utils import tfl_interpreter_utils as tiu
-
-        interp = tiu.create_tfl_interpreter(model.tflite)
-        signatures = interp.get_signature_list()
-        key = next(iter(signatures))
-        input_name = signatures[key]["inputs"][0]
-        result: dict[str, Any] | None = None
-        # Fed in chunks so the caller sees progress; the quantizer merges each
-        # chunk's ranges into the previous result.
-        chunks = np.array_split(np.arange(len(x)), min(_CALIBRATION_CHUNKS, len(x)))
-        for done, idx in enumerate(chunks, start=1):
-            samples = [{input_name: x[i:i + 1]} for i in idx]
-            result = qt.calibrate({key: samples}, previous_calibration_result=result, num_threads=1)
-            progress("calibrate", done, len(chunks))
-        assert result is not None
-        return result, _repair_ranges(result)
+    calibrates_itself = False
 
     def rewrite(self, model: FloatModel, scheme: Scheme, io: IOType,
-                calibration: np.ndarray | None, progress: Progress) -> tuple[bytes, tuple[str, ...]]:
+                calib: CalibrationInput | None, progress: Progress) -> tuple[bytes, tuple[str, ...]]:
         from litert_quantizer import quantizer
 
         bits = "int4 for " + " and ".join(W4A8_OPS) + ", int8 elsewhere" if scheme is Scheme.W4A8 else \
@@ -120,15 +93,10 @@ class LiteRTEngine:
                 qt = quantizer.Quantizer(bytearray(model.tflite), _recipe(scheme, io))
                 qsvs = None
                 if qt.need_calibration:
-                    assert calibration is not None, "pipeline passes calibration data for static schemes"
-                    qsvs, repaired = self._calibrate(qt, model, calibration, progress)
-                    # litert-quantizer merges per-sample ranges with a moving average
-                    # (smoothing 0.95), not a global min/max: rare extremes get clipped.
+                    assert calib is not None and calib.ranges is not None, "pipeline passes ranges for static schemes"
+                    qsvs = _qsvs(model, calib.ranges)
                     sym = "symmetric" if scheme is Scheme.INT16X8 else "asymmetric"
-                    notes.append(f"activations {sym} per-tensor; ranges are litert-quantizer's moving "
-                                 f"average of per-sample min/max (smoothing 0.95) over {len(calibration)} samples")
-                    if repaired:
-                        notes.append(f"{repaired} degenerate activation ranges widened to {MIN_RANGE:g}")
+                    notes.append(f"activations {sym} per-tensor; {calib.description}")
                 result = qt.quantize(qsvs, enable_progress_report=False)
         except Exception as exc:
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__

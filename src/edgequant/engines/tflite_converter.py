@@ -16,7 +16,7 @@ import numpy as np
 from edgequant._util import Progress
 from edgequant.errors import UnsupportedError
 from edgequant.frontends.keras import run_converter
-from edgequant.types import EngineName, FloatModel, IOType, Scheme, SourceKind
+from edgequant.types import CalibrationInput, EngineName, FloatModel, IOType, Scheme, SourceKind
 
 __all__ = ["TFLiteConverterEngine"]
 
@@ -25,14 +25,16 @@ class TFLiteConverterEngine:
     name = EngineName.TFLITE_CONVERTER
     schemes = frozenset({Scheme.FP16, Scheme.DYNAMIC, Scheme.INT8, Scheme.INT16X8})
     io_types = frozenset({IOType.FLOAT, IOType.INT8, IOType.UINT8})
+    calibrates_itself = True
 
     def rewrite(self, model: FloatModel, scheme: Scheme, io: IOType,
-                calibration: np.ndarray | None, progress: Progress) -> tuple[bytes, tuple[str, ...]]:
+                calib: CalibrationInput | None, progress: Progress) -> tuple[bytes, tuple[str, ...]]:
         if model.kind is SourceKind.TFLITE:
             raise UnsupportedError(
                 f"engine tflite-converter needs the Keras or SavedModel source, found a .tflite "
                 f"({model.source.name}): use --engine litert")
         notes: list[str] = []
+        calibration = calib.x if calib is not None else None
         total = len(calibration) if calibration is not None else 0
 
         def representative() -> Iterator[list[np.ndarray]]:

@@ -100,6 +100,24 @@ def evaluation_text(ev: Evaluation) -> str:
     return "\n".join(lines)
 
 
+def stats_text(stats: Any, show: int = 8) -> str:
+    """Summary of a CalibrationStats: what was seen, and each observer's range for the widest tensors."""
+    from edgequant.calibrate import AUTO_CANDIDATES, compute_ranges
+
+    lines = [f"{len(stats.tensors)} activation tensors over {stats.samples} samples (model sha256 "
+             f"{stats.model_sha256[:12]})"]
+    per_obs = {str(o): compute_ranges(stats, o, 8)[0] for o in AUTO_CANDIDATES}
+    widest = sorted(stats.tensors.values(), key=lambda s: s.max - s.min, reverse=True)[:show]
+    headers = ["tensor", "seen"] + list(per_obs)
+    rows = [[s.name[-40:], f"[{s.min:.3g}, {s.max:.3g}]"] +
+            [f"[{r[s.name][0]:.3g}, {r[s.name][1]:.3g}]" for r in per_obs.values()] for s in widest if s.count]
+    lines.append(_table(headers, rows))
+    bad = [s.name for s in stats.tensors.values() if s.nonfinite]
+    if bad:
+        lines.append(f"warning: NaN/Inf activations in {len(bad)} tensors, e.g. {bad[0]}")
+    return "\n".join(lines)
+
+
 def quantized_text(q: QuantizedModel) -> str:
     where = f" -> {q.path}" if q.path else ""
     lines = [f"{q.scheme.value} via {q.engine.value}: {len(q.tflite):,} bytes in {q.seconds:.1f} s{where}"]

@@ -1,0 +1,163 @@
+"""Observers: turn one tensor's streaming stats into a quantization range.
+
+Every observer reads the same TensorStats, so one calibration pass serves all
+of them (and every scheme). Registered in ``OBSERVERS``; an unknown name lists
+the supported ones.
+
+- minmax: the global min and max seen. Exact, and hostage to one outlier.
+- ema-minmax: moving average of per-sample min/max (litert-quantizer's default).
+- percentile:P: clip both tails at the P-th percentile (e.g. percentile:99.99).
+- mse: the clipping range minimizing the expected squared quantization error
+  (rounding noise inside, clipping error outside) for the target bit width.
+- entropy: the range minimizing KL divergence between the reference and the
+  quantized distribution, as TensorRT calibrates (8-bit; minmax at 16 bits).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Callable
+
+import numpy as np
+
+from edgequant.calibrate.histogram import BINS, TensorStats
+from edgequant.errors import UnsupportedError
+from edgequant.types import parse_enum
+
+__all__ = ["ObserverName", "Observer", "parse_observer", "observe", "OBSERVERS"]
+
+
+class ObserverName(str, enum.Enum):
+    MINMAX = "minmax"
+    EMA_MINMAX = "ema-minmax"
+    PERCENTILE = "percentile"
+    MSE = "mse"
+    ENTROPY = "entropy"
+
+
+@dataclasses.dataclass(frozen=True)
+class Observer:
+    """An observer and its parameter (the percentile for ``percentile``)."""
+
+    name: ObserverName
+    param: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name.value}:{self.param:g}" if self.param is not None else self.name.value
+
+
+def parse_observer(text: str | Observer) -> Observer:
+    """'mse' -> Observer(MSE); 'percentile:99.9' -> Observer(PERCENTILE, 99.9)."""
+    if isinstance(text, Observer):
+        return text
+    name, _, param = str(text).partition(":")
+    kind = parse_enum(ObserverName, name, "observer")
+    if kind is ObserverName.PERCENTILE:
+        try:
+            p = float(param) if param else 99.99
+        except ValueError:
+            raise UnsupportedError(f"observer percentile:P: expected a number P, found {param!r}") from None
+        if not 50 < p <= 100:
+            raise UnsupportedError(f"observer percentile:P: expected 50 < P <= 100, found {p:g}")
+        return Observer(kind, p)
+    if param:
+        raise UnsupportedError(f"observer {kind.value} takes no parameter, found {param!r}")
+    return Observer(kind)
+
+
+def _cdf_value(s: TensorStats, q: float) -> float:
+    """The value below which a fraction q of the histogram's mass lies."""
+    cum = np.cumsum(s.counts)
+    if cum[-1] == 0:
+        return 0.0
+    i = int(np.searchsorted(cum, q * cum[-1]))
+    edges = np.linspace(s.lo, s.hi, BINS + 1)
+    return float(edges[min(i + 1, BINS)] if q >= 0.5 else edges[min(i, BINS - 1)])
+
+
+def _percentile(s: TensorStats, bits: int, p: float | None) -> tuple[float, float]:
+    tail = (100.0 - (p if p is not None else 99.99)) / 100.0
+    lo = max(s.min, _cdf_value(s, tail)) if s.min < 0 else s.min
+    hi = min(s.max, _cdf_value(s, 1 - tail)) if s.max > 0 else s.max
+    return lo, hi
+
+
+def _expected_error(centers: np.ndarray, counts: np.ndarray, lo: float, hi: float, levels: int) -> float:
+    scale = (hi - lo) / levels
+    inside = (centers >= lo) & (centers <= hi)
+    clip = np.where(centers < lo, lo - centers, np.where(centers > hi, centers - hi, 0.0))
+    # Rounding noise of a uniform quantizer is scale^2 / 12 per value in range.
+    return float(np.sum(counts * np.where(inside, scale * scale / 12.0, clip * clip)))
+
+
+def _mse(s: TensorStats, bits: int, p: float | None) -> tuple[float, float]:
+    if s.count == 0 or s.max <= s.min:
+        return s.min, s.max
+    centers, counts = s.bin_centers(), s.counts.astype(np.float64)
+    levels = 2 ** bits - 1
+    best, best_err = (s.min, s.max), _expected_error(centers, counts, s.min, s.max, levels)
+    # Shrink both ends toward zero together: zero must stay exactly representable.
+    for a in np.linspace(0.02, 1.0, 99):
+        lo, hi = min(0.0, s.min * a), max(0.0, s.max * a)
+        if hi <= lo:
+            continue
+        err = _expected_error(centers, counts, lo, hi, levels)
+        if err < best_err:
+            best, best_err = (lo, hi), err
+    return best
+
+
+def _kl(p: np.ndarray, q: np.ndarray) -> float:
+    mask = p > 0
+    return float(np.sum(p[mask] * np.log(p[mask] / np.maximum(q[mask], 1e-12))))
+
+
+def _entropy(s: TensorStats, bits: int, p: float | None) -> tuple[float, float]:
+    if bits > 8 or s.count == 0 or s.max <= s.min:
+        return s.min, s.max  # KL search over 65k levels is meaningless; 16 bits rarely need clipping
+    # Histogram of |x| over [0, max|x|] (TensorRT's formulation), then a symmetric threshold,
+    # or a one-sided one for non-negative tensors (ReLU outputs).
+    amax = max(abs(s.min), abs(s.max))
+    centers = s.bin_centers()
+    folded = np.bincount(np.clip((np.abs(centers) / amax * BINS).astype(int), 0, BINS - 1),
+                         weights=s.counts, minlength=BINS)
+    levels = 2 ** (bits - 1) if s.min < 0 else 2 ** bits
+    best_i, best_kl = BINS, np.inf
+    for i in range(levels, BINS + 1, 16):
+        ref = folded[:i].copy()
+        ref[-1] += folded[i:].sum()  # clipped mass lands on the edge
+        # Quantize the first i bins into `levels` groups, spreading each group's mass over its non-empty bins.
+        groups = np.array_split(np.arange(i), levels)
+        q = np.zeros(i)
+        for g in groups:
+            nz = folded[g] > 0
+            if nz.any():
+                q[g[nz]] = folded[g].sum() / nz.sum()
+        kl = _kl(ref / max(ref.sum(), 1e-12), q / max(q.sum(), 1e-12))
+        if kl < best_kl:
+            best_i, best_kl = i, kl
+    t = best_i / BINS * amax
+    return (max(s.min, -t), min(s.max, t)) if s.min < 0 else (s.min, min(s.max, t))
+
+
+def _minmax(s: TensorStats, bits: int, p: float | None) -> tuple[float, float]:
+    return s.min, s.max
+
+
+def _ema(s: TensorStats, bits: int, p: float | None) -> tuple[float, float]:
+    return (s.ema_min, s.ema_max) if s.ema_min is not None and s.ema_max is not None else (s.min, s.max)
+
+
+OBSERVERS: dict[ObserverName, Callable[[TensorStats, int, float | None], tuple[float, float]]] = {
+    ObserverName.MINMAX: _minmax,
+    ObserverName.EMA_MINMAX: _ema,
+    ObserverName.PERCENTILE: _percentile,
+    ObserverName.MSE: _mse,
+    ObserverName.ENTROPY: _entropy,
+}
+
+
+def observe(observer: Observer, stats: TensorStats, bits: int) -> tuple[float, float]:
+    """The (lo, hi) range ``observer`` picks for a tensor quantized to ``bits``."""
+    return OBSERVERS[observer.name](stats, bits, observer.param)

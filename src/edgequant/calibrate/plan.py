@@ -1,0 +1,66 @@
+"""Decide what a static scheme's engine gets: samples, or one or more candidate range sets.
+
+With an explicit observer there is one candidate. By default there is one per
+observer in AUTO_CANDIDATES, and the pipeline keeps the candidate whose
+quantized model matches float best on the calibration samples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgequant._util import Progress
+from edgequant.calibrate import (AUTO_CANDIDATES, DEFAULT_OBSERVER, CalibrationStats, Observer, collect_stats,
+                                 compute_ranges, model_digest)
+from edgequant.errors import InputError
+from edgequant.types import CalibrationInput, Scheme
+
+__all__ = ["calibration_candidates"]
+
+
+def _load_stats(stats: CalibrationStats | str | Path, tflite: bytes) -> CalibrationStats:
+    loaded = stats if isinstance(stats, CalibrationStats) else CalibrationStats.load(stats)
+    if loaded.model_sha256 != model_digest(tflite):
+        raise InputError("--stats were gathered on a different model: expected statistics of this float model "
+                         f"(sha256 {model_digest(tflite)[:12]}), found {loaded.model_sha256[:12]}")
+    return loaded
+
+
+def calibration_candidates(engine_name: str, calibrates_itself: bool, scheme: Scheme, tflite: bytes,
+                           x: np.ndarray | None, observer: Observer | None,
+                           stats: CalibrationStats | str | Path | None,
+                           progress: Progress) -> tuple[list[CalibrationInput], list[str]]:
+    """Candidate calibrations for the engine, and notes about what does not apply or was repaired."""
+    if calibrates_itself:
+        if x is None:
+            raise InputError(f"engine {engine_name} calibrates scheme {scheme.value} by itself: expected "
+                             "--calibration DATA (saved --stats do not apply to it), found none")
+        notes = [f"--observer {observer} does not apply: engine {engine_name} computes its own min-max ranges"] \
+            if observer is not None else []
+        return [CalibrationInput(x, None, len(x), f"the engine's own min-max over {len(x)} samples")], notes
+    if stats is not None:
+        collected = _load_stats(stats, tflite)
+    elif x is not None:
+        collected = collect_stats(tflite, x, progress=progress)
+    else:
+        raise InputError(f"scheme {scheme.value} calibrates activation ranges: expected --calibration DATA "
+                         "or --stats FILE, found neither")
+    notes: list[str] = []
+    if observer is not None:
+        observers: tuple[Observer, ...] = (observer,)
+    elif x is not None:
+        observers = AUTO_CANDIDATES
+    else:
+        observers = (DEFAULT_OBSERVER,)
+        notes.append(f"observer {DEFAULT_OBSERVER}: no --calibration samples to choose an observer with")
+    bits = 16 if scheme is Scheme.INT16X8 else 8
+    candidates = []
+    for obs in observers:
+        ranges, repairs = compute_ranges(collected, obs, bits)
+        candidates.append(CalibrationInput(x, ranges, collected.samples,
+                                           f"ranges from edgequant's {obs} observer over {collected.samples} samples",
+                                           observer=str(obs),
+                                           repairs=tuple(f"range repaired: {r.describe()}" for r in repairs)))
+    return candidates, notes

@@ -96,16 +96,20 @@ def _mse(s: TensorStats, bits: int, p: float | None) -> tuple[float, float]:
         return s.min, s.max
     centers, counts = s.bin_centers(), s.counts.astype(np.float64)
     levels = 2 ** bits - 1
-    best, best_err = (s.min, s.max), _expected_error(centers, counts, s.min, s.max, levels)
-    # Shrink both ends toward zero together: zero must stay exactly representable.
-    for a in np.linspace(0.02, 1.0, 99):
-        lo, hi = min(0.0, s.min * a), max(0.0, s.max * a)
-        if hi <= lo:
-            continue
-        err = _expected_error(centers, counts, lo, hi, levels)
-        if err < best_err:
-            best, best_err = (lo, hi), err
-    return best
+    lo, hi = min(0.0, s.min), max(0.0, s.max)
+    # Coordinate descent: the best upper end for the current lower end, then
+    # the reverse. Ends move independently because activation ranges are
+    # rarely symmetric; both stay on their side of zero (zero must be exact).
+    for _ in range(3):
+        if s.max > 0:
+            grid = np.linspace(s.max / 100, s.max, 100)
+            errs = [_expected_error(centers, counts, lo, h, levels) for h in grid]
+            hi = float(grid[int(np.argmin(errs))])
+        if s.min < 0:
+            grid = np.linspace(s.min, s.min / 100, 100)
+            errs = [_expected_error(centers, counts, l, hi, levels) for l in grid]
+            lo = float(grid[int(np.argmin(errs))])
+    return lo, hi
 
 
 def _kl(p: np.ndarray, q: np.ndarray) -> float:

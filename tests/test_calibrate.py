@@ -1,0 +1,150 @@
+"""calibrate/: observers against hand-computed ranges, bounded memory, repairs, saved stats."""
+
+import json
+
+import numpy as np
+import pytest
+
+import edgequant
+from edgequant.calibrate import (CalibrationStats, Observer, ObserverName, compute_ranges, parse_observer)
+from edgequant.calibrate.histogram import BINS, EMA_SMOOTHING, TensorStats
+from edgequant.calibrate.observers import observe
+from edgequant.cli import main
+from edgequant.errors import InputError, UnsupportedError
+
+
+def _stats(values: np.ndarray, batch: int = 100) -> TensorStats:
+    s = TensorStats("t", 2)
+    for i in range(0, len(values), batch):
+        s.update(values[i:i + batch])
+    return s
+
+
+@pytest.fixture(scope="module")
+def gaussian() -> np.ndarray:
+    return np.random.default_rng(0).normal(size=(2000, 50)).astype(np.float32)
+
+
+def test_minmax_is_exact_and_histogram_keeps_every_value(gaussian) -> None:
+    s = _stats(gaussian)
+    assert observe(Observer(ObserverName.MINMAX), s, 8) == (float(gaussian.min()), float(gaussian.max()))
+    assert s.counts.sum() == gaussian.size and s.counts.shape == (BINS,)  # memory does not grow with samples
+
+
+def test_ema_follows_the_per_sample_formula() -> None:
+    x = np.array([[0.0, 1.0], [0.0, 3.0], [-1.0, 2.0]], np.float32)
+    hi = 1.0
+    hi = EMA_SMOOTHING * hi + (1 - EMA_SMOOTHING) * 3.0
+    hi = EMA_SMOOTHING * hi + (1 - EMA_SMOOTHING) * 2.0
+    lo = EMA_SMOOTHING * (EMA_SMOOTHING * 0.0) + (1 - EMA_SMOOTHING) * -1.0
+    got = observe(Observer(ObserverName.EMA_MINMAX), _stats(x, batch=2), 8)
+    assert got == pytest.approx((lo, hi))
+
+
+def test_percentile_matches_numpy_within_a_bin(gaussian) -> None:
+    s = _stats(gaussian)
+    lo, hi = observe(parse_observer("percentile:99.9"), s, 8)
+    bin_width = (s.hi - s.lo) / BINS
+    assert hi == pytest.approx(np.percentile(gaussian, 99.9), abs=2 * bin_width)
+    assert lo == pytest.approx(np.percentile(gaussian, 0.1), abs=2 * bin_width)
+
+
+def _empirical_mse(x: np.ndarray, lo: float, hi: float, bits: int = 8) -> float:
+    scale = (hi - lo) / (2 ** bits - 1)
+    q = np.clip(np.round((x - lo) / scale), 0, 2 ** bits - 1) * scale + lo
+    return float(np.mean((q - x) ** 2))
+
+
+def test_mse_beats_minmax_on_heavy_tails_and_keeps_a_uniform_range() -> None:
+    rng = np.random.default_rng(1)
+    uniform = rng.uniform(0, 1, size=(1000, 64)).astype(np.float32)
+    assert observe(Observer(ObserverName.MSE), _stats(uniform), 8)[1] == pytest.approx(uniform.max(), rel=0.02)
+    # Exponential tails: clipping the rare extremes costs less than the
+    # rounding noise a full-width range would add to every value.
+    heavy = rng.laplace(size=(2000, 64)).astype(np.float32)
+    s = _stats(heavy)
+    lo, hi = observe(Observer(ObserverName.MSE), s, 8)
+    assert hi < heavy.max() and lo > heavy.min()  # both tails clipped, each on its own
+    err = _empirical_mse(heavy, lo, hi)
+    assert err < _empirical_mse(heavy, float(heavy.min()), float(heavy.max()))
+    for p in ("percentile:99.9", "percentile:99.99"):
+        assert err <= _empirical_mse(heavy, *observe(parse_observer(p), s, 8)) * 1.05
+
+
+def test_entropy_clips_rare_outliers_of_a_relu_tensor() -> None:
+    rng = np.random.default_rng(2)
+    relu = np.maximum(rng.normal(size=(1000, 64)), 0).astype(np.float32)
+    relu[:10, 0] = 100.0
+    lo, hi = observe(Observer(ObserverName.ENTROPY), _stats(relu), 8)
+    assert lo == 0 and 2 < hi < 20
+
+
+def test_parse_observer_errors_list_what_is_supported() -> None:
+    with pytest.raises(UnsupportedError, match="minmax, ema-minmax, percentile, mse, entropy"):
+        parse_observer("median")
+    with pytest.raises(UnsupportedError, match="50 < P <= 100"):
+        parse_observer("percentile:20")
+    assert str(parse_observer("percentile:99.5")) == "percentile:99.5"
+
+
+def test_degenerate_ranges_are_repaired_and_listed() -> None:
+    dead = _stats(np.zeros((10, 4), np.float32))
+    nan = _stats(np.array([[1.0, np.nan], [2.0, 3.0]], np.float32))
+    stats = CalibrationStats("x", 10, {"dead": dead, "nan": nan})
+    ranges, repairs = compute_ranges(stats, "minmax", 8)
+    assert ranges["dead"][1] - ranges["dead"][0] >= 1e-8 * 255
+    assert ranges["nan"] == (0.0, 3.0)  # zero included; the NaN ignored
+    problems = {r.tensor: r.problem for r in repairs}
+    assert "narrower" in problems["dead"] and "NaN" in problems["nan"]
+
+
+def test_stats_round_trip_and_validation(tmp_path, gaussian) -> None:
+    stats = CalibrationStats("abc", 2000, {"t": _stats(gaussian)})
+    path = stats.save(tmp_path / "s.json")
+    again = CalibrationStats.load(path)
+    for obs in ("minmax", "mse", "percentile:99.9", "ema-minmax"):
+        assert compute_ranges(again, obs, 8)[0]["t"] == pytest.approx(compute_ranges(stats, obs, 8)[0]["t"])
+    data = json.loads(path.read_text())
+    del data["tensors"]["t"]["hist_counts"]
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"field tensors\['t'\]\.hist_counts is missing"):
+        CalibrationStats.load(tmp_path / "bad.json")
+    (tmp_path / "junk.json").write_text("{not json")
+    with pytest.raises(InputError, match="expected JSON"):
+        CalibrationStats.load(tmp_path / "junk.json")
+
+
+def test_saved_stats_serve_several_schemes_and_match_a_fresh_pass(seed_cnn_path, digits, tmp_path, capsys) -> None:
+    stats = tmp_path / "stats.json"
+    assert main(["calibrate", str(seed_cnn_path), "--data", str(digits["calibration"]), "--samples", "50",
+                 "-o", str(stats)]) == 0
+    assert "activation tensors over 50 samples" in capsys.readouterr().out
+    for scheme in ("int8", "int16x8", "w4a8"):
+        reused = edgequant.quantize(seed_cnn_path, scheme, stats=stats, observer="mse")
+        fresh = edgequant.quantize(seed_cnn_path, scheme, calibration=digits["calibration"], samples=50,
+                                   observer="mse")
+        assert reused.tflite == fresh.tflite, scheme
+
+
+def test_stats_of_another_model_are_refused(float_tflite, digits, tmp_path) -> None:
+    other = CalibrationStats("0" * 64, 1, {})
+    with pytest.raises(InputError, match="different model"):
+        edgequant.quantize(float_tflite, "int8", stats=other)
+
+
+def test_default_picks_the_best_observer_on_calibration_samples(seed_cnn_path, digits) -> None:
+    q = edgequant.quantize(seed_cnn_path, "int8", calibration=digits["calibration"], samples=50)
+    [note] = [n for n in q.notes if n.startswith("observer auto-selected")]
+    chosen = note.split(": ", 1)[1].split(" ", 1)[0]
+    scores = {part.rsplit(" ", 2)[0]: float(part.rsplit(" ", 2)[1])
+              for part in note.split("samples: ", 1)[1].rstrip(")").split(", ")}
+    assert set(scores) == {"minmax", "mse", "percentile:99.99", "percentile:99.9", "ema-minmax"}
+    assert scores[chosen] == max(scores.values())
+
+
+def test_converter_says_observer_does_not_apply(seed_cnn_path, digits) -> None:
+    q = edgequant.quantize(seed_cnn_path, "int8", "tflite-converter", calibration=digits["calibration"],
+                           samples=20, observer="mse")
+    assert any("does not apply" in n for n in q.notes)
+    with pytest.raises(InputError, match="saved --stats do not apply"):
+        edgequant.quantize(seed_cnn_path, "int8", "tflite-converter", stats="whatever.json")

@@ -28,6 +28,9 @@ class NotApplicable(Exception):
 
 class Method(Protocol):
     name: str
+    # Schemes the method is meant for; cells for other schemes are not built at
+    # all (None: every scheme, and what it cannot do shows as n/a).
+    applies_to: frozenset[str] | None
 
     def build(self, keras_path: Path, scheme: str, calibration: np.ndarray) -> bytes:
         """Quantize the model; raise NotApplicable when the method cannot do the scheme."""
@@ -39,6 +42,7 @@ class TFConverter:
     """TFLiteConverter's post-training quantization, configured as the seeds and TF's guide do."""
 
     name: str = "tf-converter"
+    applies_to: frozenset[str] | None = None
 
     def build(self, keras_path: Path, scheme: str, calibration: np.ndarray) -> bytes:
         if scheme == "w4a8":
@@ -72,6 +76,7 @@ class LiteRTQuantizer:
     """LiteRT Quantizer with its own default recipe for the scheme, on the float .tflite."""
 
     name: str = "litert-quantizer"
+    applies_to: frozenset[str] | None = None
 
     def build(self, keras_path: Path, scheme: str, calibration: np.ndarray) -> bytes:
         if scheme == "fp16":
@@ -108,6 +113,7 @@ class Edgequant:
     """edgequant's default for the scheme: the litert engine where it can, else the converter."""
 
     name: str = "edgequant"
+    applies_to: frozenset[str] | None = None
 
     def build(self, keras_path: Path, scheme: str, calibration: np.ndarray) -> bytes:
         import edgequant
@@ -123,7 +129,24 @@ class Edgequant:
                                   samples=len(calibration)).tflite
 
 
-METHODS: dict[str, Method] = {m.name: m for m in (TFConverter(), LiteRTQuantizer(), Edgequant())}
+@dataclasses.dataclass(frozen=True)
+class EdgequantObserver:
+    """edgequant's litert engine with one observer fixed: each observer's effect alone."""
+
+    observer: str
+    name: str
+    applies_to: frozenset[str] | None = frozenset({"int8", "int16x8", "w4a8"})
+
+    def build(self, keras_path: Path, scheme: str, calibration: np.ndarray) -> bytes:
+        import edgequant
+
+        return edgequant.quantize(keras_path, scheme, "litert", calibration=calibration,
+                                  samples=len(calibration), observer=self.observer).tflite
+
+
+_OBSERVER_COLUMNS = tuple(EdgequantObserver(o, f"eq-{o.replace('percentile:', 'p')}")
+                          for o in ("minmax", "ema-minmax", "percentile:99.99", "percentile:99.9", "mse", "entropy"))
+METHODS: dict[str, Method] = {m.name: m for m in (TFConverter(), LiteRTQuantizer(), Edgequant(), *_OBSERVER_COLUMNS)}
 
 
 def get_method(name: str) -> Method:

@@ -72,6 +72,9 @@ def _bench_model(name: str, schemes: Sequence[str], methods: Sequence[str], runs
     cells: list[Cell] = []
     for scheme in schemes:
         for method in methods:
+            scope = METHODS[method].applies_to
+            if scope is not None and scheme not in scope:
+                continue
             start = time.perf_counter()
             try:
                 tflite = METHODS[method].build(zm.keras_path, scheme, calib)
@@ -107,8 +110,9 @@ def summarize(cells: Sequence[Cell], schemes: Sequence[str], methods: Sequence[s
     """
     out: dict[str, Any] = {}
     for scheme in schemes:
-        best_acc = {m: 0 for m in methods}
-        best_sqnr = {m: 0 for m in methods}
+        present = [m for m in methods if any(c.scheme == scheme and c.method == m for c in cells)]
+        best_acc = {m: 0 for m in present}
+        best_sqnr = {m: 0 for m in present}
         models = sorted({c.model for c in cells if c.scheme == scheme})
         for model in models:
             ok = [c for c in cells if c.model == model and c.scheme == scheme and c.status == "ok"]

@@ -59,6 +59,14 @@ def markdown(result: dict[str, Any], command: str) -> str:
     for m in result["models"]:
         out.append(f"| {m['name']} | {m['description']} | {m['size_bytes']:,} | {m['accuracy'] * 100:.2f}% | "
                    f"{_num(m['latency_ms'], '.3f')} | {m['test_samples']} |")
+    if result.get("calibration_memory"):
+        out += ["", "## Calibration memory", "",
+                "edgequant's statistics pass on 1,000 samples, each in a fresh process without TensorFlow: peak "
+                "resident memory, and the same process's peak without the pass (imports, model and data loaded).",
+                "", "| model | tensors | samples | peak RSS MB | baseline MB | seconds |", "|---|---:|---:|---:|---:|---:|"]
+        for r in result["calibration_memory"]:
+            out.append(f"| {r['model']} | {r['tensors']} | {r['samples']} | {r['peak_rss_mb']} | "
+                       f"{r['baseline_rss_mb']} | {r['seconds']} |")
     out += ["", "## Every cell", "",
             "| model | scheme | method | top-1 | Δ pt | SQNR dB | size ratio | latency ratio | quantize s | note |",
             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]

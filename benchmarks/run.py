@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import zoo
+from benchmarks.memory import calibration_memory
 from benchmarks.methods import METHODS, SCHEMES, NotApplicable
 from edgequant.data import select_samples
 from edgequant.evaluate import fidelity, measure_interleaved, top1
@@ -148,6 +149,8 @@ def run_benchmark(models: Sequence[str], schemes: Sequence[str], methods: Sequen
         info, model_cells = _bench_model(name, schemes, methods, runs, cache, log)
         floats.append(info)
         cells.extend(model_cells)
+    log("calibration memory (fresh processes)")
+    memory = calibration_memory(list(models), cache)
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{platform.machine()}, {platform.system()}, {_cores()} cores",
             "python": platform.python_version(),
@@ -155,7 +158,8 @@ def run_benchmark(models: Sequence[str], schemes: Sequence[str], methods: Sequen
             "latency_runs": runs, "threads": 1, "batch": 1, "calibration_samples": CALIBRATION_SAMPLES,
             "seconds": round(time.perf_counter() - started, 1)}
     return {"meta": meta, "models": floats, "schemes": list(schemes), "methods": list(methods),
-            "cells": [dataclasses.asdict(c) for c in cells], "summary": summarize(cells, schemes, methods)}
+            "cells": [dataclasses.asdict(c) for c in cells], "summary": summarize(cells, schemes, methods),
+            "calibration_memory": memory}
 
 
 def _cores() -> int:

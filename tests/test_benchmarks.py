@@ -33,8 +33,13 @@ def test_quick_run_has_every_cell(tmp_path, capsys) -> None:
         in_scheme = {k for _, sch, k in expected if sch == scheme}
         assert s["models"] == len(QUICK_MODELS) and set(s["best_sqnr"]) == in_scheme
         assert sum(s["best_accuracy_delta"].values()) >= len(QUICK_MODELS)  # at least one winner per model
+    memory = result["calibration_memory"]
+    assert [r["model"] for r in memory] == list(QUICK_MODELS)
+    for r in memory:  # issue 4's bound: calibration on 1,000 samples stays under 2 GB
+        assert r["samples"] == 1000 and r["tensors"] > 0 and 0 < r["peak_rss_mb"] < 2048
     md = (out / "quick.md").read_text()
     # one row in the float-models table, one per (scheme, method) cell
+    assert "## Calibration memory" in md
     assert "## Summary" in md and md.count("| seed_cnn |") == 1 + sum(1 for m, _, _ in expected if m == "seed_cnn")
     assert "best accuracy delta" in capsys.readouterr().out
 

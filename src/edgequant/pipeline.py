@@ -1,6 +1,6 @@
 """The orchestrator: the public API, wiring the stages in processing order.
 
-    load (frontends) -> data -> rewrite (engines) -> validate/evaluate (runtime, evaluate) -> report
+    load (frontends) -> data -> calibrate -> rewrite (engines) -> validate/evaluate (runtime, evaluate) -> report
 
 Each function here only wires stages; the work is in the stage packages.
 """

@@ -43,6 +43,11 @@ OBSERVER_HELP = ("activation ranges (litert engine): minmax, ema-minmax, percent
                  "default: the best of minmax, mse, percentile:99.99/99.9, ema-minmax on the calibration samples")
 
 
+TRANSFORMS_HELP = ("float-graph transforms before quantizing (litert engine), comma-separated: cle, "
+                   "bias-correction, or none; default: bias-correction for w4a8 and weight-only-int4 when "
+                   "--calibration is given, none otherwise")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgequant", description="Quantize, run and compare LiteRT models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's and LiteRT's own output")
@@ -70,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--io", default=IOType.FLOAT.value, help="int8 model I/O: float (default), int8 or uint8")
     p.add_argument("--observer", help=OBSERVER_HELP)
     p.add_argument("--stats", type=Path, help="statistics from 'edgequant calibrate' instead of a new pass")
+    p.add_argument("--transforms", help=TRANSFORMS_HELP)
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--unsafe", action="store_true")
     _add_data_options(p)
@@ -127,7 +133,8 @@ def _run_command(args: argparse.Namespace) -> int:
     elif args.command == "quantize":
         q = eq.quantize(args.model, args.scheme, args.engine, calibration=args.calibration, samples=args.samples,
                         io=args.io, output=args.output, unsafe=args.unsafe, resize=args.resize,
-                        normalize=args.normalize, observer=args.observer, stats=args.stats, progress=progress)
+                        normalize=args.normalize, observer=args.observer, stats=args.stats,
+                        transforms=args.transforms, progress=progress)
         print(report.quantized_text(q), file=out)
     elif args.command == "run":
         r = eq.run(args.model, args.input)

@@ -1,0 +1,54 @@
+"""Transforms wired into quantize: defaults per scheme, explicit choice, and where they cannot apply."""
+
+import numpy as np
+import pytest
+
+import edgequant
+from edgequant.cli import main
+from edgequant.evaluate import fidelity
+from edgequant.runtime import Runner
+
+
+def _sqnr(q, float_tflite, x) -> float:
+    return fidelity(Runner(q.tflite).predict(x), Runner(float_tflite.read_bytes()).predict(x)).sqnr_db
+
+
+def test_w4a8_default_applies_bias_correction_and_it_helps(seed_cnn_path, float_tflite, digits, test_arrays) -> None:
+    x, _ = test_arrays
+    default = edgequant.quantize(seed_cnn_path, "w4a8", calibration=digits["calibration"], samples=100)
+    plain = edgequant.quantize(seed_cnn_path, "w4a8", calibration=digits["calibration"], samples=100,
+                               transforms="none")
+    assert any(n.startswith("bias-correction:") for n in default.notes)
+    assert not any(n.startswith("bias-correction:") for n in plain.notes)
+    # Measured on this model: about 32.5 -> 36.6 dB held-out SQNR; assert a clear gain, not the exact figure.
+    assert _sqnr(default, float_tflite, x) > _sqnr(plain, float_tflite, x) + 1.0
+
+
+def test_explicit_transforms_run_in_order_and_int8_default_has_none(seed_cnn_path, digits) -> None:
+    q = edgequant.quantize(seed_cnn_path, "int8", calibration=digits["calibration"], samples=50,
+                           transforms="cle,bias-correction")
+    names = [n.split(":")[0] for n in q.notes if n.startswith(("cle:", "bias-correction:"))]
+    assert names == ["cle", "bias-correction"]
+    q8 = edgequant.quantize(seed_cnn_path, "int8", calibration=digits["calibration"], samples=50)
+    assert not any(n.startswith(("cle:", "bias-correction:")) for n in q8.notes)
+
+
+def test_transforms_need_the_litert_engine_and_calibration(seed_cnn_path, digits) -> None:
+    with pytest.raises(edgequant.UnsupportedError, match="use --engine litert"):
+        edgequant.quantize(seed_cnn_path, "int8", "tflite-converter", calibration=digits["calibration"],
+                           samples=20, transforms="cle")
+    with pytest.raises(edgequant.InputError, match="expected --calibration DATA"):
+        edgequant.quantize(seed_cnn_path, "dynamic", transforms="bias-correction")
+    with pytest.raises(edgequant.UnsupportedError, match="cle, bias-correction"):
+        edgequant.quantize(seed_cnn_path, "dynamic", transforms="adaround")
+    # A default transform without data is skipped, and said so.
+    q = edgequant.quantize(seed_cnn_path, "weight-only-int4")
+    assert any("skipped: they need --calibration data" in n for n in q.notes)
+
+
+def test_cli_transforms_option(seed_cnn_path, digits, tmp_path, capsys) -> None:
+    out = tmp_path / "w4.tflite"
+    assert main(["quantize", str(seed_cnn_path), "--scheme", "weight-only-int4", "--calibration",
+                 str(digits["calibration"]), "--samples", "50", "--transforms", "bias-correction",
+                 "-o", str(out)]) == 0
+    assert "note: bias-correction:" in capsys.readouterr().out and out.exists()

@@ -144,9 +144,27 @@ class EdgequantObserver:
                                   samples=len(calibration), observer=self.observer).tflite
 
 
+@dataclasses.dataclass(frozen=True)
+class EdgequantTransform:
+    """edgequant's litert engine with one float-graph transform alone (and the default observer)."""
+
+    transform: str
+    name: str
+    applies_to: frozenset[str] | None = frozenset({"dynamic", "int8", "int16x8", "w4a8"})
+
+    def build(self, keras_path: Path, scheme: str, calibration: np.ndarray) -> bytes:
+        import edgequant
+
+        return edgequant.quantize(keras_path, scheme, "litert", calibration=calibration,
+                                  samples=len(calibration), transforms=self.transform).tflite
+
+
+_TRANSFORM_COLUMNS = (EdgequantTransform("none", "eq-no-transform"), EdgequantTransform("cle", "eq-cle"),
+                      EdgequantTransform("bias-correction", "eq-bias-correction"))
 _OBSERVER_COLUMNS = tuple(EdgequantObserver(o, f"eq-{o.replace('percentile:', 'p')}")
                           for o in ("minmax", "ema-minmax", "percentile:99.99", "percentile:99.9", "mse", "entropy"))
-METHODS: dict[str, Method] = {m.name: m for m in (TFConverter(), LiteRTQuantizer(), Edgequant(), *_OBSERVER_COLUMNS)}
+METHODS: dict[str, Method] = {m.name: m for m in (TFConverter(), LiteRTQuantizer(), Edgequant(), *_OBSERVER_COLUMNS,
+                                                  *_TRANSFORM_COLUMNS)}
 
 
 def get_method(name: str) -> Method:

@@ -52,3 +52,12 @@ def test_cli_transforms_option(seed_cnn_path, digits, tmp_path, capsys) -> None:
                  str(digits["calibration"]), "--samples", "50", "--transforms", "bias-correction",
                  "-o", str(out)]) == 0
     assert "note: bias-correction:" in capsys.readouterr().out and out.exists()
+
+
+def test_saved_stats_skip_the_default_transforms(seed_cnn_path, digits, tmp_path) -> None:
+    stats = edgequant.calibrate(seed_cnn_path, digits["calibration"], samples=30, output=tmp_path / "s.json")
+    q = edgequant.quantize(seed_cnn_path, "w4a8", calibration=digits["calibration"], samples=30, stats=stats)
+    assert any("default transforms (bias-correction) skipped: --stats" in n for n in q.notes)
+    with pytest.raises(edgequant.InputError, match="different model"):
+        edgequant.quantize(seed_cnn_path, "w4a8", calibration=digits["calibration"], samples=30, stats=stats,
+                           transforms="bias-correction")

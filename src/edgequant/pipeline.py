@@ -1,6 +1,6 @@
 """The orchestrator: the public API, wiring the stages in processing order.
 
-    load (frontends) -> data -> calibrate -> rewrite (engines) -> validate/evaluate (runtime, evaluate) -> report
+    load (frontends) -> data -> transforms -> calibrate -> rewrite (engines) -> validate/evaluate (runtime, evaluate) -> report
 
 Each function here only wires stages; the work is in the stage packages.
 """
@@ -112,6 +112,11 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str, engine: Engin
         load_checked_data(calibration, floats, resize, normalize),
         samples if samples is not None else DEFAULT_SAMPLES).x
     transformed = False
+    if names and stats is not None and not explicit:
+        # Saved statistics describe the untransformed model; keep them usable.
+        notes_in.append(f"default transforms ({', '.join(n.value for n in names)}) skipped: --stats describe "
+                        "the untransformed model")
+        names = ()
     if names:
         floats, transform_notes = _apply_transforms(names, explicit, eng, scheme, floats, x, progress)
         notes_in += transform_notes

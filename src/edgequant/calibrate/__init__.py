@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from edgequant._util import Progress, atomic_dir_file, no_progress, quiet
+from edgequant._util import Progress, atomic_dir_file, no_progress
 from edgequant.calibrate.histogram import BINS, TensorStats
 from edgequant.calibrate.observers import Observer, ObserverName, observe, parse_observer
 from edgequant.errors import InputError
+from edgequant.runtime import open_interpreter, stream_tensors
 from edgequant.types import Record
 
 __all__ = ["CalibrationStats", "collect_stats", "Repair", "compute_ranges", "Observer", "ObserverName",
@@ -144,42 +145,22 @@ def compute_ranges(stats: CalibrationStats, observer: Observer | str, bits: int)
 
 
 def collect_stats(tflite: bytes, x: np.ndarray, batch_size: int = 32, progress: Progress = no_progress) -> CalibrationStats:
-    """Run the float model on ``x`` and accumulate stats for the input and every op output."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    with quiet():
-        # Without XNNPACK: a delegated partition does not materialize its
-        # intermediate tensors, and those are exactly the ones we need.
-        interp = Interpreter(model_content=bytes(tflite), experimental_preserve_all_tensors=True,
-                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        inp = interp.get_input_details()[0]
-        dynamic = int(inp.get("shape_signature", inp["shape"])[0]) == -1
-        step = batch_size if dynamic else int(inp["shape"][0])
-        details = {d["index"]: d for d in interp.get_tensor_details()}
-        watch: dict[int, str] = {inp["index"]: inp["name"]}
-        for op in interp._get_ops_details():
-            for i in op["outputs"]:
-                if i >= 0 and int(i) in details:
-                    watch[int(i)] = details[int(i)]["name"]
-        watch = {i: n for i, n in watch.items() if np.dtype(details[i]["dtype"]) == np.float32}
-        stats = {n: TensorStats(n, len(details[i]["shape"])) for i, n in watch.items()}
-        batches = range(0, len(x), step)
-        current = None
-        for k, start in enumerate(batches, start=1):
-            part = x[start:start + step].astype(np.float32)
-            if dynamic and len(part) != current:
-                interp.resize_tensor_input(inp["index"], [len(part), *inp["shape"][1:]])
-                interp.allocate_tensors()
-                current = len(part)
-            elif not dynamic:
-                current = current or (interp.allocate_tensors() or step)
-                if len(part) < step:  # fixed-batch model: pad, then drop the padding below
-                    part = np.concatenate([part, np.zeros((step - len(part),) + part.shape[1:], np.float32)])
-            real = min(step, len(x) - start)
-            interp.set_tensor(inp["index"], part)
-            interp.invoke()
-            for i, n in watch.items():
-                value = interp.get_tensor(i)
-                stats[n].update(value[:real] if value.ndim and value.shape[0] == len(part) else value[None])
-            progress("calibrate", k, len(batches))
+    """Run the float model on ``x`` and accumulate stats for the input and every float op output."""
+    interp = open_interpreter(tflite, "float model")
+    details = {d["index"]: d for d in interp.get_tensor_details()}
+    inp = interp.get_input_details()[0]
+    watch: dict[int, str] = {int(inp["index"]): inp["name"]}
+    for op in interp._get_ops_details():
+        for i in op["outputs"]:
+            if i >= 0 and int(i) in details:
+                watch[int(i)] = details[int(i)]["name"]
+    watch = {i: n for i, n in watch.items() if np.dtype(details[i]["dtype"]) == np.float32}
+    stats = {n: TensorStats(n, len(details[i]["shape"])) for i, n in watch.items()}
+    total = max(1, -(-len(x) // batch_size))
+    for k, batch in enumerate(stream_tensors(tflite, x, list(watch), batch_size), start=1):
+        for i, n in watch.items():
+            value = batch[i]
+            # Tensors without a batch axis (rare) count as one sample.
+            stats[n].update(value if value.ndim and value.shape[0] == batch[inp["index"]].shape[0] else value[None])
+        progress("calibrate", min(k, total), total)
     return CalibrationStats(model_digest(tflite), len(x), stats)

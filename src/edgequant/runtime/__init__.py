@@ -9,6 +9,7 @@ both conversions with the model's own parameters and says that it did.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy as np
 from edgequant._util import quiet
 from edgequant.errors import InputError
 
-__all__ = ["open_interpreter", "Runner", "IOConversion"]
+__all__ = ["open_interpreter", "Runner", "IOConversion", "stream_tensors"]
 
 
 def open_interpreter(tflite: bytes, what: str = "model", threads: int = 1) -> Any:
@@ -142,3 +143,40 @@ class Runner:
 
     def invoke(self) -> None:
         self.interp.invoke()
+
+
+def stream_tensors(tflite: bytes, x: np.ndarray, tensors: Sequence[int],
+                   batch_size: int = 64) -> Iterator[dict[int, np.ndarray]]:
+    """Run a float model in LiteRT over ``x`` in batches and yield the listed tensors of each batch.
+
+    Callers reduce each batch to running sums or maxima, so memory stays
+    bounded by one batch whatever the size of ``x``. Intermediate tensors are
+    only readable with ``experimental_preserve_all_tensors``, which also keeps
+    the default delegate out (XNNPACK would reuse intermediate buffers).
+    """
+    import warnings
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    with quiet(), warnings.catch_warnings():
+        # LiteRT warns that preserving tensors is "for debugging": we want exactly that.
+        warnings.simplefilter("ignore")
+        interp = Interpreter(model_content=bytes(tflite), experimental_preserve_all_tensors=True)
+        interp.allocate_tensors()
+    detail = interp.get_input_details()[0]
+    signature = detail.get("shape_signature", detail["shape"])
+    dynamic = len(signature) > 0 and int(signature[0]) == -1
+    step = batch_size if dynamic else int(detail["shape"][0])
+    current = int(detail["shape"][0])
+    for start in range(0, len(x), step):
+        part = np.asarray(x[start:start + step], dtype=np.float32)
+        if dynamic and len(part) != current:
+            interp.resize_tensor_input(detail["index"], [len(part), *detail["shape"][1:]])
+            interp.allocate_tensors()
+            current = len(part)
+        elif not dynamic and len(part) != current:
+            # A fixed-batch model: statistics must not see padding rows, so drop the tail.
+            break
+        interp.set_tensor(detail["index"], part)
+        interp.invoke()
+        yield {t: interp.get_tensor(t) for t in tensors}

@@ -30,7 +30,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "",
         f"Run {meta['date']} on {meta['machine']}, Python {meta['python']}; tensorflow-cpu {v['tensorflow-cpu']}, "
         f"ai-edge-litert {v['ai-edge-litert']}, litert-quantizer {v['litert-quantizer']}, keras {v['keras']}. "
-        f"Took {meta['seconds']} s.",
+        f"Took {meta['seconds']} s." + (f" Code: commit {meta['commit']}." if meta.get("commit") else ""),
         "",
         f"Reproduce: `{command}`",
         "",

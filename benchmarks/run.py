@@ -155,11 +155,23 @@ def run_benchmark(models: Sequence[str], schemes: Sequence[str], methods: Sequen
             "machine": f"{platform.machine()}, {platform.system()}, {_cores()} cores",
             "python": platform.python_version(),
             "versions": {p: version(p) for p in ("tensorflow-cpu", "ai-edge-litert", "litert-quantizer", "keras")},
-            "latency_runs": runs, "threads": 1, "batch": 1, "calibration_samples": CALIBRATION_SAMPLES,
+            "commit": _commit(), "latency_runs": runs, "threads": 1, "batch": 1, "calibration_samples": CALIBRATION_SAMPLES,
             "seconds": round(time.perf_counter() - started, 1)}
     return {"meta": meta, "models": floats, "schemes": list(schemes), "methods": list(methods),
             "cells": [dataclasses.asdict(c) for c in cells], "summary": summarize(cells, schemes, methods),
             "calibration_memory": memory}
+
+
+def _commit() -> str | None:
+    """The git commit the run measured, when run from a checkout (results name their code)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
 
 
 def _cores() -> int:

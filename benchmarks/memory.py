@@ -3,7 +3,7 @@
 tracemalloc cannot see LiteRT's C++ allocations, so each measurement runs in
 its own subprocess that imports no TensorFlow, reads the float .tflite and the
 samples from disk, calibrates, and reports its own peak resident set size
-(ru_maxrss). The baseline (same process, same imports, no calibration) is
+(VmHWM). The baseline (same process, same imports, no calibration) is
 measured the same way, so the difference is what calibration itself costs.
 """
 
@@ -23,7 +23,7 @@ __all__ = ["calibration_memory", "SAMPLES"]
 SAMPLES = 1000
 
 _CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 from edgequant.calibrate import collect_stats
 tflite = open(sys.argv[1], "rb").read()
@@ -33,7 +33,10 @@ n = 0
 if sys.argv[3] == "run":
     stats = collect_stats(tflite, x)
     n = len(stats.tensors)
-print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec, so a child of a
+# 1 GB benchmark process would report 1 GB whatever it did; VmHWM starts anew at exec.
+hwm_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"peak_rss_mb": hwm_kb / 1024,
                   "seconds": time.perf_counter() - start, "tensors": n}))
 """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["summary_text", "markdown"]
+__all__ = ["summary_text", "ablation_text", "markdown"]
 
 
 def _num(v: float | None, spec: str) -> str:
@@ -19,6 +19,18 @@ def summary_text(result: dict[str, Any]) -> str:
         acc = ", ".join(f"{m} {k}/{n}" for m, k in s["best_accuracy_delta"].items())
         sq = ", ".join(f"{m} {k}/{n}" for m, k in s["best_sqnr"].items())
         lines.append(f"{scheme:8s} best accuracy delta: {acc}  |  best SQNR: {sq}")
+    return "\n".join(lines)
+
+
+def ablation_text(result: dict[str, Any]) -> str:
+    """The same counts over every column, edgequant's single-observer and single-transform ones included."""
+    lines = []
+    for scheme, s in result["summary"].items():
+        if "all_methods" not in s:
+            continue
+        a = s["all_methods"]
+        lines.append(f"{scheme}: best accuracy delta " + ", ".join(f"{m} {k}" for m, k in a["best_accuracy_delta"].items()))
+        lines.append(f"{' ' * len(scheme)}  best SQNR           " + ", ".join(f"{m} {k}" for m, k in a["best_sqnr"].items()))
     return "\n".join(lines)
 
 
@@ -49,6 +61,13 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "",
         "```",
         summary_text(result),
+        "```",
+        "",
+        "Ablations (every column; `eq-*` fixes one observer or one transform in edgequant's litert engine; "
+        "counts out of the models that have the scheme):",
+        "",
+        "```",
+        ablation_text(result),
         "```",
         "",
         "## Float models",

@@ -213,7 +213,7 @@ def run(model: str | Path | bytes, x: DataLike) -> RunResult:
     tflite = model if isinstance(model, bytes) else _read_tflite(Path(model))
     runner = Runner(tflite, what=str(model) if not isinstance(model, bytes) else "model")
     ds = load_data(x)
-    shape = tuple(runner._in.get("shape_signature", runner.input_shape))
+    shape = runner.input_signature
     ds = check_against_model(ds, shape, "float32")
     return RunResult(outputs=runner.predict(ds.x), input_dtype=runner.input_dtype,
                      output_dtype=runner.output_dtype, notes=runner.io_notes())
@@ -238,7 +238,7 @@ def evaluate(model: str | Path | bytes, data: DataLike | None = None, reference:
     check_measurement_options(threads, runs)
     tflite = model if isinstance(model, bytes) else _read_tflite(Path(model))
     runner = Runner(tflite, threads=threads, what=str(model) if not isinstance(model, bytes) else "model")
-    shape = tuple(runner._in.get("shape_signature", runner.input_shape))
+    shape = runner.input_signature
     channels = shape[-1] if len(shape) == 4 else None
     ds = check_against_model(load_data(data, resize, normalize, channels), shape) if data is not None else None
     ref_out = None

@@ -10,13 +10,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 
-from edgequant.errors import InputError
+from edgequant.graph.flatbuffer import TFLITE_MAGIC, builtin_name, enum_names, load_object_model
 from edgequant.types import Record
 
 __all__ = ["OpInfo", "GraphSummary", "read_graph", "TFLITE_MAGIC"]
 
-# Bytes 4..8 of every LiteRT flatbuffer hold this file identifier.
-TFLITE_MAGIC = b"TFL3"
 
 # Ops whose weights dominate compute; used to tell hybrid (dynamic-range) and
 # weight-only graphs apart from full-integer ones.
@@ -62,32 +60,11 @@ class GraphSummary(Record):
         return tuple(o for o in self.ops if o.op in WEIGHTED_OPS and o.input_dtype in ("int8", "int16", "uint8"))
 
 
-def _dtype_names() -> dict[int, str]:
-    from ai_edge_litert import schema_py_generated as schema
-
-    return {v: k.lower() for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-
-
-def _op_names() -> dict[int, str]:
-    from ai_edge_litert import schema_py_generated as schema
-
-    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-
-
 def read_graph(tflite: bytes, what: str = "model") -> GraphSummary:
     """Parse a .tflite flatbuffer into a :class:`GraphSummary` (main subgraph first)."""
-    if len(tflite) < 8 or tflite[4:8] != TFLITE_MAGIC:
-        raise InputError(f"{what} is not a .tflite model: expected identifier 'TFL3' at byte 4, found {tflite[4:8]!r}")
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    try:
-        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite))
-    except Exception as exc:  # the flatbuffer library raises bare struct/index errors
-        # Truncated files fail deep inside the flatbuffer reader with offsets
-        # that mean nothing to a user; say what the file is and what it lacks.
-        raise InputError(f"{what} is not a loadable .tflite model: the flatbuffer is corrupt or truncated "
-                         f"({len(tflite):,} bytes; {type(exc).__name__})") from None
-    dtypes, opnames = _dtype_names(), _op_names()
+    model = load_object_model(tflite, what)
+    dtypes = {v: k.lower() for v, k in enum_names("TensorType").items()}
+    opnames = enum_names("BuiltinOperator")
     buffers = model.buffers or []
 
     def buffer_len(index: int) -> int:
@@ -124,9 +101,7 @@ def read_graph(tflite: bytes, what: str = "model") -> GraphSummary:
                 return dtypes.get(tensors[i].type, "?") if 0 <= i < len(tensors) else "none"
 
             for idx, op in enumerate(sg.operators or []):
-                code = model.operatorCodes[op.opcodeIndex]
-                builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-                name = opnames.get(builtin, f"OP_{builtin}")
+                name = builtin_name(model, op, opnames)
                 ins = [i for i in (op.inputs if op.inputs is not None else []) if i >= 0]
                 outs = [i for i in (op.outputs if op.outputs is not None else []) if i >= 0]
                 weight = next((dtype_of(i) for i in ins[1:2] if buffer_len(tensors[i].buffer)), None)

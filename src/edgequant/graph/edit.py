@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgequant.errors import InputError, UnsupportedError
+from edgequant.graph.flatbuffer import builtin_name, enum_names, load_object_model
 
 __all__ = ["OpRef", "GraphEditor", "SHAPE_ONLY_OPS"]
 
@@ -46,38 +47,21 @@ class OpRef:
         return f"{self.op.lower()}#{self.index}"
 
 
-def _enum_names(enum_class: Any) -> dict[int, str]:
-    return {v: k for k, v in vars(enum_class).items() if not k.startswith("_")}
-
-
 class GraphEditor:
     """Mutable view of one .tflite model; call :meth:`to_bytes` to get the edited flatbuffer."""
 
     def __init__(self, tflite: bytes, what: str = "model") -> None:
-        from ai_edge_litert import schema_py_generated as schema
-        from ai_edge_litert.tools import flatbuffer_utils
-
-        if len(tflite) < 8 or bytes(tflite[4:8]) != b"TFL3":
-            raise InputError(f"{what} is not a .tflite model: expected identifier 'TFL3' at byte 4")
-        try:
-            self.model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite))
-        except Exception as exc:  # the flatbuffer reader raises bare struct/index errors
-            raise InputError(f"{what} is not a loadable .tflite model ({type(exc).__name__})") from None
-        if not self.model.subgraphs:
-            raise InputError(f"{what} has no subgraph")
+        self.model = load_object_model(tflite, what)
         self.what = what
         self._sg = self.model.subgraphs[0]
-        self._dtypes = _enum_names(schema.TensorType)
-        self._activations = _enum_names(schema.ActivationFunctionType)
-        opnames = _enum_names(schema.BuiltinOperator)
+        self._dtypes = enum_names("TensorType")
+        self._activations = enum_names("ActivationFunctionType")
+        opnames = enum_names("BuiltinOperator")
         self._ops: list[OpRef] = []
         for i, op in enumerate(self._sg.operators or []):
-            code = self.model.operatorCodes[op.opcodeIndex]
-            # Old files keep the code in deprecatedBuiltinCode (< 127); newer ones in builtinCode.
-            builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
             ins = tuple(int(t) for t in (op.inputs if op.inputs is not None else []))
             outs = tuple(int(t) for t in (op.outputs if op.outputs is not None else []))
-            self._ops.append(OpRef(i, opnames.get(builtin, f"OP_{builtin}"), ins, outs))
+            self._ops.append(OpRef(i, builtin_name(self.model, op, opnames), ins, outs))
 
     # ------------------------------------------------------------------ ops
     @property

@@ -16,6 +16,7 @@ import numpy as np
 
 from edgequant._util import quiet
 from edgequant.errors import InputError
+from edgequant.graph.flatbuffer import TFLITE_MAGIC
 
 __all__ = ["open_interpreter", "Runner", "IOConversion", "stream_tensors"]
 
@@ -24,7 +25,7 @@ def open_interpreter(tflite: bytes, what: str = "model", threads: int = 1) -> An
     """A LiteRT interpreter with tensors allocated, or an InputError for a bad file."""
     from ai_edge_litert.interpreter import Interpreter
 
-    if len(tflite) < 8 or tflite[4:8] != b"TFL3":
+    if len(tflite) < 8 or bytes(tflite[4:8]) != TFLITE_MAGIC:
         raise InputError(f"{what} is not a .tflite model: expected identifier 'TFL3' at byte 4, found {bytes(tflite[4:8])!r}")
     try:
         with quiet():
@@ -77,6 +78,11 @@ class Runner:
         self.dynamic_batch = len(sig) > 0 and int(sig[0]) == -1
         self.input_shape = tuple(int(d) for d in self._in["shape"])
         self._batch = int(self._in["shape"][0]) if len(self._in["shape"]) else 1
+
+    @property
+    def input_signature(self) -> tuple[int, ...]:
+        """The input shape with -1 for a dynamic batch, as the model declares it."""
+        return tuple(int(d) for d in self._in.get("shape_signature", self._in["shape"]))
 
     @property
     def input_dtype(self) -> str:

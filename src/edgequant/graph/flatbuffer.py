@@ -1,0 +1,51 @@
+"""Parsing a .tflite flatbuffer: the one place that does it, for the reader and the editor.
+
+Both graph/__init__.py (read-only summaries) and graph/edit.py (transforms)
+start from the same object model, the same dtype and op names, and the same
+one-line errors for a file that is not a LiteRT model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgequant.errors import InputError
+
+__all__ = ["TFLITE_MAGIC", "load_object_model", "enum_names", "builtin_name"]
+
+# Bytes 4..8 of every LiteRT flatbuffer hold this file identifier.
+TFLITE_MAGIC = b"TFL3"
+
+
+def load_object_model(tflite: bytes, what: str = "model") -> Any:
+    """The flatbuffer as LiteRT's mutable object model (ModelT), or an InputError."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    if len(tflite) < 8 or bytes(tflite[4:8]) != TFLITE_MAGIC:
+        raise InputError(f"{what} is not a .tflite model: expected identifier 'TFL3' at byte 4, "
+                         f"found {bytes(tflite[4:8])!r}")
+    try:
+        model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite))
+    except Exception as exc:  # the flatbuffer library raises bare struct/index errors
+        # Truncated files fail deep inside the reader with offsets that mean
+        # nothing to a user; say what the file is and what it lacks.
+        raise InputError(f"{what} is not a loadable .tflite model: the flatbuffer is corrupt or truncated "
+                         f"({len(tflite):,} bytes; {type(exc).__name__})") from None
+    if not model.subgraphs:
+        raise InputError(f"{what} is not a loadable .tflite model: it has no subgraph")
+    return model
+
+
+def enum_names(enum_name: str) -> dict[int, str]:
+    """Value -> name of one of the schema's enums (TensorType, BuiltinOperator, ...)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    return {v: k for k, v in vars(getattr(schema, enum_name)).items() if not k.startswith("_")}
+
+
+def builtin_name(model: Any, op: Any, names: dict[int, str]) -> str:
+    """An operator's builtin type name, e.g. CONV_2D."""
+    code = model.operatorCodes[op.opcodeIndex]
+    # Old files keep the code in deprecatedBuiltinCode (< 127); newer ones in builtinCode.
+    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    return names.get(builtin, f"OP_{builtin}")

@@ -10,7 +10,8 @@ the supported ones.
 - mse: the clipping range minimizing the expected squared quantization error
   (rounding noise inside, clipping error outside) for the target bit width.
 - entropy: the range minimizing KL divergence between the reference and the
-  quantized distribution, as TensorRT calibrates (8-bit; minmax at 16 bits).
+  quantized distribution, as TensorRT calibrates (8-bit; minmax at 16 bits),
+  with point masses such as ReLU's zeros capped to the density around them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import enum
 from collections.abc import Callable
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from edgequant.calibrate.histogram import BINS, TensorStats
 from edgequant.errors import UnsupportedError
@@ -127,27 +129,51 @@ def _kl(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.sum(p[mask] * np.log(p[mask] / np.maximum(q[mask], 1e-12))))
 
 
+# Why entropy reads a density, not raw counts: q spreads each quantization bucket's mass evenly over
+# its bins, so a point mass of weight m costs about m * ln(bins per bucket), a cost that grows with the
+# threshold although the point mass rounds like any other value. ReLU's exact zeros (quantized exactly)
+# are such a point mass, often half of all values; the search traded them for clipping up to 13% of the
+# values, thresholds fell to 1/7-1/4 of the range, and mobilenet_like lost 85.6 points of top-1. Layers
+# fed discrete inputs (digits' 17 grey levels) have point masses inside the range as well. So a bin more
+# than about four Poisson deviations above the median of the 33 bins around it is capped to that level
+# (NVIDIA's pytorch-quantization overwrites the zero bin with its neighbour for the same reason).
+_SPIKE_WINDOW = 33
+
+
+def _folded_density(s: TensorStats) -> tuple[np.ndarray, float]:
+    """Mass of |x| in BINS equal bins over [0, max|x|], point masses capped to the density around them."""
+    amax = max(-s.min, s.max)
+    # Fold through the histogram's cumulative counts, interpolated within each bin: a histogram bin can
+    # be several folded bins wide (growing doubles the span, often past what [min, max] needs, and
+    # folding halves a signed range). Mapping whole bins left empty folded bins in between (79% of them
+    # on a Laplace tensor), which made every filled bin a point mass as above and clipped it at 0.75 max.
+    cum = np.concatenate([[0.0], np.cumsum(s.counts, dtype=np.float64)])
+    edges = np.linspace(s.lo, s.hi, BINS + 1)
+    at = np.linspace(0.0, amax, BINS + 1)
+    folded = np.diff(np.interp(at, edges, cum) - np.interp(-at, edges, cum))
+    half = _SPIKE_WINDOW // 2
+    local = np.median(sliding_window_view(np.pad(folded, half, mode="reflect"), _SPIKE_WINDOW), axis=1)
+    return np.minimum(folded, local + 4 * np.sqrt(local) + 4), amax
+
+
 def _entropy(s: TensorStats, bits: int, p: float | None) -> tuple[float, float]:
     if bits > 8 or s.count == 0 or s.max <= s.min:
         return s.min, s.max  # KL search over 65k levels is meaningless; 16 bits rarely need clipping
     # Histogram of |x| over [0, max|x|] (TensorRT's formulation), then a symmetric threshold,
     # or a one-sided one for non-negative tensors (ReLU outputs).
-    amax = max(abs(s.min), abs(s.max))
-    centers = s.bin_centers()
-    folded = np.bincount(np.clip((np.abs(centers) / amax * BINS).astype(int), 0, BINS - 1),
-                         weights=s.counts, minlength=BINS)
+    folded, amax = _folded_density(s)
+    nonzero = folded > 0
+    beyond = np.concatenate([np.cumsum(folded[::-1])[::-1], [0.0]])  # beyond[i]: mass in bins i and up
     levels = 2 ** (bits - 1) if s.min < 0 else 2 ** bits
     best_i, best_kl = BINS, np.inf
     for i in range(levels, BINS + 1, 16):
         ref = folded[:i].copy()
-        ref[-1] += folded[i:].sum()  # clipped mass lands on the edge
-        # Quantize the first i bins into `levels` groups, spreading each group's mass over its non-empty bins.
-        groups = np.array_split(np.arange(i), levels)
-        q = np.zeros(i)
-        for g in groups:
-            nz = folded[g] > 0
-            if nz.any():
-                q[g[nz]] = folded[g].sum() / nz.sum()
+        ref[-1] += beyond[i]  # clipped mass lands on the edge
+        # Quantize the first i bins into `levels` groups, spreading each group's mass over its non-empty
+        # bins (vectorized: the LSTM's 500 tensors took 110 s as a Python loop over groups).
+        group = np.arange(i) * levels // i
+        per_bin = np.bincount(group, folded[:i], levels) / np.maximum(np.bincount(group, nonzero[:i], levels), 1)
+        q = np.where(nonzero[:i], per_bin[group], 0.0)
         kl = _kl(ref / max(ref.sum(), 1e-12), q / max(q.sum(), 1e-12))
         if kl < best_kl:
             best_i, best_kl = i, kl

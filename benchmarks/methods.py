@@ -131,7 +131,7 @@ class Edgequant:
 
 @dataclasses.dataclass(frozen=True)
 class EdgequantObserver:
-    """edgequant's litert engine with one observer fixed: each observer's effect alone."""
+    """edgequant's litert engine with one observer fixed and no transform: each observer's effect alone."""
 
     observer: str
     name: str
@@ -141,7 +141,7 @@ class EdgequantObserver:
         import edgequant
 
         return edgequant.quantize(keras_path, scheme, "litert", calibration=calibration,
-                                  samples=len(calibration), observer=self.observer).tflite
+                                  samples=len(calibration), observer=self.observer, transforms="none").tflite
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +160,8 @@ class EdgequantTransform:
 
 
 _TRANSFORM_COLUMNS = (EdgequantTransform("none", "eq-no-transform"), EdgequantTransform("cle", "eq-cle"),
-                      EdgequantTransform("bias-correction", "eq-bias-correction"))
+                      EdgequantTransform("bias-correction", "eq-bias-correction"),
+                      EdgequantTransform("adaround", "eq-adaround"))
 _OBSERVER_COLUMNS = tuple(EdgequantObserver(o, f"eq-{o.replace('percentile:', 'p')}")
                           for o in ("minmax", "ema-minmax", "percentile:99.99", "percentile:99.9", "mse", "entropy"))
 METHODS: dict[str, Method] = {m.name: m for m in (TFConverter(), LiteRTQuantizer(), Edgequant(), *_OBSERVER_COLUMNS,

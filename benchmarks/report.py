@@ -63,7 +63,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
         summary_text(result),
         "```",
         "",
-        "Ablations (every column; `eq-*` fixes one observer or one transform in edgequant's litert engine; "
+        "Ablations (every column; in edgequant's litert engine, `eq-<observer>` fixes one observer with no "
+        "transform, `eq-<transform>` one transform (`eq-no-transform`: none) with the default observer choice; "
         "counts out of the models that have the scheme):",
         "",
         "```",

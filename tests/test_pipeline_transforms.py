@@ -13,24 +13,30 @@ def _sqnr(q, float_tflite, x) -> float:
     return fidelity(Runner(q.tflite).predict(x), Runner(float_tflite.read_bytes()).predict(x)).sqnr_db
 
 
-def test_w4a8_default_applies_bias_correction_and_it_helps(seed_cnn_path, float_tflite, digits, test_arrays) -> None:
+def test_w4a8_default_applies_adaround_and_it_helps(seed_cnn_path, float_tflite, digits, test_arrays) -> None:
     x, _ = test_arrays
     default = edgequant.quantize(seed_cnn_path, "w4a8", calibration=digits["calibration"], samples=100)
     plain = edgequant.quantize(seed_cnn_path, "w4a8", calibration=digits["calibration"], samples=100,
                                transforms="none")
-    assert any(n.startswith("bias-correction:") for n in default.notes)
-    assert not any(n.startswith("bias-correction:") for n in plain.notes)
-    # Measured on this model: about 32.5 -> 36.6 dB held-out SQNR; assert a clear gain, not the exact figure.
-    assert _sqnr(default, float_tflite, x) > _sqnr(plain, float_tflite, x) + 1.0
+    assert any(n.startswith("adaround:") for n in default.notes)
+    # The pipeline checked the engine stored exactly the learned integers.
+    assert any(n.startswith("checked: the engine stored exactly the learned weights") for n in default.notes)
+    assert not any(n.startswith("adaround:") for n in plain.notes)
+    # Measured on this model: about 32.5 -> 42 dB held-out SQNR; assert a clear gain, not the exact figure.
+    assert _sqnr(default, float_tflite, x) > _sqnr(plain, float_tflite, x) + 3.0
 
 
-def test_explicit_transforms_run_in_order_and_int8_default_has_none(seed_cnn_path, digits) -> None:
+def test_transforms_run_in_the_fixed_order(seed_cnn_path, digits) -> None:
     q = edgequant.quantize(seed_cnn_path, "int8", calibration=digits["calibration"], samples=50,
-                           transforms="cle,bias-correction")
-    names = [n.split(":")[0] for n in q.notes if n.startswith(("cle:", "bias-correction:"))]
-    assert names == ["cle", "bias-correction"]
+                           transforms="bias-correction,adaround,cle")
+    names = [n.split(":")[0] for n in q.notes if n.startswith(("cle:", "bias-correction:", "adaround:"))]
+    assert names == ["cle", "adaround", "bias-correction"]
+    assert any(n == "transforms run in edgequant's fixed order: cle, adaround, bias-correction" for n in q.notes)
     q8 = edgequant.quantize(seed_cnn_path, "int8", calibration=digits["calibration"], samples=50)
-    assert not any(n.startswith(("cle:", "bias-correction:")) for n in q8.notes)
+    assert [n.split(":")[0] for n in q8.notes if n.startswith(("cle:", "bias-correction:", "adaround:"))] \
+        == ["adaround"]
+    dyn = edgequant.quantize(seed_cnn_path, "dynamic", calibration=digits["calibration"], samples=50)
+    assert not any(n.startswith(("cle:", "bias-correction:", "adaround:")) for n in dyn.notes)
 
 
 def test_transforms_need_the_litert_engine_and_calibration(seed_cnn_path, digits) -> None:
@@ -39,8 +45,8 @@ def test_transforms_need_the_litert_engine_and_calibration(seed_cnn_path, digits
                            samples=20, transforms="cle")
     with pytest.raises(edgequant.InputError, match="expected --calibration DATA"):
         edgequant.quantize(seed_cnn_path, "dynamic", transforms="bias-correction")
-    with pytest.raises(edgequant.UnsupportedError, match="cle, bias-correction"):
-        edgequant.quantize(seed_cnn_path, "dynamic", transforms="adaround")
+    with pytest.raises(edgequant.UnsupportedError, match="cle, bias-correction, adaround"):
+        edgequant.quantize(seed_cnn_path, "dynamic", transforms="adarround")
     # A default transform without data is skipped, and said so.
     q = edgequant.quantize(seed_cnn_path, "weight-only-int4")
     assert any("skipped: they need --calibration data" in n for n in q.notes)
@@ -57,7 +63,7 @@ def test_cli_transforms_option(seed_cnn_path, digits, tmp_path, capsys) -> None:
 def test_saved_stats_skip_the_default_transforms(seed_cnn_path, digits, tmp_path) -> None:
     stats = edgequant.calibrate(seed_cnn_path, digits["calibration"], samples=30, output=tmp_path / "s.json")
     q = edgequant.quantize(seed_cnn_path, "w4a8", calibration=digits["calibration"], samples=30, stats=stats)
-    assert any("default transforms (bias-correction) skipped: --stats" in n for n in q.notes)
+    assert any("default transforms (adaround) skipped: --stats" in n for n in q.notes)
     with pytest.raises(edgequant.InputError, match="different model"):
         edgequant.quantize(seed_cnn_path, "w4a8", calibration=digits["calibration"], samples=30, stats=stats,
                            transforms="bias-correction")

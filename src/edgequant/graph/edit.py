@@ -53,6 +53,7 @@ class GraphEditor:
     def __init__(self, tflite: bytes, what: str = "model") -> None:
         self.model = load_object_model(tflite, what)
         self.what = what
+        self._raw = bytes(tflite)
         self._sg = self.model.subgraphs[0]
         self._dtypes = enum_names("TensorType")
         self._activations = enum_names("ActivationFunctionType")
@@ -111,12 +112,25 @@ class GraphEditor:
         buffers = self.model.buffers or []
         return buffers[index] if 0 < index < len(buffers) else None
 
+    def _stored(self, tensor: int) -> bytes | None:
+        """A constant's bytes: inline in its buffer, or addressed by offset and size.
+
+        litert-quantizer writes large buffers (the seed CNN's int4 dense
+        kernel, 346 KB) after the flatbuffer and points at them by offset.
+        """
+        buf = self._buffer(tensor)
+        if buf is None:
+            return None
+        if buf.data is not None and len(buf.data) > 0:
+            return np.asarray(buf.data, dtype=np.uint8).tobytes()
+        offset, size = int(getattr(buf, "offset", 0) or 0), int(getattr(buf, "size", 0) or 0)
+        if offset > 1 and size > 0 and offset + size <= len(self._raw):
+            return self._raw[offset:offset + size]
+        return None
+
     def is_constant(self, tensor: int) -> bool:
         """True for a tensor whose values are stored in the file (weights, biases)."""
-        if tensor < 0:
-            return False
-        buf = self._buffer(tensor)
-        return buf is not None and buf.data is not None and len(buf.data) > 0
+        return tensor >= 0 and self._stored(tensor) is not None
 
     def read_constant(self, tensor: int) -> np.ndarray:
         """A copy of a constant tensor's values, with its shape and dtype."""
@@ -126,10 +140,23 @@ class GraphEditor:
         if dtype is None:
             raise UnsupportedError(f"{self.what}: tensor {self.tensor_name(tensor)!r} has dtype "
                                    f"{self.tensor_dtype(tensor)}, which the editor cannot read")
-        raw = np.asarray(self._buffer(tensor).data, dtype=np.uint8).tobytes()
+        raw = self._stored(tensor) or b""
         # Flatbuffer data is little-endian whatever the host is.
         values = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"))
         return values.reshape(self.tensor_shape(tensor)).astype(dtype, copy=True)
+
+    def read_integers(self, tensor: int) -> np.ndarray:
+        """A quantized constant's stored integers (int8, or int4 unpacked), with its shape.
+
+        LiteRT packs int4 two to a byte, low nibble first; each nibble is
+        two's-complement, so 0x8..0xF are -8..-1.
+        """
+        if self.tensor_dtype(tensor) != "int4":
+            return self.read_constant(tensor)
+        shape = self.tensor_shape(tensor)
+        raw = np.frombuffer(self._stored(tensor) or b"", dtype=np.uint8)
+        nibbles = np.stack([raw & 0x0F, raw >> 4], axis=-1).reshape(-1)[: int(np.prod(shape))].astype(np.int8)
+        return np.where(nibbles > 7, nibbles - 16, nibbles).astype(np.int8).reshape(shape)
 
     def write_constant(self, tensor: int, values: np.ndarray) -> None:
         """Replace a float32 constant's values; the shape must stay the same."""
@@ -154,10 +181,20 @@ class GraphEditor:
             self.model.buffers.append(buf)
             t.buffer = len(self.model.buffers) - 1
         else:
-            self._buffer(tensor).data = data
+            buf = self._buffer(tensor)
+            buf.data = data
+            if getattr(buf, "offset", 0):
+                # Now inline: the offset pointed into the original file's tail.
+                buf.offset, buf.size = 0, 0
 
     def to_bytes(self) -> bytes:
         """The edited model as a .tflite flatbuffer."""
         from ai_edge_litert.tools import flatbuffer_utils
 
+        for buf in self.model.buffers or []:
+            offset, size = int(getattr(buf, "offset", 0) or 0), int(getattr(buf, "size", 0) or 0)
+            if offset > 1 and size > 0 and (buf.data is None or len(buf.data) == 0):
+                # Serializing drops the original file's tail, so offset-addressed data goes inline.
+                buf.data = np.frombuffer(self._raw[offset:offset + size], dtype=np.uint8).copy()
+                buf.offset, buf.size = 0, 0
         return bytes(flatbuffer_utils.convert_object_to_bytearray(self.model))

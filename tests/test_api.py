@@ -10,7 +10,7 @@ from edgequant.types import Scheme
 
 
 def test_all_is_exactly_the_public_api() -> None:
-    expected = {"convert", "calibrate", "CalibrationStats", "quantize", "run", "evaluate", "compare", "demo", "Scheme", "EngineName", "IOType",
+    expected = {"convert", "calibrate", "CalibrationStats", "analyze", "layer_sensitivity", "Analysis", "Finding", "Recipe", "load_recipe", "quantize", "run", "evaluate", "compare", "demo", "Scheme", "EngineName", "IOType",
                 "FloatModel", "Dataset", "QuantizedModel", "RunResult", "Evaluation", "SizeInfo", "Fidelity",
                 "Latency", "Variant", "CompareResult", "EdgequantError", "InputError", "UnsafeModelError",
                 "UnsupportedError", "EngineError", "__version__"}

@@ -59,6 +59,14 @@ class Ctx:
     def lambda_model(self) -> str:
         return str(self.request.getfixturevalue("lambda_keras_path"))
 
+    @property
+    def quantized_tflite(self) -> str:
+        return str(self.request.getfixturevalue("seed_dynamic_tflite"))
+
+    @property
+    def other_quantized_tflite(self) -> str:
+        return str(self.request.getfixturevalue("small_quantized_tflite"))
+
     # Inputs.
     def file(self, name: str, data: bytes) -> str:
         path = self.inputs / name
@@ -109,6 +117,32 @@ def lambda_keras_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = keras.layers.Dense(3)(x)
     path = tmp_path_factory.mktemp("lambda") / "lambda_model.keras"
     keras.Model(inp, out).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def seed_dynamic_tflite(tmp_path_factory: pytest.TempPathFactory, float_tflite: Path) -> Path:
+    """The seed CNN quantized (dynamic range, litert): a valid model for analyze's bad-input cases."""
+    import edgequant
+
+    path = tmp_path_factory.mktemp("quantized") / "seed_dynamic.tflite"
+    edgequant.quantize(float_tflite, "dynamic", output=path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_quantized_tflite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A quantized model of another network (8x8x1 input): it does not correspond to the seed CNN."""
+    import keras
+
+    import edgequant
+
+    inp = keras.Input((8, 8, 1))
+    out = keras.layers.Dense(3)(keras.layers.Flatten()(inp))
+    folder = tmp_path_factory.mktemp("small")
+    keras.Model(inp, out).save(folder / "small.keras")
+    path = folder / "small_quantized.tflite"
+    edgequant.quantize(folder / "small.keras", "weight-only-int8", output=path)
     return path
 
 
@@ -308,7 +342,92 @@ CASES: list[Case] = [
     ("reference-without-data",
      lambda c: ["eval", c.float_tflite, "--reference", c.float_tflite, "--json", c.out("eval.json")],
      ("--reference", "--data", "found none")),
+    # analyze: missing or corrupt models, a pair that does not belong together, bad data.
+    ("missing-model-analyze",
+     lambda c: ["analyze", c.missing("nope.tflite"), "--reference", c.float_tflite, "--data",
+                c.npz("d.npz", x=GOOD_X), "--json", c.out("a.json")], ("not found",)),
+    ("missing-reference-analyze",
+     lambda c: ["analyze", c.quantized_tflite, "--reference", c.missing("nope.keras"), "--data",
+                c.npz("d.npz", x=GOOD_X), "--json", c.out("a.json")], ("not found",)),
+    ("truncated-tflite-analyze",
+     lambda c: ["analyze", c.truncated_tflite(), "--reference", c.float_tflite, "--data", c.npz("d.npz", x=GOOD_X),
+                "--json", c.out("a.json")], (r"tflite", r"corrupt|not a loadable")),
+    ("random-tflite-analyze",
+     lambda c: ["analyze", c.random_tflite(), "--reference", c.float_tflite, "--data", c.npz("d.npz", x=GOOD_X),
+                "--json", c.out("a.json")], ("expected identifier 'TFL3'",)),
+    ("float-model-analyzed",
+     lambda c: ["analyze", c.float_tflite, "--reference", c.float_tflite, "--data", c.npz("d.npz", x=GOOD_X),
+                "--json", c.out("a.json")], ("no quantized tensor", "expected a quantized")),
+    ("quantized-reference-analyze",
+     lambda c: ["analyze", c.quantized_tflite, "--reference", c.quantized_tflite, "--data",
+                c.npz("d.npz", x=GOOD_X), "--json", c.out("a.json")], ("expected a float model",)),
+    ("mismatched-reference-analyze",
+     lambda c: ["analyze", c.other_quantized_tflite, "--reference", c.float_tflite, "--data",
+                c.npz("d.npz", x=GOOD_X), "--json", c.out("a.json")], ("does not correspond", "shape", "8, 8, 1")),
+    ("wrong-shape-analyze-data",
+     lambda c: ["analyze", c.quantized_tflite, "--reference", c.float_tflite, "--data",
+                c.npz("small.npz", x=np.zeros((10, 8, 8, 1), np.float32)), "--json", c.out("a.json")],
+     ("shape", r"28, 28, 1", r"\(10, 8, 8, 1\)")),
+    ("nan-analyze-data",
+     lambda c: ["analyze", c.quantized_tflite, "--reference", c.float_tflite, "--data",
+                c.npz("bad.npz", x=_with(GOOD_X, np.nan)), "--json", c.out("a.json")], ("finite", r"\b1 NaN\b")),
+    ("negative-top-k-analyze",
+     lambda c: ["analyze", c.quantized_tflite, "--reference", c.float_tflite, "--data", c.npz("d.npz", x=GOOD_X),
+                "--top-k", "-1", "--json", c.out("a.json")], ("--top-k", "found -1")),
+    # Recipes: validated before any model work; the message names the file and the field path.
+    ("recipe-missing",
+     lambda c: ["quantize", c.float_tflite, "--recipe", c.missing("r.json"), "-o", c.out("m.tflite"),
+                "--save-recipe", c.out("saved.json")],
+     ("recipe not found", r"r\.json")),
+    ("recipe-not-json",
+     lambda c: ["quantize", c.float_tflite, "--recipe", c.file("r.json", b"{scheme: int8"), "-o", c.out("m.tflite")],
+     (r"cannot read r\.json", "expected a JSON recipe")),
+    ("recipe-not-object",
+     lambda c: ["quantize", c.float_tflite, "--recipe", c.file("r.json", b'["int8"]'), "-o", c.out("m.tflite")],
+     (r"r\.json: expected a JSON object", "found a list")),
+    ("recipe-unknown-field",
+     lambda c: ["quantize", c.float_tflite, "--recipe", _recipe(c, scheme="int8", oberver="mse"),
+                "-o", c.out("m.tflite")],
+     (r'r\.json: field "oberver": unknown field', "expected one of version, scheme")),
+    ("recipe-bad-tensor-observer",
+     lambda c: ["quantize", c.float_tflite, "--recipe",
+                _recipe(c, scheme="int8", tensors={"dense_1/Relu": {"observer": "foo"}}), "-o", c.out("m.tflite")],
+     (r'r\.json: field "tensors\.dense_1/Relu\.observer": expected an observer \(minmax, ema-minmax, '
+      r'percentile:P, mse, entropy or auto\), found "foo"',)),
+    ("recipe-wrong-type",
+     lambda c: ["quantize", c.float_tflite, "--recipe", _recipe(c, scheme="int8", samples="many"),
+                "-o", c.out("m.tflite")],
+     (r'r\.json: field "samples": expected a positive integer, found "many"',)),
+    ("recipe-unknown-scheme",
+     lambda c: ["quantize", c.float_tflite, "--recipe", _recipe(c, scheme="int3"), "-o", c.out("m.tflite")],
+     (r'field "scheme": expected one of', "int8", 'found "int3"')),
+    ("recipe-unknown-transform",
+     lambda c: ["quantize", c.float_tflite, "--recipe", _recipe(c, scheme="int8", transforms=["cle", "nope"]),
+                "-o", c.out("m.tflite")],
+     (r'field "transforms\[1\]": expected a transform \(cle, bias-correction, adaround', 'found "nope"')),
+    ("recipe-future-version",
+     lambda c: ["quantize", c.float_tflite, "--recipe", c.file("r.json", b'{"version": 2, "scheme": "int8"}'),
+                "-o", c.out("m.tflite")],
+     (r'r\.json: field "version": expected 1', "found 2")),
+    ("recipe-without-scheme",
+     lambda c: ["quantize", c.float_tflite, "--recipe", _recipe(c, observer="mse"), "-o", c.out("m.tflite")],
+     ("no scheme", "--scheme SCHEME", r'"scheme" field in r\.json')),
+    ("no-scheme-no-recipe",
+     lambda c: ["quantize", c.float_tflite, "-o", c.out("m.tflite")], ("no scheme", "--scheme SCHEME", "--recipe")),
+    # Only known once calibration statistics exist; still exit 2 and nothing written.
+    ("recipe-unknown-tensor",
+     lambda c: ["quantize", c.float_tflite, "--recipe", _recipe(c, scheme="int8", tensors={"nope": {}}),
+                "--calibration", c.npz("calib.npz", x=GOOD_X), "-o", c.out("m.tflite"),
+                "--save-recipe", c.out("saved.json")],
+     (r'r\.json: field "tensors\.nope": no activation tensor', r"serving_default_input", r"\(and \d+ more\)")),
 ]
+
+
+def _recipe(c: Ctx, **fields: object) -> str:
+    """A version 1 recipe file with ``fields``."""
+    import json
+
+    return c.file("r.json", json.dumps({"version": 1, **fields}).encode())
 
 
 def _with(x: np.ndarray, value: float) -> np.ndarray:

@@ -5,18 +5,22 @@ returns frozen dataclasses with ``to_dict()``, raises ``EdgequantError``
 subclasses and never prints.
 """
 
+from edgequant.analyze import Analysis, analyze, layer_sensitivity
 from edgequant.compare import compare
 from edgequant.demo import demo
 from edgequant.errors import EdgequantError, EngineError, InputError, UnsafeModelError, UnsupportedError
 from edgequant.calibrate import CalibrationStats
 from edgequant.pipeline import RunResult, calibrate, convert, evaluate, quantize, run
-from edgequant.types import (CompareResult, Dataset, EngineName, Evaluation, Fidelity, FloatModel, IOType, Latency,
-                             QuantizedModel, Scheme, SizeInfo, Variant)
+from edgequant.recipe import Recipe, load_recipe
+from edgequant.types import (CompareResult, Dataset, EngineName, Evaluation, Fidelity, Finding, FloatModel, IOType,
+                             Latency, QuantizedModel, Scheme, SizeInfo, Variant)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "convert", "calibrate", "quantize", "run", "evaluate", "compare", "demo", "CalibrationStats",
+    "analyze", "layer_sensitivity", "Analysis", "Finding",
+    "Recipe", "load_recipe",
     "Scheme", "EngineName", "IOType",
     "FloatModel", "Dataset", "QuantizedModel", "RunResult", "Evaluation", "SizeInfo", "Fidelity", "Latency",
     "Variant", "CompareResult",

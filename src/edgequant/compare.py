@@ -7,6 +7,7 @@ table hold on a noisy machine even when absolute milliseconds drift.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,8 +22,8 @@ from edgequant.pipeline import (DEFAULT_SAMPLES, check_measurement_options, load
                                 resolve_model)
 from edgequant.report import write_compare_files
 from edgequant.runtime import Runner
-from edgequant.types import (CompareResult, EngineName, Evaluation, FloatModel, IOType, QuantizedModel, Scheme,
-                             SourceKind, Variant, parse_enum)
+from edgequant.types import (CompareResult, Dataset, EngineName, Evaluation, FloatModel, IOType, QuantizedModel,
+                             Scheme, SourceKind, Variant, parse_enum)
 
 __all__ = ["compare", "parse_schemes", "parse_engines"]
 
@@ -70,8 +71,13 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
             samples: int | None = None, out_dir: str | Path | None = None, threads: int = 1, runs: int = 50,
             warmup: int = 5, unsafe: bool = False, resize: tuple[int, int] | None = None,
             normalize: tuple[float, float] | None = None, observer: str | None = None,
-            progress: Progress = no_progress) -> CompareResult:
-    """Float model plus every supported (scheme, engine) pair, evaluated side by side."""
+            analyze: bool = False, progress: Progress = no_progress) -> CompareResult:
+    """Float model plus every supported (scheme, engine) pair, evaluated side by side.
+
+    With ``analyze``, each built variant also goes through edgequant.analyze
+    (no sensitivity runs; the latencies measured here are reused) and its top
+    findings are attached to its row.
+    """
     scheme_list, engine_list = parse_schemes(schemes), parse_engines(engines)
     check_measurement_options(threads, runs)
     floats = resolve_model(model, unsafe)
@@ -124,8 +130,11 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
         warnings: list[str] = []
         if ev is not None and q is not None:
             warnings += _slow_warning(ev, base, q)
-        rows.append(_row(scheme.value, eng.value, IOType.FLOAT.value, paths.get((scheme.value, eng.value)), ev, base, q,
-                         warnings, err))
+        row = _row(scheme.value, eng.value, IOType.FLOAT.value, paths.get((scheme.value, eng.value)), ev, base, q,
+                   warnings, err)
+        if analyze and ev is not None and q is not None:
+            row = _with_findings(row, q, floats, ds, base, ev, runs, warmup, threads, progress)
+        rows.append(row)
     result = CompareResult(model=str(floats.source), data=ds.source, samples=len(ds),
                            calibration_samples=len(calib_ds), threads=threads, latency_runs=runs,
                            float=float_row, variants=tuple(rows), skipped=tuple(skipped),
@@ -133,6 +142,24 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
     if out is not None:
         write_compare_files(result, out)
     return result
+
+
+# Findings attached per variant by --analyze; the full list is one `edgequant analyze` away.
+ANALYZE_TOP_FINDINGS = 5
+
+
+def _with_findings(row: Variant, q: QuantizedModel, floats: FloatModel, ds: Dataset, base: Evaluation,
+                   ev: Evaluation, runs: int, warmup: int, threads: int, progress: Progress) -> Variant:
+    """The row with edgequant.analyze's top findings; an analysis that fails becomes a warning, not a failure."""
+    from edgequant.analyze import analyze as run_analysis
+
+    latency = (base.latency, ev.latency) if base.latency is not None and ev.latency is not None else None
+    try:
+        found = run_analysis(q.tflite, floats, ds, top_k=0, runs=runs, warmup=warmup, threads=threads,
+                             model_latency=latency, progress=progress).findings
+    except EdgequantError as exc:
+        return dataclasses.replace(row, warnings=row.warnings + (f"analysis failed: {exc}",))
+    return dataclasses.replace(row, findings=tuple(found[:ANALYZE_TOP_FINDINGS]))
 
 
 def _skip_reason(scheme: Scheme, engine: EngineName, floats: FloatModel) -> str | None:

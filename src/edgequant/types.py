@@ -12,11 +12,15 @@ import dataclasses
 import enum
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgequant.errors import UnsupportedError
+
+if TYPE_CHECKING:
+    # Named for annotations only: recipe/ imports this module, so a runtime import would be a cycle.
+    from edgequant.recipe import Recipe
 
 __all__ = [
     "Scheme",
@@ -33,6 +37,7 @@ __all__ = [
     "Latency",
     "Fidelity",
     "Evaluation",
+    "Finding",
     "Variant",
     "CompareResult",
 ]
@@ -174,7 +179,11 @@ class CalibrationInput:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class QuantizedModel(Record):
-    """What an engine produced, with the defaults it applied stated as notes."""
+    """What an engine produced, with the defaults it applied stated as notes.
+
+    ``recipe`` is the plan that ran (observer and transforms resolved); saved,
+    it quantizes the same model to the same bytes again.
+    """
 
     scheme: Scheme
     engine: EngineName
@@ -184,6 +193,7 @@ class QuantizedModel(Record):
     seconds: float
     calibration_samples: int
     notes: tuple[str, ...] = ()
+    recipe: Recipe | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,6 +246,24 @@ class Evaluation(Record):
 
 
 @dataclasses.dataclass(frozen=True)
+class Finding(Record):
+    """One plain-language finding of ``analyze``, tied to the number it rests on.
+
+    ``value`` and ``unit`` are that number (e.g. 2.6 "x float latency", 11.0
+    "dB"); ``source`` says how it was measured, so a reader can check it.
+    ``kind`` is a stable key (docs/analyze.md lists them); ``severity`` is
+    "warning" for something worth acting on, "info" otherwise.
+    """
+
+    kind: str
+    severity: str
+    message: str
+    value: float | None
+    unit: str
+    source: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Variant(Record):
     """One row of a comparison; the schema is documented in docs/compare-json.md."""
 
@@ -258,6 +286,8 @@ class Variant(Record):
     warnings: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     error: str | None = None
+    # Filled by compare(analyze=True): the top findings of edgequant.analyze for this variant.
+    findings: tuple[Finding, ...] = ()
 
     @property
     def label(self) -> str:

@@ -2,11 +2,14 @@
 
 With an explicit observer there is one candidate. By default there is one per
 observer in AUTO_CANDIDATES, and the pipeline keeps the candidate whose
-quantized model matches float best on the calibration samples.
+quantized model matches float best on the calibration samples. Per-tensor
+observers (a recipe's "tensors") apply to every candidate alike, so the auto
+choice is among global observers with the user's exceptions kept.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +34,25 @@ def _load_stats(stats: CalibrationStats | str | Path, tflite: bytes) -> Calibrat
 def calibration_candidates(engine_name: str, calibrates_itself: bool, scheme: Scheme, tflite: bytes,
                            x: np.ndarray | None, observer: Observer | None,
                            stats: CalibrationStats | str | Path | None,
-                           progress: Progress) -> tuple[list[CalibrationInput], list[str]]:
-    """Candidate calibrations for the engine, and notes about what does not apply or was repaired."""
+                           progress: Progress, overrides: Mapping[str, Observer | None] | None = None,
+                           label: Callable[[str], str] | None = None) -> tuple[list[CalibrationInput], list[str]]:
+    """Candidate calibrations for the engine, and notes about what does not apply or was repaired.
+
+    ``overrides`` maps tensor names to their own observer (None: the global
+    one); ``label`` words the error for a name the model lacks (see
+    calibrate.compute_ranges).
+    """
+    overrides = overrides or {}
+    own = sum(1 for o in overrides.values() if o is not None)
     if calibrates_itself:
         if x is None:
             raise InputError(f"engine {engine_name} calibrates scheme {scheme.value} by itself: expected "
                              "--calibration DATA (saved --stats do not apply to it), found none")
         notes = [f"--observer {observer} does not apply: engine {engine_name} computes its own min-max ranges"] \
             if observer is not None else []
+        if own:
+            notes.append(f"per-tensor observers ({own}) do not apply: engine {engine_name} computes "
+                         "its own min-max ranges")
         return [CalibrationInput(x, None, len(x), f"the engine's own min-max over {len(x)} samples")], notes
     if stats is not None:
         collected = _load_stats(stats, tflite)
@@ -58,9 +72,12 @@ def calibration_candidates(engine_name: str, calibrates_itself: bool, scheme: Sc
     bits = 16 if scheme is Scheme.INT16X8 else 8
     candidates = []
     for obs in observers:
-        ranges, repairs = compute_ranges(collected, obs, bits)
+        ranges, repairs = compute_ranges(collected, obs, bits, overrides, label)
+        mine = "" if not own else " (1 tensor with its own observer)" if own == 1 else \
+            f" ({own} tensors with their own observer)"
         candidates.append(CalibrationInput(x, ranges, collected.samples,
-                                           f"ranges from edgequant's {obs} observer over {collected.samples} samples",
+                                           f"ranges from edgequant's {obs} observer{mine} over {collected.samples} "
+                                           "samples",
                                            observer=str(obs),
                                            repairs=tuple(f"range repaired: {r.describe()}" for r in repairs)))
     return candidates, notes

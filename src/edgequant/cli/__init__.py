@@ -44,8 +44,8 @@ OBSERVER_HELP = ("activation ranges (litert engine): minmax, ema-minmax, percent
 
 
 TRANSFORMS_HELP = ("float-graph transforms before quantizing (litert engine), comma-separated: cle, "
-                   "bias-correction, or none; default: bias-correction for w4a8 and weight-only-int4 when "
-                   "--calibration is given, none otherwise")
+                   "adaround, bias-correction (run in that order), or none; default: adaround for int8, w4a8 "
+                   "and weight-only-int4 when --calibration is given, none otherwise")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,15 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("quantize", help="quantize a model with one scheme and engine")
     p.add_argument("model", type=Path)
-    p.add_argument("--scheme", required=True, help="one of " + ", ".join(s.value for s in Scheme))
-    p.add_argument("--engine", default=EngineName.LITERT.value, help="litert (default) or tflite-converter")
+    p.add_argument("--recipe", type=Path, metavar="FILE",
+                   help="the plan as a recipe JSON file (docs/recipe.md); options given here override its fields")
+    p.add_argument("--scheme", help="one of " + ", ".join(s.value for s in Scheme) + " (required unless --recipe "
+                   "names one)")
+    # Defaults live in the API (litert, float I/O), so an option left out never overrides a --recipe.
+    p.add_argument("--engine", help="litert (default) or tflite-converter")
     p.add_argument("--calibration", type=Path, help="representative data for int8 / int16x8")
     p.add_argument("--samples", type=int, help="calibration samples to use (default 200), picked deterministically")
-    p.add_argument("--io", default=IOType.FLOAT.value, help="int8 model I/O: float (default), int8 or uint8")
-    p.add_argument("--observer", help=OBSERVER_HELP)
+    p.add_argument("--io", help="int8 model I/O: float (default), int8 or uint8")
+    p.add_argument("--observer", help=OBSERVER_HELP + "; 'auto' for that choice")
     p.add_argument("--stats", type=Path, help="statistics from 'edgequant calibrate' instead of a new pass")
-    p.add_argument("--transforms", help=TRANSFORMS_HELP)
+    p.add_argument("--transforms", help=TRANSFORMS_HELP + "; 'default' for that choice")
     p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--save-recipe", type=Path, metavar="FILE",
+                   help="write the recipe that ran (observer and transforms resolved) for reuse with --recipe")
     p.add_argument("--unsafe", action="store_true")
     _add_data_options(p)
 
@@ -95,6 +101,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unsafe", action="store_true")
     _add_data_options(p)
 
+    p = sub.add_parser("analyze", help="where a quantized model's error comes from, layer by layer, and why it is "
+                                       "slow or large")
+    p.add_argument("model", type=Path, help="the quantized .tflite")
+    p.add_argument("--reference", type=Path, required=True, help="the float model it was made from (any MODEL form)")
+    p.add_argument("--data", type=Path, required=True, help="data to measure on (labels give accuracy)")
+    p.add_argument("--top-k", type=int, default=3, help="layers (by local error) to re-quantize with only that layer "
+                   "in float (default 3; 0 skips)")
+    p.add_argument("--samples", type=int, default=500, help="samples to measure on (default 500), picked "
+                   "deterministically")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", type=int, default=50, help="timed runs per model and per op after 5 warm-up runs; "
+                   "0 skips timing")
+    p.add_argument("--json", type=Path, help="also write the whole analysis as JSON")
+    p.add_argument("--unsafe", action="store_true")
+    _add_data_options(p)
+
     p = sub.add_parser("compare", help="float model and every variant, measured side by side")
     p.add_argument("model", type=Path)
     p.add_argument("--data", type=Path, required=True)
@@ -106,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--analyze", action="store_true",
+                   help="also run 'edgequant analyze' on every variant and attach its top findings to compare.json")
     p.add_argument("--unsafe", action="store_true")
     _add_data_options(p)
 
@@ -134,8 +158,11 @@ def _run_command(args: argparse.Namespace) -> int:
         q = eq.quantize(args.model, args.scheme, args.engine, calibration=args.calibration, samples=args.samples,
                         io=args.io, output=args.output, unsafe=args.unsafe, resize=args.resize,
                         normalize=args.normalize, observer=args.observer, stats=args.stats,
-                        transforms=args.transforms, progress=progress)
+                        transforms=args.transforms, progress=progress, recipe=args.recipe)
         print(report.quantized_text(q), file=out)
+        if args.save_recipe and q.recipe is not None:
+            q.recipe.save(args.save_recipe)
+            print(f"recipe -> {args.save_recipe}", file=out)
     elif args.command == "run":
         r = eq.run(args.model, args.input)
         for n in r.notes:
@@ -159,10 +186,19 @@ def _run_command(args: argparse.Namespace) -> int:
         print(report.evaluation_text(ev), file=out)
         if args.json:
             atomic_dir_file(args.json, report.to_json(ev))
+    elif args.command == "analyze":
+        an = eq.analyze(args.model, args.reference, args.data, top_k=args.top_k, samples=args.samples,
+                        runs=args.runs, threads=args.threads, resize=args.resize, normalize=args.normalize,
+                        unsafe=args.unsafe, progress=progress)
+        print(report.analysis_text(an), file=out)
+        if args.json:
+            atomic_dir_file(args.json, report.to_json(an))
+            print(f"\nwrote {args.json}", file=out)
     elif args.command == "compare":
         res = eq.compare(args.model, args.data, args.calibration, args.schemes, args.engines, args.samples,
                          args.out, threads=args.threads, runs=args.runs, unsafe=args.unsafe, resize=args.resize,
-                         normalize=args.normalize, observer=args.observer, progress=progress)
+                         normalize=args.normalize, observer=args.observer, analyze=args.analyze,
+                         progress=progress)
         print(report.compare_table(res), file=out)
         print(f"\nwrote {args.out / 'compare.json'}, {args.out / 'compare.csv'} and the .tflite files", file=out)
         return 1 if res.failed else 0

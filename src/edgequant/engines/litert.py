@@ -17,7 +17,7 @@ from edgequant._util import Progress, last_error_line, quiet
 from edgequant.errors import EngineError
 from edgequant.types import CalibrationInput, EngineName, FloatModel, IOType, Scheme
 
-__all__ = ["LiteRTEngine"]
+__all__ = ["LiteRTEngine", "quantizable_ops", "keep_float_rule", "rewrite_keeping_float"]
 
 # Ops that take int4 weights with int8 activations in litert-quantizer 0.11.
 W4A8_OPS = ("FULLY_CONNECTED", "CONV_2D")
@@ -112,3 +112,85 @@ def _version() -> str:
     from importlib.metadata import version
 
     return version("litert-quantizer")
+
+
+# ---------------------------------------------------------------------------- analysis support
+# analyze/ asks two things of this engine, through the small public functions below so
+# that no litert-quantizer internals leak out of engines/: which ops its policy
+# can quantize (to say why an op stayed float), and a model quantized with some
+# ops kept in float (layer sensitivity).
+
+_POLICY_KEYS = {
+    Scheme.INT8: "static_wi8_ai8", Scheme.W4A8: "static_wi8_ai8", Scheme.INT16X8: "static_wi8_ai16",
+    Scheme.DYNAMIC: "dynamic_wi8_afp32", Scheme.WEIGHT_ONLY_INT8: "weightonly_wi8_afp32",
+    Scheme.WEIGHT_ONLY_INT4: "weightonly_wi4_afp32",
+}
+
+
+def quantizable_ops(scheme: Scheme) -> frozenset[str]:
+    """TFLite builtin op names (e.g. "CONV_2D") litert-quantizer's default policy quantizes under ``scheme``.
+
+    Empty for a scheme the engine does not produce (fp16).
+    """
+    import json
+
+    from litert_quantizer import default_policy
+    from litert_quantizer.utils import tfl_flatbuffer_utils
+
+    from edgequant.graph.flatbuffer import enum_names
+
+    key = _POLICY_KEYS.get(scheme)
+    if key is None:
+        return frozenset()
+    policy = json.loads(default_policy.DEFAULT_JSON_POLICY)["ops_per_config"].get(key, [])
+    builtin = enum_names("BuiltinOperator")
+    names = set()
+    for op in policy:
+        code = next((c for n, c in tfl_flatbuffer_utils.TFL_OP_NAME_TO_CODE.items() if str(n.value) == op), None)
+        # INPUT/OUTPUT are the quantizer's virtual ops for the graph boundary, not builtins.
+        if code is not None:
+            names.add(builtin.get(int(code), op))
+    return frozenset(names)
+
+
+def keep_float_rule(tensor: str) -> dict[str, Any]:
+    """A litert-quantizer recipe rule that leaves the op writing ``tensor`` in float.
+
+    litert-quantizer matches a rule's regex against the op's scope: its output
+    tensor names joined by ";" with a trailing ";" (tfl_flatbuffer_utils.get_op_scope);
+    later rules win, so this one is appended after the scheme's rules.
+    """
+    import re
+
+    return {"regex": "^" + re.escape(tensor) + ";", "operation": "*", "algorithm_key": "no_quantize",
+            "op_config": {"compute_precision": "FLOAT"}}
+
+
+def rewrite_keeping_float(model: FloatModel, scheme: Scheme, calibration: CalibrationInput | None,
+                          keep_float: tuple[str, ...] = ()) -> bytes:
+    """``scheme`` with float model I/O, except the ops writing the ``keep_float`` tensors, which stay float.
+
+    Static schemes need ``calibration.ranges`` for every float activation, as for
+    :meth:`LiteRTEngine.rewrite`. The engine inserts DEQUANTIZE before and
+    QUANTIZE after each kept op.
+    """
+    from litert_quantizer import quantizer
+
+    rules = _recipe(scheme, IOType.FLOAT) + [keep_float_rule(t) for t in keep_float]
+    try:
+        with quiet() as captured:
+            qt = quantizer.Quantizer(bytearray(model.tflite), rules)
+            qsvs = None
+            if qt.need_calibration:
+                if calibration is None or calibration.ranges is None:
+                    raise EngineError(f"scheme {scheme.value} needs activation ranges: expected calibration ranges, "
+                                      "found none")
+                qsvs = _qsvs(model, calibration.ranges)
+            result = qt.quantize(qsvs, enable_progress_report=False)
+    except EngineError:
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise EngineError(f"litert-quantizer failed on scheme {scheme.value} keeping {len(keep_float)} op(s) in "
+                          f"float: {last_error_line(captured, first)}") from None
+    return bytes(result.quantized_model)

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from edgequant._util import atomic_dir_file
+from edgequant.report.analysis import analysis_text, findings_text
 from edgequant.types import CompareResult, Evaluation, QuantizedModel, Variant
 
-__all__ = ["compare_table", "write_compare_files", "evaluation_text", "quantized_text", "to_json", "CSV_COLUMNS"]
+__all__ = ["compare_table", "write_compare_files", "evaluation_text", "quantized_text", "to_json", "CSV_COLUMNS",
+           "analysis_text", "findings_text"]
 
 CSV_COLUMNS = ["scheme", "engine", "io", "path", "size_bytes", "weight_bytes", "size_ratio", "accuracy",
                "accuracy_delta", "sqnr_db", "cosine", "max_abs_error", "latency_ms_median", "latency_ms_p90",
@@ -64,6 +66,11 @@ def compare_table(result: CompareResult) -> str:
             parts.append(f"{v.label}: {w}")
         if v.error:
             parts.append(f"{v.label}: FAILED: {v.error}")
+    analysed = [v for v in result.variants if v.findings]
+    if analysed:
+        parts.append("\nfindings (compare --analyze; edgequant analyze MODEL for the full report):")
+        for v in analysed:
+            parts.append(f"{v.label}:\n" + findings_text(v.findings, indent="  "))
     for s in result.skipped:
         parts.append(f"skipped {s['scheme']}/{s['engine']}: {s['reason']}")
     return "\n".join(parts)
@@ -121,5 +128,7 @@ def stats_text(stats: Any, show: int = 8) -> str:
 def quantized_text(q: QuantizedModel) -> str:
     where = f" -> {q.path}" if q.path else ""
     lines = [f"{q.scheme.value} via {q.engine.value}: {len(q.tflite):,} bytes in {q.seconds:.1f} s{where}"]
+    if q.recipe is not None:
+        lines.append(f"recipe: {q.recipe.summary()}")
     lines += [f"note: {n}" for n in q.notes]
     return "\n".join(lines)

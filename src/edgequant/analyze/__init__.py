@@ -1,0 +1,112 @@
+"""Stage: analyze. Where a quantized model's error comes from, and why it is slow or large.
+
+    match (match.py) -> layer errors, accumulated and local (layers.py, local.py)
+        -> sensitivity (sensitivity.py) -> run time (runtime.py) -> size (size.py) -> findings (findings.py)
+
+``analyze`` wires these in that order and does no work of its own. Every
+figure is measured in LiteRT on the user's data or read from the flatbuffer;
+docs/analyze.md explains each one and the tensor-matching fallback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+from edgequant._util import Progress, no_progress
+from edgequant.analyze.findings import findings
+from edgequant.analyze.layers import measure_layers
+from edgequant.analyze.match import match_graphs
+from edgequant.analyze.records import (Analysis, Conversion, LayerError, LayerSensitivity, MatchMethod, OpRuntime,
+                                       RuntimeReport, Sensitivity, SizeBreakdown, WeightTensor)
+from edgequant.analyze.runtime import Timer, infer_scheme, runtime_report, xnnpack_ops
+from edgequant.analyze.sensitivity import layer_sensitivity, sensitivity_for
+from edgequant.analyze.size import size_breakdown
+from edgequant.data import DataLike, check_against_model, select_samples
+from edgequant.errors import InputError, UnsupportedError
+from edgequant.evaluate.explain import slow_reasons
+from edgequant.evaluate.latency import measure_interleaved
+from edgequant.evaluate.metrics import fidelity, top1
+from edgequant.graph import read_graph
+from edgequant.graph.submodel import GraphModel
+from edgequant.runtime import Runner
+from edgequant.types import FloatModel, Latency
+
+__all__ = ["analyze", "layer_sensitivity", "findings", "Analysis", "LayerError", "LayerSensitivity", "Sensitivity",
+           "OpRuntime", "Conversion", "RuntimeReport", "SizeBreakdown", "WeightTensor", "MatchMethod", "Timer",
+           "DEFAULT_SAMPLES", "DEFAULT_TOP_K"]
+
+# Samples for the layer statistics: enough for stable SQNRs on small models,
+# few enough that a big model's layer pass stays in minutes. Picked by a
+# seeded shuffle, so every run sees the same ones.
+DEFAULT_SAMPLES = 500
+DEFAULT_TOP_K = 3
+
+
+def _ranked(layers: list[LayerError]) -> list[LayerError]:
+    """Layers with local_rank set: 1 = the most error added on its own (lowest local SQNR)."""
+    measured = [e for e in layers if e.local_sqnr_db is not None]
+    order = sorted(measured, key=lambda e: float(e.local_sqnr_db))  # type: ignore[arg-type]
+    rank = {e.index: k for k, e in enumerate(order, start=1)}
+    return [dataclasses.replace(e, local_rank=rank.get(e.index)) for e in layers]
+
+
+def analyze(model: str | Path | bytes, reference: FloatModel | str | Path, data: DataLike,
+            top_k: int = DEFAULT_TOP_K, samples: int | None = DEFAULT_SAMPLES, runs: int = 50, warmup: int = 5,
+            threads: int = 1, resize: tuple[int, int] | None = None, normalize: tuple[float, float] | None = None,
+            unsafe: bool = False, timer: Timer = measure_interleaved,
+            model_latency: tuple[Latency, Latency] | None = None, progress: Progress = no_progress) -> Analysis:
+    """Explain one quantized .tflite against its float reference, layer by layer, on ``data``.
+
+    ``top_k`` layers (by local error) get a sensitivity run (0 skips it);
+    ``runs`` timed runs measure model and per-op latency (0 skips timing).
+    ``timer`` times runners (tests pass a fake); ``model_latency`` reuses a
+    (float, quantized) latency pair measured by the caller.
+    """
+    from edgequant.pipeline import _read_tflite, check_measurement_options, load_checked_data, resolve_model
+
+    if top_k < 0:
+        raise InputError(f"--top-k: expected 0 or more, found {top_k}")
+    check_measurement_options(threads, runs)
+    what = "quantized model" if isinstance(model, bytes) else str(model)
+    q_bytes = model if isinstance(model, bytes) else _read_tflite(Path(model))
+    qg = GraphModel(q_bytes, what)
+    q_runner = Runner(q_bytes, threads, what)
+    scheme = infer_scheme(qg)
+    if scheme is None:
+        raise InputError(f"{what} has no quantized tensor and no reduced-precision weight: expected a quantized "
+                         ".tflite to analyze against the float reference")
+    floats = reference if isinstance(reference, FloatModel) else resolve_model(reference, unsafe)
+    fg = GraphModel(floats.tflite, "reference model")
+    matching = match_graphs(fg, qg)
+    ds = check_against_model(load_checked_data(data, floats, resize, normalize), q_runner.input_signature)
+    ds = select_samples(ds, samples)
+
+    taken, f_taken = xnnpack_ops(qg, threads), xnnpack_ops(fg, threads)
+    layers, used = measure_layers(fg, qg, matching, ds.x, taken, f_taken, progress)
+    layers = _ranked(layers)
+    ref_out = Runner(floats.tflite, threads, "reference").predict(ds.x)
+    q_out = q_runner.predict(ds.x)
+    notes = [f"{len(ds)} samples ({ds.source}); layer statistics over {used} of them"] if used != len(ds) else \
+        [f"{len(ds)} samples ({ds.source})"]
+    notes += [f"{m.value}-matched layers: {sum(1 for e in layers if e.match is m)}" for m in MatchMethod
+              if any(e.match is m for e in layers)]
+
+    sensitivity = None
+    if top_k > 0:
+        worst = [e for e in sorted(layers, key=lambda e: (e.local_rank is None, e.local_rank or 0))
+                 if e.local_sqnr_db is not None and math.isfinite(e.local_sqnr_db)][:top_k]
+        try:
+            sensitivity = sensitivity_for(floats, ds, scheme, [(e.tensor, e.op, e.local_sqnr_db) for e in worst],
+                                          q_bytes, progress)
+        except UnsupportedError as exc:
+            notes.append(f"sensitivity not measured: {exc}")
+    runtime = runtime_report(fg, qg, matching, ds.x, runs, warmup, threads, timer, taken, model_latency, progress)
+    result = Analysis(model=what, reference=str(floats.source), data=ds.source, samples=len(ds),
+                      scheme=scheme.value, accuracy=top1(q_out, ds.y) if ds.y is not None else None,
+                      float_accuracy=top1(ref_out, ds.y) if ds.y is not None else None,
+                      fidelity=fidelity(q_out, ref_out), layers=tuple(layers), unmatched=matching.unmatched,
+                      sensitivity=sensitivity, runtime=runtime, size=size_breakdown(fg, qg), findings=(),
+                      notes=tuple(notes))
+    return dataclasses.replace(result, findings=findings(result, slow_reasons(read_graph(q_bytes, what))))

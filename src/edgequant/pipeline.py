@@ -32,7 +32,7 @@ from edgequant.types import (CalibrationInput, Dataset, EngineName, Evaluation, 
                              Record, Scheme)
 
 __all__ = ["convert", "calibrate", "quantize", "run", "evaluate", "RunResult", "DEFAULT_SAMPLES", "resolve_model",
-           "load_checked_data"]
+           "load_checked_data", "read_tflite"]
 
 # Transforms on by default, per scheme, where the benchmark measured a gain
 # (litert engine, 200 calibration samples, output SQNR vs float on held-out
@@ -255,7 +255,7 @@ def calibrate(model: FloatModel | str | Path, data: DataLike, samples: int | Non
 
 def run(model: str | Path | bytes, x: DataLike) -> RunResult:
     """One inference in LiteRT; integer I/O is converted from and to float with the model's own parameters."""
-    tflite = model if isinstance(model, bytes) else _read_tflite(Path(model))
+    tflite = model if isinstance(model, bytes) else read_tflite(Path(model))
     runner = Runner(tflite, what=str(model) if not isinstance(model, bytes) else "model")
     ds = load_data(x)
     shape = runner.input_signature
@@ -264,7 +264,8 @@ def run(model: str | Path | bytes, x: DataLike) -> RunResult:
                      output_dtype=runner.output_dtype, notes=runner.io_notes())
 
 
-def _read_tflite(path: Path) -> bytes:
+def read_tflite(path: Path) -> bytes:
+    """The bytes of a user's .tflite file, or an InputError saying what was expected."""
     if not path.exists():
         raise InputError(f"model not found: {path} (expected a .tflite file)")
     if path.is_dir() or path.suffix.lower() != ".tflite":
@@ -281,7 +282,7 @@ def evaluate(model: str | Path | bytes, data: DataLike | None = None, reference:
              progress: Progress = no_progress) -> Evaluation:
     """Size, top-1 (with labels), fidelity to ``reference`` and batch-1 latency of one .tflite model."""
     check_measurement_options(threads, runs)
-    tflite = model if isinstance(model, bytes) else _read_tflite(Path(model))
+    tflite = model if isinstance(model, bytes) else read_tflite(Path(model))
     runner = Runner(tflite, threads=threads, what=str(model) if not isinstance(model, bytes) else "model")
     shape = runner.input_signature
     channels = shape[-1] if len(shape) == 4 else None

@@ -64,13 +64,13 @@ def analyze(model: str | Path | bytes, reference: FloatModel | str | Path, data:
     ``timer`` times runners (tests pass a fake); ``model_latency`` reuses a
     (float, quantized) latency pair measured by the caller.
     """
-    from edgequant.pipeline import _read_tflite, check_measurement_options, load_checked_data, resolve_model
+    from edgequant.pipeline import read_tflite, check_measurement_options, load_checked_data, resolve_model
 
     if top_k < 0:
         raise InputError(f"--top-k: expected 0 or more, found {top_k}")
     check_measurement_options(threads, runs)
     what = "quantized model" if isinstance(model, bytes) else str(model)
-    q_bytes = model if isinstance(model, bytes) else _read_tflite(Path(model))
+    q_bytes = model if isinstance(model, bytes) else read_tflite(Path(model))
     qg = GraphModel(q_bytes, what)
     q_runner = Runner(q_bytes, threads, what)
     scheme = infer_scheme(qg)

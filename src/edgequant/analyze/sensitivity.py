@@ -136,9 +136,9 @@ def layer_sensitivity(reference: FloatModel | str | Path, quantized: bytes | str
     if isinstance(quantized, bytes):
         q_bytes = quantized
     elif isinstance(quantized, Path) or (isinstance(quantized, str) and quantized.endswith(".tflite")):
-        from edgequant.pipeline import _read_tflite
+        from edgequant.pipeline import read_tflite
 
-        q_bytes = _read_tflite(Path(quantized))
+        q_bytes = read_tflite(Path(quantized))
     if q_bytes is not None:
         scheme = infer_scheme(GraphModel(q_bytes, "quantized model"))
         if scheme is None:

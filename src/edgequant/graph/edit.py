@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgequant.errors import InputError, UnsupportedError
-from edgequant.graph.flatbuffer import builtin_name, enum_names, load_object_model
+from edgequant.graph.flatbuffer import builtin_name, enum_names, load_object_model, stored_bytes
 
 __all__ = ["OpRef", "GraphEditor", "SHAPE_ONLY_OPS"]
 
@@ -113,20 +113,8 @@ class GraphEditor:
         return buffers[index] if 0 < index < len(buffers) else None
 
     def _stored(self, tensor: int) -> bytes | None:
-        """A constant's bytes: inline in its buffer, or addressed by offset and size.
-
-        litert-quantizer writes large buffers (the seed CNN's int4 dense
-        kernel, 346 KB) after the flatbuffer and points at them by offset.
-        """
-        buf = self._buffer(tensor)
-        if buf is None:
-            return None
-        if buf.data is not None and len(buf.data) > 0:
-            return np.asarray(buf.data, dtype=np.uint8).tobytes()
-        offset, size = int(getattr(buf, "offset", 0) or 0), int(getattr(buf, "size", 0) or 0)
-        if offset > 1 and size > 0 and offset + size <= len(self._raw):
-            return self._raw[offset:offset + size]
-        return None
+        """A constant's bytes: inline in its buffer, or addressed by offset and size."""
+        return stored_bytes(self.model, self._raw, self._sg.tensors[tensor].buffer)
 
     def is_constant(self, tensor: int) -> bool:
         """True for a tensor whose values are stored in the file (weights, biases)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from edgequant.errors import InputError
 
-__all__ = ["TFLITE_MAGIC", "load_object_model", "enum_names", "builtin_name"]
+__all__ = ["TFLITE_MAGIC", "load_object_model", "enum_names", "builtin_name", "stored_bytes"]
 
 # Bytes 4..8 of every LiteRT flatbuffer hold this file identifier.
 TFLITE_MAGIC = b"TFL3"
@@ -49,3 +49,23 @@ def builtin_name(model: Any, op: Any, names: dict[int, str]) -> str:
     # Old files keep the code in deprecatedBuiltinCode (< 127); newer ones in builtinCode.
     builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
     return names.get(builtin, f"OP_{builtin}")
+
+
+def stored_bytes(model: Any, tflite: bytes, buffer_index: int, copy: bool = True) -> bytes | None:
+    """A buffer's data, inline or addressed by offset and size; None when it holds none (an activation).
+
+    litert-quantizer writes large buffers (the seed CNN's int4 dense kernel,
+    346 KB) after the flatbuffer and points at them by offset. With
+    ``copy=False`` a non-empty result is only a marker (b"\\x01"): callers
+    that only ask "is this a constant?" do so for every tensor.
+    """
+    buffers = model.buffers or []
+    if not 0 < buffer_index < len(buffers):
+        return None
+    buf = buffers[buffer_index]
+    if buf.data is not None and len(buf.data) > 0:
+        return bytes(bytearray(buf.data)) if copy else b"\x01"
+    offset, size = int(getattr(buf, "offset", 0) or 0), int(getattr(buf, "size", 0) or 0)
+    if offset > 1 and size > 0 and offset + size <= len(tflite):
+        return tflite[offset:offset + size] if copy else b"\x01"
+    return None

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgequant.errors import UnsupportedError
-from edgequant.graph.flatbuffer import builtin_name, enum_names, load_object_model
+from edgequant.graph.flatbuffer import builtin_name, enum_names, load_object_model, stored_bytes
 
 __all__ = ["SubModel", "GraphModel", "CONTROL_FLOW_OPS"]
 
@@ -59,34 +59,12 @@ class GraphModel:
         self._producers: dict[int, int] | None = None
 
     def constant_bytes(self, tensor: int) -> bytes | None:
-        """The stored bytes of a constant tensor, or None for an activation.
-
-        litert-quantizer writes large buffers after the flatbuffer, addressed
-        by offset and size, rather than inline: both forms are constants.
-        """
-        buffers = self.model.buffers or []
-        index = self.sg.tensors[tensor].buffer
-        if not 0 < index < len(buffers):
-            return None
-        buf = buffers[index]
-        if buf.data is not None and len(buf.data) > 0:
-            return bytes(bytearray(buf.data))
-        offset, size = int(getattr(buf, "offset", 0) or 0), int(getattr(buf, "size", 0) or 0)
-        if offset > 1 and size > 0 and offset + size <= len(self.tflite):
-            return self.tflite[offset:offset + size]
-        return None
+        """The stored bytes of a constant tensor (inline or offset-addressed), or None for an activation."""
+        return stored_bytes(self.model, self.tflite, self.sg.tensors[tensor].buffer)
 
     def _has_data(self, tensor: int) -> bool:
         # The same test as constant_bytes, without copying the data (called for every tensor, often).
-        buffers = self.model.buffers or []
-        index = self.sg.tensors[tensor].buffer
-        if not 0 < index < len(buffers):
-            return False
-        buf = buffers[index]
-        if buf.data is not None and len(buf.data) > 0:
-            return True
-        offset, size = int(getattr(buf, "offset", 0) or 0), int(getattr(buf, "size", 0) or 0)
-        return offset > 1 and size > 0 and offset + size <= len(self.tflite)
+        return stored_bytes(self.model, self.tflite, self.sg.tensors[tensor].buffer, copy=False) is not None
 
     # ------------------------------------------------------------------ read-only view
     @property

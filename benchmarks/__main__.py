@@ -9,7 +9,7 @@ from pathlib import Path
 
 from benchmarks import zoo
 from benchmarks.methods import METHODS, SCHEMES
-from benchmarks.report import markdown, summary_text
+from benchmarks.report import markdown, summary_text, tuned_text
 from benchmarks.run import QUICK_MODELS, QUICK_SCHEMES, run_benchmark
 from edgequant._util import atomic_dir_file
 
@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     atomic_dir_file(args.out / f"{name}.json", json.dumps(result, indent=1) + "\n")
     atomic_dir_file(args.out / f"{name}.md", markdown(result, command.strip()))
     print(summary_text(result))
+    tuned = tuned_text(result)
+    if tuned:
+        print("\n".join(tuned))
     print(f"\nwrote {args.out / (name + '.md')} and {args.out / (name + '.json')} in {result['meta']['seconds']} s")
     return 0
 

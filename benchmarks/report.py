@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["summary_text", "ablation_text", "markdown"]
+__all__ = ["summary_text", "ablation_text", "tuned_text", "markdown"]
 
 
 def _num(v: float | None, spec: str) -> str:
@@ -34,6 +34,38 @@ def ablation_text(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _pick(c: dict[str, Any] | None) -> str:
+    if c is None:
+        return "none within budget"
+    return (f"{c['scheme']}: {c['size_ratio']:.3f} / {_num(c['latency_ratio'], '.2f')}x / "
+            f"{c['accuracy_delta'] * 100:+.2f}")
+
+
+def tuned_text(result: dict[str, Any]) -> list[str]:
+    """Markdown lines: the tuned row against each peer's smallest and fastest fixed scheme within the budget."""
+    tuned = result.get("tuned")
+    if not tuned or not tuned["models"]:
+        return []
+    peers = list(tuned["models"][0]["peers"])
+    budget = tuned["budget_pt"]
+    out = ["", f"## Tuned: edgequant tune at a {budget:g}-point budget against each peer's best fixed scheme", "",
+           f"`tuned` = `edgequant tune --max-drop {budget:g}` (top-1 on the held-out split, objective balanced; its "
+           "recipe in the note). For each peer, the smallest and the fastest of its fixed schemes whose top-1 drop "
+           f"is at most {budget:g} points on the same split. Cells read size ratio / latency ratio / delta in "
+           "points, from the shared evaluation above (lower ratios are better).", "",
+           "| model | tuned | " + " | ".join(f"{p} smallest | {p} fastest" for p in peers) + " |",
+           "|---|---|" + "---|" * (2 * len(peers))]
+    for row in tuned["models"]:
+        t = row["tuned"]
+        cells = [f"{t['size_ratio']:.3f} / {_num(t['latency_ratio'], '.2f')}x / {t['accuracy_delta'] * 100:+.2f}"]
+        for p in peers:
+            cells += [_pick(row["peers"][p]["smallest"]), _pick(row["peers"][p]["fastest"])]
+        out.append(f"| {row['model']} | " + " | ".join(cells) + " |")
+    out += ["", "Recipes chosen by `tuned`:", ""]
+    out += [f"- {row['model']}: {row['tuned']['reason']}" for row in tuned["models"]]
+    return out
+
+
 def markdown(result: dict[str, Any], command: str) -> str:
     meta = result["meta"]
     v = meta["versions"]
@@ -55,7 +87,9 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "",
         "Methods: `tf-converter` = TFLiteConverter post-training quantization as the seeds call it (float model "
         "I/O); `litert-quantizer` = LiteRT Quantizer with its default recipe (integer model I/O for static "
-        "schemes); `edgequant` = `edgequant.quantize` with its default engine for the scheme.",
+        "schemes); `edgequant` = `edgequant.quantize` with its default engine for the scheme; `qat` (int8, "
+        "w4a8) = `edgequant.qat`, 3 epochs of quantization-aware fine-tuning on the training split (labels), "
+        "exported through the litert engine, so it is a training method, not post-training quantization.",
         "",
         "## Summary",
         "",
@@ -70,6 +104,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "```",
         ablation_text(result),
         "```",
+        *tuned_text(result),
         "",
         "## Float models",
         "",
@@ -95,7 +130,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
             out.append(f"| {c['model']} | {c['scheme']} | {c['method']} | {c['status']} | | | | | | "
                        f"{c['reason'].replace('|', '/')} |")
             continue
+        note = (c.get("reason") or "").replace("|", "/")
         out.append(f"| {c['model']} | {c['scheme']} | {c['method']} | {c['accuracy'] * 100:.2f}% | "
                    f"{c['accuracy_delta'] * 100:+.2f} | {_num(c['sqnr_db'], '.1f')} | {c['size_ratio']:.3f} | "
-                   f"{_num(c['latency_ratio'], '.2f')} | {c['quantize_seconds']:.2f} | |")
+                   f"{_num(c['latency_ratio'], '.2f')} | {c['quantize_seconds']:.2f} | {note} |")
     return "\n".join(out) + "\n"

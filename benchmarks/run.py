@@ -23,13 +23,14 @@ import numpy as np
 
 from benchmarks import zoo
 from benchmarks.memory import calibration_memory
-from benchmarks.methods import METHODS, SCHEMES, NotApplicable
+from benchmarks.methods import METHODS, SCHEMES, TUNED, TUNED_BUDGET_PT, NotApplicable
 from edgequant.data import select_samples
 from edgequant.evaluate import fidelity, measure_interleaved, top1
 from edgequant.runtime import Runner
 from edgequant.types import Dataset
 
-__all__ = ["Cell", "run_benchmark", "summarize", "QUICK_MODELS", "QUICK_SCHEMES", "CALIBRATION_SAMPLES"]
+__all__ = ["Cell", "run_benchmark", "summarize", "tuned_comparison", "QUICK_MODELS", "QUICK_SCHEMES",
+           "CALIBRATION_SAMPLES"]
 
 QUICK_MODELS = ("seed_mlp", "seed_cnn", "outlier_mlp")
 QUICK_SCHEMES = ("dynamic", "int8")
@@ -71,14 +72,19 @@ def _bench_model(name: str, schemes: Sequence[str], methods: Sequence[str], runs
     float_tflite = edgequant.convert(zm.keras_path).tflite
     built: list[tuple[str, str, bytes, float]] = []
     cells: list[Cell] = []
+    notes: dict[tuple[str, str], str] = {}
     for scheme in schemes:
         for method in methods:
             scope = METHODS[method].applies_to
-            if scope is not None and scheme not in scope:
+            # The tuned row is not a scheme a fixed method can be asked for.
+            if (scope is not None and scheme not in scope) or (scope is None and scheme == TUNED):
                 continue
             start = time.perf_counter()
             try:
-                tflite = METHODS[method].build(zm.keras_path, scheme, calib)
+                if method == TUNED:
+                    tflite, notes[(scheme, method)] = METHODS[method].tune(zm.keras_path, calib)  # type: ignore[attr-defined]
+                else:
+                    tflite = METHODS[method].build(zm.keras_path, scheme, calib)
                 Runner(tflite).predict(test.x[:1])  # must load and run, or it is an error cell
                 built.append((scheme, method, tflite, time.perf_counter() - start))
             except NotApplicable as exc:
@@ -94,8 +100,8 @@ def _bench_model(name: str, schemes: Sequence[str], methods: Sequence[str], runs
     for (scheme, method, tflite, secs), out, latency in zip(built, outputs[1:], lat[1:]):
         acc = top1(out, test.y)
         ratio = latency.median_ms / lat[0].median_ms if latency is not None and lat[0] is not None else None
-        cells.append(Cell(name, scheme, method, "ok", None, acc, acc - base_acc, _finite(fidelity(out, ref).sqnr_db),
-                          len(tflite) / len(float_tflite), ratio, secs))
+        cells.append(Cell(name, scheme, method, "ok", notes.get((scheme, method)), acc, acc - base_acc,
+                          _finite(fidelity(out, ref).sqnr_db), len(tflite) / len(float_tflite), ratio, secs))
     float_info = {"name": name, "description": zm.description, "size_bytes": len(float_tflite),
                   "accuracy": base_acc, "latency_ms": lat[0].median_ms if lat[0] is not None else None,
                   "test_samples": len(test), "train_seconds": zm.train_seconds}
@@ -104,6 +110,33 @@ def _bench_model(name: str, schemes: Sequence[str], methods: Sequence[str], runs
 
 
 HEADLINE = ("tf-converter", "litert-quantizer", "edgequant")
+# The peers the tuned row is compared with: each one's best fixed scheme within the same budget.
+TUNED_PEERS = ("tf-converter", "litert-quantizer", "edgequant")
+
+
+def tuned_comparison(cells: Sequence[Cell], budget_pt: float = TUNED_BUDGET_PT) -> list[dict[str, Any]]:
+    """Per model: the tuned cell, and for each peer its smallest and its fastest fixed scheme within the budget.
+
+    Within the budget means a top-1 drop of at most ``budget_pt`` points against the float model on the
+    held-out split; a peer with no such scheme is listed as None. Sizes and latencies are the shared
+    evaluation's ratios to float (latency interleaved with every other cell of the model).
+    """
+    out = []
+    for model in dict.fromkeys(c.model for c in cells):
+        tuned = next((c for c in cells if c.model == model and c.method == TUNED and c.status == "ok"), None)
+        if tuned is None:
+            continue
+        row: dict[str, Any] = {"model": model, "tuned": dataclasses.asdict(tuned), "peers": {}}
+        for peer in TUNED_PEERS:
+            within = [c for c in cells if c.model == model and c.method == peer and c.status == "ok"
+                      and c.scheme != TUNED and c.accuracy_delta is not None
+                      and -c.accuracy_delta * 100 <= budget_pt + 1e-9]
+            smallest = min(within, key=lambda c: (c.size_ratio, c.latency_ratio or math.inf), default=None)
+            fastest = min(within, key=lambda c: (c.latency_ratio or math.inf, c.size_ratio), default=None)
+            row["peers"][peer] = {"smallest": dataclasses.asdict(smallest) if smallest else None,
+                                  "fastest": dataclasses.asdict(fastest) if fastest else None}
+        out.append(row)
+    return out
 
 
 def summarize(cells: Sequence[Cell], schemes: Sequence[str], methods: Sequence[str]) -> dict[str, Any]:
@@ -173,9 +206,13 @@ def run_benchmark(models: Sequence[str], schemes: Sequence[str], methods: Sequen
             "versions": {p: version(p) for p in ("tensorflow-cpu", "ai-edge-litert", "litert-quantizer", "keras")},
             "commit": _commit(), "latency_runs": runs, "threads": 1, "batch": 1, "calibration_samples": CALIBRATION_SAMPLES,
             "seconds": round(time.perf_counter() - started, 1)}
-    return {"meta": meta, "models": floats, "schemes": list(schemes), "methods": list(methods),
-            "cells": [dataclasses.asdict(c) for c in cells], "summary": summarize(cells, schemes, methods),
-            "calibration_memory": memory}
+    ranked = [s for s in schemes if s != TUNED]  # the tuned row is compared on its own, in "tuned"
+    result = {"meta": meta, "models": floats, "schemes": list(schemes), "methods": list(methods),
+              "cells": [dataclasses.asdict(c) for c in cells], "summary": summarize(cells, ranked, methods),
+              "calibration_memory": memory}
+    if TUNED in schemes and TUNED in methods:
+        result["tuned"] = {"budget_pt": TUNED_BUDGET_PT, "models": tuned_comparison(cells)}
+    return result
 
 
 def _commit() -> str | None:

@@ -70,7 +70,7 @@ from edgequant.data import select_samples
 from edgequant.train import seed_cnn, split_digits
 
 __all__ = ["ZooSpec", "ZooModel", "ZOO", "UnknownModelError", "DEFAULT_CACHE", "CALIBRATION_SAMPLES",
-           "get_spec", "load", "hidden_outlier_ratio"]
+           "get_spec", "load", "hidden_outlier_ratio", "training_split"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = REPO_ROOT / ".bench-cache"
@@ -446,6 +446,15 @@ def _data(kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np
         return np.ascontiguousarray(x, dtype=np.float32)
 
     return (shape(train.x), train.y.astype(np.int64), shape(test.x), test.y.astype(np.int64), shape(calib.x))
+
+
+def training_split(input_kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of the training split the zoo models were trained on, shaped for ``input_kind``.
+
+    Methods that train (qat) get this and nothing else: the held-out test split is for evaluation only.
+    """
+    x, y, _, _, _ = _data(input_kind)
+    return x, y
 
 
 def _paths(folder: Path) -> dict[str, Path]:

@@ -13,7 +13,8 @@ def test_all_is_exactly_the_public_api() -> None:
     expected = {"convert", "calibrate", "CalibrationStats", "analyze", "layer_sensitivity", "Analysis", "Finding", "Recipe", "load_recipe", "quantize", "run", "evaluate", "compare", "demo", "Scheme", "EngineName", "IOType",
                 "FloatModel", "Dataset", "QuantizedModel", "RunResult", "Evaluation", "SizeInfo", "Fidelity",
                 "Latency", "Variant", "CompareResult", "EdgequantError", "InputError", "UnsafeModelError",
-                "UnsupportedError", "EngineError", "__version__"}
+                "UnsupportedError", "EngineError", "__version__", "qat", "prune", "QATResult", "PruneResult",
+                "tune", "TuneResult", "Precision"}
     assert set(edgequant.__all__) == expected
     for name in edgequant.__all__:
         assert hasattr(edgequant, name)

@@ -406,9 +406,13 @@ CASES: list[Case] = [
                 "-o", c.out("m.tflite")],
      (r'field "transforms\[1\]": expected a transform \(cle, bias-correction, adaround', 'found "nope"')),
     ("recipe-future-version",
-     lambda c: ["quantize", c.float_tflite, "--recipe", c.file("r.json", b'{"version": 2, "scheme": "int8"}'),
+     lambda c: ["quantize", c.float_tflite, "--recipe", c.file("r.json", b'{"version": 3, "scheme": "int8"}'),
                 "-o", c.out("m.tflite")],
-     (r'r\.json: field "version": expected 1', "found 2")),
+     (r'r\.json: field "version": expected 1 or 2', "found 3")),
+    ("recipe-precision-in-version-1",
+     lambda c: ["quantize", c.float_tflite, "--recipe",
+                _recipe(c, scheme="int8", tensors={"dense_1/Relu": {"precision": "float"}}), "-o", c.out("m.tflite")],
+     (r'r\.json: field "tensors\.dense_1/Relu\.precision": unknown field', r'needs "version": 2')),
     ("recipe-without-scheme",
      lambda c: ["quantize", c.float_tflite, "--recipe", _recipe(c, observer="mse"), "-o", c.out("m.tflite")],
      ("no scheme", "--scheme SCHEME", r'"scheme" field in r\.json')),
@@ -421,6 +425,124 @@ CASES: list[Case] = [
                 "--save-recipe", c.out("saved.json")],
      (r'r\.json: field "tensors\.nope": no activation tensor', r"serving_default_input", r"\(and \d+ more\)")),
 ]
+
+
+def _tune(c: Ctx, *extra: str, data: str | None = None, out: str | None = None) -> list[str]:
+    """``edgequant tune`` on the seed CNN with unlabeled zeros as data, plus ``extra`` options."""
+    return ["tune", c.float_tflite, "--data", data or c.npz("x.npz", x=GOOD_X), "--max-drop", "0.5",
+            "--runs", "0", "--objective", "size", "--out", out or c.out("tune"), *extra]
+
+
+def _history(c: Ctx) -> str:
+    """A run folder holding another model's history (trials.json); nothing may be added to it."""
+    import json
+
+    other = {"version": 1, "run": {"model_sha256": "0" * 64, "data_sha256": "0" * 64,
+                                   "calibration_sha256": "0" * 64}, "trials": []}
+    folder = c.folder("earlier-run", {"trials.json": json.dumps(other).encode()})
+    c.outputs += [Path(folder) / "best.tflite", Path(folder) / "best.json", Path(folder) / "best-recipe.json"]
+    return folder
+
+
+TUNE_CASES: list[Case] = [
+    ("tune-missing-model",
+     lambda c: ["tune", c.missing("nope.tflite"), "--data", c.npz("x.npz", x=GOOD_X), "--max-drop", "0.5",
+                "--out", c.out("tune")], ("not found",)),
+    ("tune-missing-data", lambda c: _tune(c, data=c.missing("nope.npz")), ("data not found", r"nope\.npz")),
+    ("tune-negative-max-drop", lambda c: _tune(c, "--max-drop", "-1"),
+     (r"--max-drop: expected a number of 0 or more", "found -1")),
+    ("tune-max-drop-not-a-number", lambda c: _tune(c, "--max-drop", "half"),
+     (r"--max-drop: expected a number", "'half'")),
+    ("tune-unknown-metric", lambda c: _tune(c, "--metric", "f1"),
+     (r"unknown metric 'f1'", "top1, sqnr, cosine")),
+    ("tune-unknown-objective", lambda c: _tune(c, "--objective", "speed"),
+     (r"unknown objective 'speed'", "size, latency, balanced")),
+    ("tune-top1-without-labels", lambda c: _tune(c, "--metric", "top1"),
+     (r"--metric top1 needs labels", "found none", "--metric sqnr")),
+    ("tune-bad-time-budget", lambda c: _tune(c, "--time-budget", "10 minutes"),
+     (r"--time-budget: expected a duration such as 90s, 10m", "'10 minutes'")),
+    ("tune-unknown-scheme", lambda c: _tune(c, "--schemes", "int8,int3"), (r"unknown scheme 'int3'",)),
+    ("tune-latency-without-runs", lambda c: _tune(c, "--objective", "latency"),
+     (r"--runs 0 measures no latency", "--objective size")),
+    ("tune-history-without-resume", lambda c: _tune(c, out=_history(c)),
+     (r"holds an earlier run \(trials\.json\)", "--resume")),
+    ("tune-resume-other-model", lambda c: _tune(c, "--resume", out=_history(c)),
+     (r"--resume: .* holds the history of a run with another model", "model_sha256")),
+]
+CASES += TUNE_CASES
+
+# qat and prune: options are checked before any model work, and both train, so they need a Keras model.
+_TRAIN = GOOD_X, np.array([0, 1, 2, 3], np.int64)
+TRAIN_CASES: list[Case] = [
+    ("qat-missing-model",
+     lambda c: ["qat", c.missing("nope.keras"), "--data", _train(c), "-o", c.out("q.tflite")],
+     ("model not found", r"nope\.keras")),
+    ("prune-missing-model",
+     lambda c: ["prune", c.missing("nope.keras"), "--data", _train(c), "--sparsity", "0.5", "-o", c.out("p.keras")],
+     ("model not found", r"nope\.keras")),
+    ("qat-missing-data",
+     lambda c: ["qat", c.keras_model, "--data", c.missing("train.npz"), "-o", c.out("q.tflite")],
+     ("data not found", r"train\.npz")),
+    ("qat-missing-val",
+     lambda c: ["qat", c.keras_model, "--data", _train(c), "--val", c.missing("val.npz"), "-o", c.out("q.tflite")],
+     ("data not found", r"val\.npz")),
+    ("qat-on-tflite",
+     lambda c: ["qat", c.float_tflite, "--data", _train(c), "-o", c.out("q.tflite")],
+     ("needs the Keras model", r"\.tflite", "edgequant quantize")),
+    ("prune-on-tflite",
+     lambda c: ["prune", c.float_tflite, "--data", _train(c), "--sparsity", "0.5", "-o", c.out("p.keras")],
+     ("needs the Keras model", r"\.tflite")),
+    ("qat-scheme-dynamic",
+     lambda c: ["qat", c.keras_model, "--data", _train(c), "--scheme", "dynamic", "-o", c.out("q.tflite")],
+     ("expected --scheme int8 or w4a8", "found dynamic")),
+    ("qat-unknown-scheme",
+     lambda c: ["qat", c.keras_model, "--data", _train(c), "--scheme", "int3", "-o", c.out("q.tflite")],
+     ("unknown scheme", "int3", "w4a8")),
+    ("qat-epochs-zero",
+     lambda c: ["qat", c.keras_model, "--data", _train(c), "--epochs", "0", "-o", c.out("q.tflite")],
+     ("--epochs", "at least 1", "found 0")),
+    ("prune-epochs-negative",
+     lambda c: ["prune", c.keras_model, "--data", _train(c), "--sparsity", "0.5", "--epochs", "-2",
+                "-o", c.out("p.keras")], ("--epochs", "at least 1", "found -2")),
+    ("prune-sparsity-above-1",
+     lambda c: ["prune", c.keras_model, "--data", _train(c), "--sparsity", "1.5", "-o", c.out("p.keras")],
+     ("--sparsity", "strictly between 0 and 1", "found 1.5")),
+    ("prune-sparsity-zero",
+     lambda c: ["prune", c.keras_model, "--data", _train(c), "--sparsity", "0", "-o", c.out("p.keras")],
+     ("--sparsity", "strictly between 0 and 1", "found 0")),
+    ("prune-unknown-schedule",
+     lambda c: ["prune", c.keras_model, "--data", _train(c), "--sparsity", "0.5", "--schedule", "cosine",
+                "-o", c.out("p.keras")], ("unknown schedule", "cosine", "polynomial", "constant")),
+    ("prune-output-not-keras",
+     lambda c: ["prune", c.keras_model, "--data", _train(c), "--sparsity", "0.5", "-o", c.out("p.h5")],
+     ("ending in .keras", r"p\.h5")),
+    ("qat-labels-without-labels",
+     lambda c: ["qat", c.keras_model, "--data", c.npz("x.npz", x=GOOD_X), "--loss", "labels", "-o", c.out("q.tflite")],
+     ("--loss labels", "expected labels", "found none", "distill")),
+    ("prune-labels-without-labels",
+     lambda c: ["prune", c.keras_model, "--data", c.npz("x.npz", x=GOOD_X), "--loss", "labels", "--sparsity", "0.5",
+                "-o", c.out("p.keras")], ("--loss labels", "expected labels", "found none")),
+    ("qat-unknown-loss",
+     lambda c: ["qat", c.keras_model, "--data", _train(c), "--loss", "hinge", "-o", c.out("q.tflite")],
+     ("unknown loss", "hinge", "distill")),
+    ("qat-labels-out-of-range",
+     lambda c: ["qat", c.keras_model, "--data", c.npz("d.npz", x=GOOD_X, y=np.array([0, 3, 12, 1])),
+                "-o", c.out("q.tflite")], ("expected class ids 0..9", "found 0..12")),
+    ("qat-wrong-shape-data",
+     lambda c: ["qat", c.keras_model, "--data", c.npz("small.npz", x=np.zeros((10, 8, 8, 1), np.float32)),
+                "-o", c.out("q.tflite")], ("shape", r"28, 28, 1", r"\(10, 8, 8, 1\)")),
+    ("qat-lambda-without-unsafe",
+     lambda c: ["qat", c.lambda_model, "--data", _train(c), "-o", c.out("q.tflite")], ("--unsafe", "lambda")),
+    ("prune-lambda-without-unsafe",
+     lambda c: ["prune", c.lambda_model, "--data", _train(c), "--sparsity", "0.5", "-o", c.out("p.keras")],
+     ("--unsafe", "lambda")),
+]
+CASES += TRAIN_CASES
+
+
+def _train(c: Ctx) -> str:
+    """A tiny labelled training set for the seed CNN's input."""
+    return c.npz("train.npz", x=_TRAIN[0], y=_TRAIN[1])
 
 
 def _recipe(c: Ctx, **fields: object) -> str:

@@ -72,8 +72,16 @@ def test_demo_runs_end_to_end(tmp_path, capsys) -> None:
     data = json.loads((out_dir / "compare.json").read_text())
     pairs = {(v["scheme"], v["engine"]) for v in data["variants"]}
     supported = {(s.value, e.value) for e, eng in ENGINES.items() for s in eng.schemes}
-    assert pairs == supported and ("fp16", "tflite-converter") in pairs and ("weight-only-int4", "litert") in pairs
+    # Seed 003's QAT row and seed 002's pruning (then int8) come after every (scheme, engine) pair.
+    extra = {("int8", "qat"), ("int8", "pruned-litert")}
+    assert pairs == supported | extra and ("fp16", "tflite-converter") in pairs and ("weight-only-int4", "litert") in pairs
+    assert [(v["scheme"], v["engine"]) for v in data["variants"][-2:]] == [("int8", "qat"), ("int8", "pruned-litert")]
     assert data["float"]["accuracy"] > 0.8
+    rows = {(v["scheme"], v["engine"]): v for v in data["variants"]}
+    assert all(rows[p]["error"] is None and rows[p]["accuracy"] > 0.8 for p in extra)
+    # Pruning shows in the compressed size only: 80% zeros make the int8 model much smaller after gzip.
+    assert rows[("int8", "pruned-litert")]["gzip_bytes"] < 0.6 * rows[("int8", "litert")]["gzip_bytes"]
+    assert (out_dir / "seed_cnn_pruned.keras").exists() and (out_dir / "int8-qat.tflite").exists()
 
 
 def test_usage_error_is_exit_2(capsys) -> None:

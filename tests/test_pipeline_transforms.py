@@ -35,8 +35,8 @@ def test_transforms_run_in_the_fixed_order(seed_cnn_path, digits) -> None:
     q8 = edgequant.quantize(seed_cnn_path, "int8", calibration=digits["calibration"], samples=50)
     assert [n.split(":")[0] for n in q8.notes if n.startswith(("cle:", "bias-correction:", "adaround:"))] \
         == ["adaround"]
-    dyn = edgequant.quantize(seed_cnn_path, "dynamic", calibration=digits["calibration"], samples=50)
-    assert not any(n.startswith(("cle:", "bias-correction:", "adaround:")) for n in dyn.notes)
+    wo8 = edgequant.quantize(seed_cnn_path, "weight-only-int8", calibration=digits["calibration"], samples=50)
+    assert not any(n.startswith(("cle:", "bias-correction:", "adaround:")) for n in wo8.notes)
 
 
 def test_transforms_need_the_litert_engine_and_calibration(seed_cnn_path, digits) -> None:

@@ -91,8 +91,13 @@ def test_defaults_of_a_minimal_recipe() -> None:
     ({"version": 1, "tensors": {"x": "mse"}}, r'field "tensors\.x": expected an object with fields observer, '
                                               r'found "mse"'),
     ({"version": 1, "tensors": []}, r'field "tensors": expected an object .*found a list'),
-    ({"version": 2}, r'field "version": expected 1 .*found 2'),
-    ({"version": "1"}, r'field "version": expected 1 .*found "1"'),
+    ({"version": 3}, r'field "version": expected 1 or 2 .*found 3'),
+    ({"version": "1"}, r'field "version": expected 1 or 2 .*found "1"'),
+    ({"version": 1, "tensors": {"x": {"precision": "float"}}},
+     r'field "tensors\.x\.precision": unknown field; expected observer \(field "precision" needs "version": 2\)'),
+    ({"version": 2, "tensors": {"x": {"precision": "int4"}}},
+     r'field "tensors\.x\.precision": expected a precision \(float, int8, int16x8 or w4a8\), found "int4"'),
+    ({"version": 2, "tensors": {"x": {"precision": 8}}}, r'field "tensors\.x\.precision": expected a precision'),
     ({"scheme": "int8"}, r'field "version" is missing'),
     ({"version": 1, "scheme": "int3"}, r'field "scheme": expected one of fp16, .*w4a8, found "int3"'),
     ({"version": 1, "engine": "onnx"}, r'field "engine": expected one of litert, tflite-converter, found "onnx"'),
@@ -250,3 +255,84 @@ def test_cli_options_override_the_recipe(float_tflite: Path, digits: dict[str, P
     text = capsys.readouterr().out
     assert "note: recipe observer mse overridden by --observer minmax" in text
     assert "observer minmax" in text.splitlines()[1]
+
+
+# --------------------------------------------------------------------------- per-layer precision (version 2)
+
+
+@pytest.fixture(scope="module")
+def layers(float_tflite: Path) -> dict[str, str]:
+    """The seed CNN's op output tensors -> op type (CONV_2D, MAX_POOL_2D, RESHAPE, FULLY_CONNECTED x2, SOFTMAX)."""
+    from edgequant.engines.litert import layer_ops
+
+    return layer_ops(float_tflite.read_bytes())
+
+
+def _first(layers: dict[str, str], op: str) -> str:
+    return next(name for name, kind in layers.items() if kind == op)
+
+
+def test_per_layer_precision_gives_each_op_its_own(float_tflite: Path, digits: dict[str, Path],
+                                                  layers: dict[str, str]) -> None:
+    """One int8 model with a 4-bit conv, a dense layer on 16-bit activations and a float softmax.
+
+    AdaRound runs (the int8 default with calibration data) and must put the
+    conv's weights on the 4-bit grid: the pipeline checks the stored integers.
+    """
+    from edgequant.graph.submodel import GraphModel
+
+    conv, dense, softmax = _first(layers, "CONV_2D"), _first(layers, "FULLY_CONNECTED"), _first(layers, "SOFTMAX")
+    other = [n for n, k in layers.items() if k == "FULLY_CONNECTED"][1]
+    recipe = {"version": 2, "scheme": "int8", "observer": "minmax",
+              "tensors": {conv: {"precision": "w4a8"}, dense: {"precision": "int16x8"}, softmax: {"precision": "float"}}}
+    q = edgequant.quantize(float_tflite, calibration=digits["calibration"], samples=SAMPLES, recipe=recipe)
+    assert any(n.startswith("checked: the engine stored exactly the learned weights") for n in q.notes)
+    assert any(n.startswith("per-layer precision: 1 op(s) float, 1 op(s) int16x8, 1 op(s) w4a8") for n in q.notes)
+    g = GraphModel(q.tflite, "quantized")
+    written = {g.tensor_name(t): i for t, i in g.producers().items()}
+
+    def op_dtypes(name: str) -> tuple[str, str]:
+        op = g.sg.operators[written[name]]
+        return g.tensor_dtype(op.outputs[0]), g.tensor_dtype(op.inputs[1]) if len(op.inputs) > 1 else ""
+
+    assert op_dtypes(conv) == ("int8", "int4")
+    assert op_dtypes(dense) == ("int16", "int8")
+    assert op_dtypes(other) == ("int8", "int8"), "a layer without a rule keeps the scheme's precision"
+    assert op_dtypes(softmax)[0] == "float32"
+    assert g.op_names[written[softmax]] == "SOFTMAX"
+    # The plan that ran says version 2 and keeps the rules, so it rebuilds the same model.
+    assert q.recipe is not None and q.recipe.to_dict()["version"] == 2
+    assert {n: r.precision.value for n, r in q.recipe.tensors.items() if r.precision} == {
+        conv: "w4a8", dense: "int16x8", softmax: "float"}
+    again = edgequant.quantize(float_tflite, calibration=digits["calibration"], recipe=q.recipe.to_dict())
+    assert again.tflite == q.tflite
+
+
+def test_float_precision_applies_to_float_activation_schemes(float_tflite: Path, layers: dict[str, str]) -> None:
+    dense = _first(layers, "FULLY_CONNECTED")
+    whole = edgequant.quantize(float_tflite, "dynamic")
+    kept = edgequant.quantize(float_tflite, recipe={"version": 2, "scheme": "dynamic",
+                                                    "tensors": {dense: {"precision": "float"}}})
+    assert len(kept.tflite) > len(whole.tflite), "the kept layer's weights stay float32"
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda ls: {"scheme": "int8", "tensors": {_first(ls, "MAX_POOL_2D"): {"precision": "w4a8"}}},
+     r'field "tensors\..*MaxPool.*\.precision": precision w4a8 is not available for MAX_POOL_2D .*'
+     r'allows it for CONV_2D and FULLY_CONNECTED'),
+    (lambda ls: {"scheme": "int8", "engine": "tflite-converter",
+                 "tensors": {_first(ls, "SOFTMAX"): {"precision": "float"}}},
+     r'field "tensors\.StatefulPartitionedCall_1:0\.precision": engine tflite-converter cannot set per-layer '
+     r'precision .*use engine litert'),
+    (lambda ls: {"scheme": "dynamic", "tensors": {_first(ls, "FULLY_CONNECTED"): {"precision": "int8"}}},
+     r'field "tensors\..*dense.*\.precision": precision int8 needs a scheme with integer activations '
+     r'\(int8, int16x8, w4a8\), found scheme dynamic'),
+    (lambda ls: {"scheme": "int8", "tensors": {"nope": {"precision": "float"}}},
+     r'field "tensors\.nope\.precision": no op of this model writes a tensor of that name'),
+])
+def test_precision_rules_the_model_cannot_take_name_the_field(float_tflite: Path, digits: dict[str, Path],
+                                                               layers: dict[str, str], make: object,
+                                                               message: str) -> None:
+    recipe = Recipe.from_dict({"version": 2, **make(layers)}, "r.json")  # type: ignore[operator]
+    with pytest.raises(UnsupportedError, match=r"^r\.json: " + message):
+        edgequant.quantize(float_tflite, calibration=digits["calibration"], samples=SAMPLES, recipe=recipe)

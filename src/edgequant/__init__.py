@@ -11,9 +11,11 @@ from edgequant.demo import demo
 from edgequant.errors import EdgequantError, EngineError, InputError, UnsafeModelError, UnsupportedError
 from edgequant.calibrate import CalibrationStats
 from edgequant.pipeline import RunResult, calibrate, convert, evaluate, quantize, run
+from edgequant.qat import PruneResult, QATResult, prune, qat
 from edgequant.recipe import Recipe, load_recipe
+from edgequant.tune import TuneResult, tune
 from edgequant.types import (CompareResult, Dataset, EngineName, Evaluation, Fidelity, Finding, FloatModel, IOType,
-                             Latency, QuantizedModel, Scheme, SizeInfo, Variant)
+                             Latency, Precision, QuantizedModel, Scheme, SizeInfo, Variant)
 
 __version__ = "0.1.0"
 
@@ -21,7 +23,9 @@ __all__ = [
     "convert", "calibrate", "quantize", "run", "evaluate", "compare", "demo", "CalibrationStats",
     "analyze", "layer_sensitivity", "Analysis", "Finding",
     "Recipe", "load_recipe",
-    "Scheme", "EngineName", "IOType",
+    "tune", "TuneResult",
+    "qat", "prune", "QATResult", "PruneResult",
+    "Scheme", "EngineName", "IOType", "Precision",
     "FloatModel", "Dataset", "QuantizedModel", "RunResult", "Evaluation", "SizeInfo", "Fidelity", "Latency",
     "Variant", "CompareResult",
     "EdgequantError", "InputError", "UnsafeModelError", "UnsupportedError", "EngineError",

@@ -17,13 +17,14 @@ from edgequant.data import DataLike, select_samples
 from edgequant.engines import ENGINES
 from edgequant.errors import EdgequantError, InputError
 from edgequant.evaluate import SLOW_TOLERANCE, evaluate_runners, slow_reasons
+from edgequant.evaluate.metrics import gzip_size
 from edgequant.graph import read_graph
 from edgequant.pipeline import (DEFAULT_SAMPLES, check_measurement_options, load_checked_data, quantize,
                                 resolve_model)
 from edgequant.report import write_compare_files
 from edgequant.runtime import Runner
-from edgequant.types import (CompareResult, Dataset, EngineName, Evaluation, FloatModel, IOType, QuantizedModel,
-                             Scheme, SourceKind, Variant, parse_enum)
+from edgequant.types import (CompareResult, Dataset, EngineName, Evaluation, FloatModel, IOType, PrebuiltVariant,
+                             QuantizedModel, Scheme, SourceKind, Variant, parse_enum)
 
 __all__ = ["compare", "parse_schemes", "parse_engines"]
 
@@ -71,8 +72,12 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
             samples: int | None = None, out_dir: str | Path | None = None, threads: int = 1, runs: int = 50,
             warmup: int = 5, unsafe: bool = False, resize: tuple[int, int] | None = None,
             normalize: tuple[float, float] | None = None, observer: str | None = None,
-            analyze: bool = False, progress: Progress = no_progress) -> CompareResult:
+            analyze: bool = False, progress: Progress = no_progress,
+            prebuilt: Sequence[PrebuiltVariant] = ()) -> CompareResult:
     """Float model plus every supported (scheme, engine) pair, evaluated side by side.
+
+    ``prebuilt`` models (built by other means, e.g. the demo's QAT and pruned models) are
+    measured in the same run and listed after the pairs.
 
     With ``analyze``, each built variant also goes through edgequant.analyze
     (no sensitivity runs; the latencies measured here are reused) and its top
@@ -112,6 +117,7 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
     built = [v for v in variants if v[2] is not None]
     runners = [Runner(floats.tflite, threads, "float")] + [Runner(q.tflite, threads, f"{s.value}/{e.value}")
                                                            for s, e, q, _ in built]
+    runners += [Runner(p.tflite, threads, f"{p.scheme}/{p.engine}") for p in prebuilt]
     reference = runners[0].predict(ds.x)
     evals = evaluate_runners(runners, ds, reference, runs, warmup, progress)
     base = evals[0]
@@ -121,8 +127,11 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
         for s, e, q, _ in built:
             assert q is not None
             paths[(s.value, e.value)] = atomic_write(out / f"{s.value}-{e.value}.tflite", q.tflite)
+        for p in prebuilt:
+            paths[(p.scheme, p.engine)] = atomic_write(out / f"{p.scheme}-{p.engine}.tflite", p.tflite)
 
-    float_row = _row("float", floats.kind.value, "float", paths.get(("float", "")), base, base, None, [])
+    float_row = dataclasses.replace(_row("float", floats.kind.value, "float", paths.get(("float", "")), base, base,
+                                         None, []), gzip_bytes=gzip_size(floats.tflite))
     rows: list[Variant] = []
     ev_by_pair = {(s, e): ev for (s, e, _, _), ev in zip(built, evals[1:])}
     for scheme, eng, q, err in variants:
@@ -132,9 +141,16 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
             warnings += _slow_warning(ev, base, q)
         row = _row(scheme.value, eng.value, IOType.FLOAT.value, paths.get((scheme.value, eng.value)), ev, base, q,
                    warnings, err)
+        if q is not None:
+            row = dataclasses.replace(row, gzip_bytes=gzip_size(q.tflite))
         if analyze and ev is not None and q is not None:
             row = _with_findings(row, q, floats, ds, base, ev, runs, warmup, threads, progress)
         rows.append(row)
+    for p, ev in zip(prebuilt, evals[1 + len(built):]):
+        row = _row(p.scheme, p.engine, IOType.FLOAT.value, paths.get((p.scheme, p.engine)), ev, base, None,
+                   _slow_warning(ev, base, p))
+        rows.append(dataclasses.replace(row, quantize_seconds=p.seconds, notes=p.notes,
+                                        gzip_bytes=gzip_size(p.tflite)))
     result = CompareResult(model=str(floats.source), data=ds.source, samples=len(ds),
                            calibration_samples=len(calib_ds), threads=threads, latency_runs=runs,
                            float=float_row, variants=tuple(rows), skipped=tuple(skipped),
@@ -171,7 +187,7 @@ def _skip_reason(scheme: Scheme, engine: EngineName, floats: FloatModel) -> str 
     return None
 
 
-def _slow_warning(ev: Evaluation, base: Evaluation, q: QuantizedModel) -> list[str]:
+def _slow_warning(ev: Evaluation, base: Evaluation, q: QuantizedModel | PrebuiltVariant) -> list[str]:
     if not (ev.latency and base.latency) or base.latency.median_ms <= 0:
         return []
     ratio = ev.latency.median_ms / base.latency.median_ms

@@ -26,6 +26,7 @@ __all__ = [
     "Scheme",
     "EngineName",
     "IOType",
+    "Precision",
     "SourceKind",
     "parse_enum",
     "Record",
@@ -39,6 +40,7 @@ __all__ = [
     "Evaluation",
     "Finding",
     "Variant",
+    "PrebuiltVariant",
     "CompareResult",
 ]
 
@@ -73,6 +75,30 @@ class IOType(str, enum.Enum):
     FLOAT = "float"
     INT8 = "int8"
     UINT8 = "uint8"
+
+
+class Precision(str, enum.Enum):
+    """What one layer computes in, set per layer by a recipe (docs/recipe.md, version 2).
+
+    The names are the schemes' names, for one op: ``int8`` is 8-bit weights and
+    activations, ``int16x8`` 16-bit activations with 8-bit weights, ``w4a8``
+    4-bit weights with 8-bit activations; ``float`` leaves the op unquantized.
+    """
+
+    FLOAT = "float"
+    INT8 = "int8"
+    INT16X8 = "int16x8"
+    W4A8 = "w4a8"
+
+    @property
+    def activation_bits(self) -> int | None:
+        """Bits of the op's output activation; None for float."""
+        return {Precision.INT8: 8, Precision.W4A8: 8, Precision.INT16X8: 16}.get(self)
+
+    @property
+    def weight_bits(self) -> int | None:
+        """Bits of the op's weights; None for float."""
+        return {Precision.INT8: 8, Precision.INT16X8: 8, Precision.W4A8: 4}.get(self)
 
 
 class SourceKind(str, enum.Enum):
@@ -288,10 +314,24 @@ class Variant(Record):
     error: str | None = None
     # Filled by compare(analyze=True): the top findings of edgequant.analyze for this variant.
     findings: tuple[Finding, ...] = ()
+    # Size after gzip (level 9): what pruning saves shows only here, not in size_bytes.
+    gzip_bytes: int | None = None
 
     @property
     def label(self) -> str:
         return self.scheme if self.scheme == "float" else f"{self.scheme}/{self.engine}"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PrebuiltVariant:
+    """A model built outside compare's (scheme, engine) pairs (the demo's QAT and pruned rows), measured
+    with the others. ``scheme`` and ``engine`` label its row, e.g. "int8" and "qat"."""
+
+    scheme: str
+    engine: str
+    tflite: bytes = dataclasses.field(repr=False)
+    seconds: float
+    notes: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -137,23 +137,27 @@ def _repair(name: str, lo: float, hi: float, stats: TensorStats, bits: int) -> t
 
 def compute_ranges(stats: CalibrationStats, observer: Observer | str, bits: int,
                    overrides: Mapping[str, Observer | None] | None = None,
-                   label: Callable[[str], str] | None = None) -> tuple[dict[str, tuple[float, float]], list[Repair]]:
+                   label: Callable[[str], str] | None = None,
+                   tensor_bits: Mapping[str, int] | None = None) -> tuple[dict[str, tuple[float, float]], list[Repair]]:
     """Per-tensor (lo, hi) for ``bits``-bit activations, with every repair listed.
 
     ``observer`` reads every tensor except those named in ``overrides`` with
     an observer of their own (None keeps ``observer``). Every name in
     ``overrides`` must be in ``stats``; ``label(name)`` begins the error for an override naming no
-    tensor in ``stats`` (a recipe passes its file and field path).
+    tensor in ``stats`` (a recipe passes its file and field path). ``tensor_bits``
+    gives single tensors other bits than ``bits`` (a layer with its own precision).
     """
     obs = parse_observer(observer)
     overrides = overrides or {}
+    tensor_bits = tensor_bits or {}
     check_tensor_names(stats, overrides, label)
     ranges, repairs = {}, []
     for name, s in stats.tensors.items():
         if s.count == 0:
             continue
-        lo, hi = observe(overrides.get(name) or obs, s, bits)
-        lo, hi, fix = _repair(name, lo, hi, s, bits)
+        b = tensor_bits.get(name, bits)
+        lo, hi = observe(overrides.get(name) or obs, s, b)
+        lo, hi, fix = _repair(name, lo, hi, s, b)
         ranges[name] = (lo, hi)
         if fix:
             repairs.append(fix)

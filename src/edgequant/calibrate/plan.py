@@ -35,12 +35,14 @@ def calibration_candidates(engine_name: str, calibrates_itself: bool, scheme: Sc
                            x: np.ndarray | None, observer: Observer | None,
                            stats: CalibrationStats | str | Path | None,
                            progress: Progress, overrides: Mapping[str, Observer | None] | None = None,
-                           label: Callable[[str], str] | None = None) -> tuple[list[CalibrationInput], list[str]]:
+                           label: Callable[[str], str] | None = None,
+                           tensor_bits: Mapping[str, int] | None = None) -> tuple[list[CalibrationInput], list[str]]:
     """Candidate calibrations for the engine, and notes about what does not apply or was repaired.
 
     ``overrides`` maps tensor names to their own observer (None: the global
     one); ``label`` words the error for a name the model lacks (see
-    calibrate.compute_ranges).
+    calibrate.compute_ranges). ``tensor_bits`` gives tensors whose op has a
+    per-layer precision their own activation bits.
     """
     overrides = overrides or {}
     own = sum(1 for o in overrides.values() if o is not None)
@@ -72,7 +74,7 @@ def calibration_candidates(engine_name: str, calibrates_itself: bool, scheme: Sc
     bits = 16 if scheme is Scheme.INT16X8 else 8
     candidates = []
     for obs in observers:
-        ranges, repairs = compute_ranges(collected, obs, bits, overrides, label)
+        ranges, repairs = compute_ranges(collected, obs, bits, overrides, label, tensor_bits)
         mine = "" if not own else " (1 tensor with its own observer)" if own == 1 else \
             f" ({own} tensors with their own observer)"
         candidates.append(CalibrationInput(x, ranges, collected.samples,

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgequant._util import atomic_dir_file, atomic_write, set_verbose
+from edgequant._util import Progress, atomic_dir_file, atomic_write, set_verbose
 from edgequant.cli.progress import make_progress
 from edgequant.errors import EdgequantError
 from edgequant.types import EngineName, IOType, Scheme
@@ -44,8 +44,8 @@ OBSERVER_HELP = ("activation ranges (litert engine): minmax, ema-minmax, percent
 
 
 TRANSFORMS_HELP = ("float-graph transforms before quantizing (litert engine), comma-separated: cle, "
-                   "adaround, bias-correction (run in that order), or none; default: adaround for int8, w4a8 "
-                   "and weight-only-int4 when --calibration is given, none otherwise")
+                   "adaround, bias-correction (run in that order), or none; default: adaround for dynamic, "
+                   "int8, int16x8, w4a8 and weight-only-int4 when --calibration is given, none otherwise")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,6 +133,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unsafe", action="store_true")
     _add_data_options(p)
 
+    p = sub.add_parser("qat", help="quantization-aware training of a Keras 3 model, exported as an integer .tflite")
+    p.add_argument("model", type=Path, help="the trained Keras model (.keras or .h5)")
+    p.add_argument("--data", type=Path, required=True, help="training data; without labels the model learns to "
+                   "match the float model's outputs")
+    p.add_argument("--val", type=Path, help="validation data: picks the best epoch and checks the export")
+    p.add_argument("--scheme", default="int8", help="int8 (default) or w4a8")
+    p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (default 3)")
+    p.add_argument("--loss", default="auto", help="auto (default: labels if the data has them, else distill), "
+                   "labels or distill")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=3e-4, help="Adam's starting learning rate, decaying to 0 "
+                   "along a cosine (default 3e-4)")
+    p.add_argument("--observer", default="mse", help="observer for the starting activation ranges (default mse)")
+    p.add_argument("--samples", type=int, default=200, help="training samples that calibrate the starting ranges "
+                   "(default 200)")
+    p.add_argument("--fixed-ranges", action="store_true", help="keep the calibrated activation ranges instead of "
+                   "learning them")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", type=Path, required=True, help="where to write the integer .tflite")
+    p.add_argument("--json", type=Path, help="also write the result as JSON")
+    p.add_argument("--unsafe", action="store_true")
+    _add_data_options(p)
+
+    p = sub.add_parser("prune", help="magnitude pruning of a Keras 3 model with a sparsity schedule")
+    p.add_argument("model", type=Path, help="the trained Keras model (.keras or .h5)")
+    p.add_argument("--data", type=Path, required=True, help="training data; without labels the model learns to "
+                   "match the original's outputs")
+    p.add_argument("--val", type=Path, help="validation data for the before/after accuracy")
+    p.add_argument("--sparsity", type=float, required=True, help="share of each kernel to zero, between 0 and 1")
+    p.add_argument("--schedule", default="polynomial", help="polynomial (default) or constant")
+    p.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs (default 4)")
+    p.add_argument("--loss", default="auto", help="auto (default), labels or distill")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", type=Path, required=True, help="where to write the pruned .keras model")
+    p.add_argument("--json", type=Path, help="also write the result as JSON")
+    p.add_argument("--unsafe", action="store_true")
+    _add_data_options(p)
+
+    p = sub.add_parser("tune", help="search for the smallest and fastest model within an accuracy budget")
+    p.add_argument("model", type=Path)
+    p.add_argument("--data", type=Path, required=True, help="data the budget is measured on (labels give top-1)")
+    p.add_argument("--calibration", type=Path, help="calibration data (default: --data, which flatters int8)")
+    p.add_argument("--max-drop", required=True, metavar="X",
+                   help="budget in the metric's units: top-1 points, the lowest output SQNR in dB, or cosine")
+    p.add_argument("--metric", help="top1 (default with labels), sqnr (default without labels) or cosine")
+    p.add_argument("--objective", default="balanced", help="size, latency or balanced (default)")
+    p.add_argument("--time-budget", metavar="DURATION", help="stop starting trials after this long: 90s, 10m, 1h")
+    p.add_argument("--trials", type=int, help="stop after this many trials (history included)")
+    p.add_argument("--schemes", default="all", help="comma-separated schemes (and per-layer precisions) to "
+                   "search, or 'all'")
+    p.add_argument("--samples", type=int, help="calibration samples (default 200), picked deterministically")
+    p.add_argument("--runs", type=int, default=50, help="interleaved latency runs per trial (default 50)")
+    p.add_argument("--out", type=Path, required=True, help="run folder: best.tflite, best.json, best-recipe.json, "
+                   "trials.json")
+    p.add_argument("--resume", action="store_true", help="continue the run whose history is in --out")
+    p.add_argument("--unsafe", action="store_true")
+    _add_data_options(p)
+
     p = sub.add_parser("demo", help="train the seed CNN on bundled digits and compare every variant")
     p.add_argument("--out", type=Path, default=Path("demo-out"))
     p.add_argument("--epochs", type=int, default=5)
@@ -202,12 +262,58 @@ def _run_command(args: argparse.Namespace) -> int:
         print(report.compare_table(res), file=out)
         print(f"\nwrote {args.out / 'compare.json'}, {args.out / 'compare.csv'} and the .tflite files", file=out)
         return 1 if res.failed else 0
+    elif args.command in ("qat", "prune"):
+        from edgequant.qat.records import EpochLog
+        from edgequant.report.qat import epoch_line, prune_text, qat_text
+
+        what = "fake-quantized" if args.command == "qat" else ""
+
+        def on_epoch(log: EpochLog) -> None:  # the library never prints; the command prints a line per epoch
+            print(epoch_line(log, what), file=out, flush=True)
+
+        common = dict(val=args.val, epochs=args.epochs, loss=args.loss, batch_size=args.batch_size,
+                      learning_rate=args.learning_rate, output=args.output, unsafe=args.unsafe, resize=args.resize,
+                      normalize=args.normalize, seed=args.seed, progress=progress, on_epoch=on_epoch)
+        if args.command == "qat":
+            result = eq.qat(args.model, args.data, scheme=args.scheme, observer=args.observer, samples=args.samples,
+                            learn_ranges=not args.fixed_ranges, **common)
+            print(qat_text(result), file=out)
+        else:
+            result = eq.prune(args.model, args.data, sparsity=args.sparsity, schedule=args.schedule, **common)
+            print(prune_text(result), file=out)
+        if args.json:
+            atomic_dir_file(args.json, report.to_json(result))
+            print(f"wrote {args.json}", file=out)
+    elif args.command == "tune":
+        return _tune(args, progress)
     elif args.command == "demo":
         res = eq.demo(args.out, epochs=args.epochs, runs=args.runs, progress=progress)
         print(report.compare_table(res), file=out)
         print(f"\nwrote {args.out / 'compare.json'}, {args.out / 'compare.csv'} and the .tflite files", file=out)
         return 1 if res.failed else 0
     return 0
+
+
+def _tune(args: argparse.Namespace, progress: Progress) -> int:
+    import edgequant as eq
+    from edgequant.errors import InputError
+    from edgequant.report.tune import trial_line, tune_text
+
+    try:
+        max_drop = float(args.max_drop)
+    except ValueError:
+        raise InputError(f"--max-drop: expected a number in the metric's units, found {args.max_drop!r}") from None
+    result = eq.tune(args.model, args.data, max_drop, args.out, calibration=args.calibration, metric=args.metric,
+                     objective=args.objective, time_budget=args.time_budget, trials=args.trials, resume=args.resume,
+                     schemes=args.schemes, samples=args.samples, runs=args.runs, unsafe=args.unsafe,
+                     resize=args.resize, normalize=args.normalize, progress=progress,
+                     on_trial=lambda report: print(trial_line(report), flush=True))
+    calibration = args.calibration or args.data
+    reproduce = (f"edgequant quantize {args.model} --recipe {args.out / 'best-recipe.json'} "
+                 f"--calibration {calibration} -o tuned.tflite")
+    print(tune_text(result, reproduce), flush=True)
+    # Not meeting the budget is a failed check (exit 1), though the closest model is kept.
+    return 0 if result.met else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

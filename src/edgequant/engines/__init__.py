@@ -6,11 +6,12 @@ it in ``ENGINES``; nothing else in the code base names engines.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from edgequant._util import Progress
 from edgequant.errors import UnsupportedError
-from edgequant.types import CalibrationInput, EngineName, FloatModel, IOType, Scheme, parse_enum
+from edgequant.types import CalibrationInput, EngineName, FloatModel, IOType, Precision, Scheme, parse_enum
 
 __all__ = ["Engine", "ENGINES", "get_engine", "engines_for", "check_supported"]
 
@@ -27,10 +28,22 @@ class Engine(Protocol):
     # True when the engine computes activation ranges itself from samples, so
     # edgequant's observers and saved statistics do not apply to it.
     calibrates_itself: bool
+    # The per-layer precisions a recipe can give single ops (empty: none, the
+    # whole model gets the scheme).
+    layer_precisions: frozenset[Precision]
+
+    def check_precisions(self, model: FloatModel, scheme: Scheme, precisions: Mapping[str, Precision],
+                         label: Callable[[str], str]) -> None:
+        """Refuse per-layer precisions this model's ops cannot take; ``label(name)`` begins the error."""
+        ...
 
     def rewrite(self, model: FloatModel, scheme: Scheme, io: IOType,
-                calibration: CalibrationInput | None, progress: Progress) -> tuple[bytes, tuple[str, ...]]:
-        """Return the quantized flatbuffer and notes stating the defaults it applied."""
+                calibration: CalibrationInput | None, progress: Progress,
+                precisions: Mapping[str, Precision] | None = None) -> tuple[bytes, tuple[str, ...]]:
+        """Return the quantized flatbuffer and notes stating the defaults it applied.
+
+        ``precisions`` maps float tensor names to the precision of the op that writes them.
+        """
         ...
 
 

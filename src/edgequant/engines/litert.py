@@ -4,20 +4,33 @@ It needs no TensorFlow. Its static recipes make model I/O integer; we add
 recipe rules for the graph's INPUT and OUTPUT so the default is float I/O (a
 QUANTIZE op after the input, a DEQUANTIZE before the output), matching the
 converter's default and what an app developer expects.
+
+Per-layer precision (a recipe's ``tensors.NAME.precision``) becomes one more
+recipe rule per op, scoped to the op by its output tensor name and its op type
+(see :func:`layer_rule`). litert-quantizer 0.11 allows any mix of int8,
+int16x8, w4a8 and float ops: where a tensor's producer and consumer disagree it
+inserts a QUANTIZE (requantize) or DEQUANTIZE op between them. What it does not
+allow is an op type outside its policy for a precision (4-bit weights with
+8-bit activations only on FULLY_CONNECTED and CONV_2D, for example);
+:meth:`LiteRTEngine.check_precisions` refuses those before any work.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from edgequant._util import Progress, last_error_line, quiet
-from edgequant.errors import EngineError
-from edgequant.types import CalibrationInput, EngineName, FloatModel, IOType, Scheme
+from edgequant.errors import EngineError, UnsupportedError
+from edgequant.types import CalibrationInput, EngineName, FloatModel, IOType, Precision, Scheme
 
-__all__ = ["LiteRTEngine", "quantizable_ops", "keep_float_rule", "rewrite_keeping_float"]
+__all__ = ["LiteRTEngine", "quantizable_ops", "keep_float_rule", "rewrite_keeping_float", "layer_rule",
+           "precision_ops", "layer_ops"]
 
 # Ops that take int4 weights with int8 activations in litert-quantizer 0.11.
 W4A8_OPS = ("FULLY_CONNECTED", "CONV_2D")
@@ -80,17 +93,48 @@ class LiteRTEngine:
                          Scheme.WEIGHT_ONLY_INT8, Scheme.WEIGHT_ONLY_INT4})
     io_types = frozenset({IOType.FLOAT, IOType.INT8, IOType.UINT8})
     calibrates_itself = False
+    layer_precisions = frozenset(Precision)
+
+    def check_precisions(self, model: FloatModel, scheme: Scheme, precisions: Mapping[str, Precision],
+                         label: Callable[[str], str]) -> None:
+        """Refuse a rule whose tensor no op writes, or whose op litert-quantizer cannot give that precision.
+
+        ``label(name)`` begins the error (a recipe passes its file and field path).
+        """
+        ops = layer_ops(model.tflite)
+        for name, precision in precisions.items():
+            op = ops.get(name)
+            if op is None:
+                shown = ", ".join(f'"{n}"' for n in list(ops)[:3])
+                raise UnsupportedError(f"{label(name)}: no op of this model writes a tensor of that name; expected "
+                                       f"an op's output tensor, such as {shown}")
+            able = precision_ops(precision)
+            if able is not None and op not in able:
+                raise UnsupportedError(f"{label(name)}: precision {precision.value} is not available for {op} in "
+                                       f"litert-quantizer {_version()} (its policy allows it for "
+                                       f"{_listing(able)}); found {op}")
 
     def rewrite(self, model: FloatModel, scheme: Scheme, io: IOType,
-                calib: CalibrationInput | None, progress: Progress) -> tuple[bytes, tuple[str, ...]]:
+                calib: CalibrationInput | None, progress: Progress,
+                precisions: Mapping[str, Precision] | None = None) -> tuple[bytes, tuple[str, ...]]:
         from litert_quantizer import quantizer
 
         bits = "int4 for " + " and ".join(W4A8_OPS) + ", int8 elsewhere" if scheme is Scheme.W4A8 else \
             f"int{4 if scheme is Scheme.WEIGHT_ONLY_INT4 else 8}"
         notes = [f"litert-quantizer {_version()}: weights symmetric per-channel {bits}"]
+        rules = _recipe(scheme, io)
+        if precisions:
+            ops = layer_ops(model.tflite)
+            # Appended last: litert-quantizer gives the later scope regex priority over the scheme's ".*".
+            rules += [layer_rule(name, ops[name], p) for name, p in precisions.items()]
+            counts: dict[str, int] = {}
+            for p in precisions.values():
+                counts[p.value] = counts.get(p.value, 0) + 1
+            notes.append("per-layer precision: " + ", ".join(f"{n} op(s) {p}" for p, n in sorted(counts.items()))
+                         + "; QUANTIZE/DEQUANTIZE ops join layers of different precision")
         try:
             with quiet() as captured:
-                qt = quantizer.Quantizer(bytearray(model.tflite), _recipe(scheme, io))
+                qt = quantizer.Quantizer(bytearray(model.tflite), rules)
                 qsvs = None
                 if qt.need_calibration:
                     assert calib is not None and calib.ranges is not None, "pipeline passes ranges for static schemes"
@@ -132,25 +176,81 @@ def quantizable_ops(scheme: Scheme) -> frozenset[str]:
 
     Empty for a scheme the engine does not produce (fp16).
     """
+    key = _POLICY_KEYS.get(scheme)
+    return frozenset() if key is None else _policy_ops(key)
+
+
+# The policy entry that holds the op types each per-layer precision is allowed for (float: every op).
+_PRECISION_POLICY = {Precision.INT8: "static_wi8_ai8", Precision.INT16X8: "static_wi8_ai16",
+                     Precision.W4A8: "static_wi4_ai8"}
+
+
+def precision_ops(precision: Precision) -> frozenset[str] | None:
+    """Builtin op names litert-quantizer can give ``precision``; None for float (any op can stay float)."""
+    key = _PRECISION_POLICY.get(precision)
+    return None if key is None else _policy_ops(key)
+
+
+@functools.lru_cache(maxsize=None)
+def _policy_ops(key: str) -> frozenset[str]:
     import json
 
     from litert_quantizer import default_policy
+
+    policy = json.loads(default_policy.DEFAULT_JSON_POLICY)["ops_per_config"].get(key, [])
+    to_builtin = {tfl: builtin for builtin, tfl in _tfl_names().items()}
+    # INPUT/OUTPUT are the quantizer's virtual ops for the graph boundary, not builtins.
+    return frozenset(to_builtin[op] for op in policy if op in to_builtin)
+
+
+@functools.lru_cache(maxsize=1)
+def _tfl_names() -> dict[str, str]:
+    """Builtin op name (e.g. "TRANSPOSE_CONV") -> litert-quantizer's op name (e.g. "CONV_2D_TRANSPOSE")."""
     from litert_quantizer.utils import tfl_flatbuffer_utils
 
     from edgequant.graph.flatbuffer import enum_names
 
-    key = _POLICY_KEYS.get(scheme)
-    if key is None:
-        return frozenset()
-    policy = json.loads(default_policy.DEFAULT_JSON_POLICY)["ops_per_config"].get(key, [])
     builtin = enum_names("BuiltinOperator")
-    names = set()
-    for op in policy:
-        code = next((c for n, c in tfl_flatbuffer_utils.TFL_OP_NAME_TO_CODE.items() if str(n.value) == op), None)
-        # INPUT/OUTPUT are the quantizer's virtual ops for the graph boundary, not builtins.
-        if code is not None:
-            names.add(builtin.get(int(code), op))
-    return frozenset(names)
+    return {builtin.get(int(code), str(name.value)): str(name.value)
+            for name, code in tfl_flatbuffer_utils.TFL_OP_NAME_TO_CODE.items()}
+
+
+def _listing(ops: frozenset[str]) -> str:
+    names = sorted(ops)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1] if len(names) <= 6 else \
+        ", ".join(names[:6]) + f" and {len(names) - 6} more"
+
+
+def layer_ops(tflite: bytes) -> dict[str, str]:
+    """Every op output tensor of the model's main subgraph, by name -> the builtin op type that writes it."""
+    from edgequant.graph.submodel import GraphModel
+
+    g = GraphModel(tflite, "float model")
+    return {g.tensor_name(t): g.op_names[i] for t, i in g.producers().items()}
+
+
+def layer_rule(tensor: str, op: str, precision: Precision) -> dict[str, Any]:
+    """The litert-quantizer recipe rule that gives the op writing ``tensor`` (a builtin ``op``) ``precision``.
+
+    Scoped by the op's output name (litert-quantizer matches the regex against
+    "out1;out2;", see :func:`keep_float_rule`) and by its op type, not "*": with
+    "*" the rule would also catch the quantizer's virtual OUTPUT op of a model
+    output tensor and change the model's I/O type.
+    """
+    from litert_quantizer import recipe
+
+    operation = _tfl_names().get(op, op)
+    scope = "^" + re.escape(tensor) + ";"
+    if precision is Precision.FLOAT:
+        return {"regex": scope, "operation": operation, "algorithm_key": "no_quantize",
+                "op_config": {"compute_precision": "FLOAT"}}
+    base = recipe.static_wi8_ai8()[0]
+    cfg = copy.deepcopy(base["op_config"])
+    bits = precision.activation_bits
+    # LiteRT's 16-bit activation kernels take symmetric ranges (zero point 0), as the int16x8 scheme does.
+    cfg["activation_tensor_config"].update(num_bits=bits, symmetric=bits == 16)
+    cfg["weight_tensor_config"]["num_bits"] = precision.weight_bits
+    return {"regex": scope, "operation": operation, "algorithm_key": base["algorithm_key"], "op_config": cfg}
 
 
 def keep_float_rule(tensor: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ know and the only route here to float16 weights.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ import numpy as np
 from edgequant._util import Progress
 from edgequant.errors import UnsupportedError
 from edgequant.frontends.keras import run_converter
-from edgequant.types import CalibrationInput, EngineName, FloatModel, IOType, Scheme, SourceKind
+from edgequant.types import CalibrationInput, EngineName, FloatModel, IOType, Precision, Scheme, SourceKind
 
 __all__ = ["TFLiteConverterEngine"]
 
@@ -26,9 +26,19 @@ class TFLiteConverterEngine:
     schemes = frozenset({Scheme.FP16, Scheme.DYNAMIC, Scheme.INT8, Scheme.INT16X8})
     io_types = frozenset({IOType.FLOAT, IOType.INT8, IOType.UINT8})
     calibrates_itself = True
+    # The converter quantizes whole-model from the Keras graph: it has no per-op setting.
+    layer_precisions: frozenset[Precision] = frozenset()
+
+    def check_precisions(self, model: FloatModel, scheme: Scheme, precisions: Mapping[str, Precision],
+                         label: Callable[[str], str]) -> None:
+        for name in precisions:
+            raise UnsupportedError(f"{label(name)}: engine tflite-converter cannot set per-layer precision "
+                                   "(TFLiteConverter quantizes the whole model with one scheme): use engine litert")
 
     def rewrite(self, model: FloatModel, scheme: Scheme, io: IOType,
-                calib: CalibrationInput | None, progress: Progress) -> tuple[bytes, tuple[str, ...]]:
+                calib: CalibrationInput | None, progress: Progress,
+                precisions: Mapping[str, Precision] | None = None) -> tuple[bytes, tuple[str, ...]]:
+        # Per-layer precision was refused by check_precisions before any work; nothing reaches here.
         if model.kind is SourceKind.TFLITE:
             raise UnsupportedError(
                 f"engine tflite-converter needs the Keras or SavedModel source, found a .tflite "

@@ -16,7 +16,7 @@ from edgequant.errors import EngineError, InputError, UnsafeModelError
 from edgequant.frontends.tflite import inspect_float_tflite
 from edgequant.types import FloatModel, SourceKind
 
-__all__ = ["load_keras", "load_keras_as_tflite", "load_saved_model_as_tflite", "run_converter"]
+__all__ = ["load_keras", "load_keras_as_tflite", "load_saved_model_as_tflite", "run_converter", "convert_keras_model"]
 
 # Called with a configured-from-source tf.lite.TFLiteConverter to set options.
 ConverterSetup = Callable[[Any], None]
@@ -73,6 +73,23 @@ def run_converter(source: Path, kind: SourceKind, unsafe: bool, setup: Converter
         raise EngineError(
             f"TensorFlow's converter failed on {source.name}: "
             f"{last_error_line(captured, _first_line(exc))}") from None
+
+
+def convert_keras_model(model: Any, what: str) -> bytes:
+    """A Keras model built in memory (qat's folded graph, a pruned model) to a float .tflite.
+
+    The same converter and defaults as :func:`run_converter`, so the float graph of an
+    in-memory model is the one its saved .keras file would give.
+    """
+    quiet_tensorflow()
+    with quiet():
+        import tensorflow as tf
+    try:
+        with quiet() as captured:
+            return bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    except Exception as exc:
+        raise EngineError(f"TensorFlow's converter failed on {what}: "
+                          f"{last_error_line(captured, _first_line(exc))}") from None
 
 
 def load_keras_as_tflite(path: Path, unsafe: bool = False) -> FloatModel:

@@ -3,9 +3,10 @@
     recipe.json -> load_recipe -> Recipe -> plan(recipe, keyword overrides) -> the Recipe quantize runs
 
 A recipe says what to do, never what to do it on: scheme, engine, model I/O,
-observer (for the whole model and per tensor name), float-graph transforms
-and the calibration sample count. Data paths and saved statistics stay
-arguments. The schema is documented in docs/recipe.md.
+observer (for the whole model and per tensor name), per-layer precision
+(version 2), float-graph transforms and the calibration sample count. Data
+paths and saved statistics stay arguments. The schema is documented in
+docs/recipe.md.
 
 Everything in a file is checked before any model work, and each error is one
 line naming the file and the field path. Only a per-tensor name can be
@@ -31,22 +32,29 @@ from edgequant._util import atomic_dir_file
 from edgequant.calibrate.observers import Observer, ObserverName, parse_observer
 from edgequant.errors import EdgequantError, InputError, UnsupportedError
 from edgequant.transforms import TransformName
-from edgequant.types import EngineName, IOType, Scheme, parse_enum
+from edgequant.types import EngineName, IOType, Precision, Scheme, parse_enum
 
 __all__ = ["Recipe", "TensorRule", "load_recipe", "plan", "parse_transforms", "parse_observer_choice",
-           "RECIPE_VERSION", "AUTO", "DEFAULT"]
+           "RECIPE_VERSION", "READ_VERSIONS", "AUTO", "DEFAULT", "STATIC_SCHEMES"]
 
-RECIPE_VERSION = 1
+# The newest version this edgequant reads, and every version it reads. A file
+# keeps the meaning of the version it names; a saved recipe names the lowest
+# version that holds it, so files without per-layer precision stay readable by
+# an edgequant that only knows version 1.
+RECIPE_VERSION = 2
+READ_VERSIONS = (1, 2)
 # "auto": edgequant picks the observer per model (calibrate.AUTO_CANDIDATES).
 AUTO = "auto"
 # "default": the per-scheme transforms of pipeline.DEFAULT_TRANSFORMS.
 DEFAULT = "default"
 
-# Per-tensor fields version 1 reads. Per-layer precision (keep in float,
-# activation and weight bits) will be more optional fields of TensorRule: a file
-# using them says version 2, and every version 1 file keeps its meaning.
-_TENSOR_FIELDS = ("observer",)
+# Per-tensor fields by version: version 2 adds per-layer precision; every
+# version 1 file keeps its meaning.
+_TENSOR_FIELDS = {1: ("observer",), 2: ("observer", "precision")}
 _TOP_FIELDS = ("version", "scheme", "engine", "io", "observer", "transforms", "samples", "tensors")
+# Schemes with integer activations: the only ones a layer can be given integer precision in
+# (a layer's int8 or int16 activations need ranges, which these schemes calibrate).
+STATIC_SCHEMES = (Scheme.INT8, Scheme.INT16X8, Scheme.W4A8)
 
 
 def _observer_text(obs: Observer | None) -> str:
@@ -94,12 +102,23 @@ def _value_text(key: str, value: Any) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class TensorRule:
-    """What the recipe says about one activation tensor. ``observer`` None follows the recipe's observer."""
+    """What the recipe says about one activation tensor and the op that writes it.
+
+    ``observer`` None follows the recipe's observer; ``precision`` None leaves
+    the op at the scheme's precision (version 2).
+    """
 
     observer: Observer | None = None
+    precision: Precision | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"observer": _observer_text(self.observer)}
+        # A precision rule leaves out the observer it does not set; a version 1 rule always names its observer.
+        out: dict[str, Any] = {}
+        if self.observer is not None or self.precision is None:
+            out["observer"] = _observer_text(self.observer)
+        if self.precision is not None:
+            out["precision"] = self.precision.value
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +130,7 @@ class Recipe:
     None is edgequant's default (200).
     """
 
-    version: int = RECIPE_VERSION
+    version: int = 1
     scheme: Scheme | None = None
     engine: EngineName = EngineName.LITERT
     io: IOType = IOType.FLOAT
@@ -151,6 +170,36 @@ class Recipe:
         """
         return {name: rule.observer for name, rule in self.tensors.items()}
 
+    def precisions(self) -> dict[str, Precision]:
+        """The per-layer precision rules, by the name of the tensor the op writes."""
+        return {name: rule.precision for name, rule in self.tensors.items() if rule.precision is not None}
+
+    def check_precisions(self, scheme: Scheme, engine: EngineName, engine_precisions: frozenset[Precision]) -> None:
+        """Refuse a per-layer precision the scheme or engine cannot give, naming the field.
+
+        Whether the op writing the tensor can take that precision is known with
+        the model only; the engine checks that (engines/litert.py).
+        """
+        for name, precision in self.precisions().items():
+            where = self.field(f"tensors.{name}.precision")
+            if not engine_precisions:
+                raise UnsupportedError(f"{where}: engine {engine.value} cannot set per-layer precision (it "
+                                       "quantizes the whole model with one scheme): use engine litert")
+            if precision not in engine_precisions:
+                able = ", ".join(p.value for p in engine_precisions)
+                raise UnsupportedError(f"{where}: engine {engine.value} cannot set per-layer precision "
+                                       f"{precision.value} (it can set {able})")
+            if precision is not Precision.FLOAT and scheme not in STATIC_SCHEMES:
+                names = ", ".join(s.value for s in STATIC_SCHEMES)
+                raise UnsupportedError(f"{where}: precision {precision.value} needs a scheme with integer "
+                                       f"activations ({names}), found scheme {scheme.value}; only \"float\" "
+                                       "applies to every scheme")
+
+    @property
+    def needed_version(self) -> int:
+        """The lowest recipe version that holds this recipe: 2 with per-layer precision, else 1."""
+        return 2 if self.precisions() else 1
+
     def summary(self) -> str:
         parts = [f"scheme {self.scheme.value if self.scheme else 'unset'}", f"engine {self.engine.value}",
                  f"io {self.io.value}", f"observer {_observer_text(self.observer)}",
@@ -159,10 +208,15 @@ class Recipe:
             parts.append(f"{self.samples} samples")
         if self.tensors:
             parts.append(f"{len(self.tensors)} per-tensor rule{'s' if len(self.tensors) != 1 else ''}")
+        counts: dict[str, int] = {}
+        for precision in self.precisions().values():
+            counts[precision.value] = counts.get(precision.value, 0) + 1
+        if counts:
+            parts.append("per-layer precision " + ", ".join(f"{n} {p}" for p, n in sorted(counts.items())))
         return ", ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"version": self.version}
+        out: dict[str, Any] = {"version": max(self.version, self.needed_version)}
         if self.scheme is not None:
             out["scheme"] = self.scheme.value
         out.update(engine=self.engine.value, io=self.io.value, observer=_observer_text(self.observer),
@@ -193,7 +247,8 @@ class _Reader:
     def fail(self, path: str, expected: str, value: Any, error: type[InputError] = InputError) -> EdgequantError:
         return error(f'{self.where}: field "{path}": expected {expected}, found {_show(value)}')
 
-    def fields(self, data: Any, path: str, allowed: Sequence[str]) -> dict[str, Any]:
+    def fields(self, data: Any, path: str, allowed: Sequence[str], later: Sequence[str] = ()) -> dict[str, Any]:
+        """``data`` as an object with only ``allowed`` keys; ``later`` are fields of a newer version."""
         if not isinstance(data, dict):
             if not path:
                 raise InputError(f"{self.where}: expected a JSON object, found {_show(data)}")
@@ -202,7 +257,9 @@ class _Reader:
             if key not in allowed:
                 at = f"{path}.{key}" if path else key
                 one_of = "one of " if len(allowed) > 1 else ""
-                raise InputError(f'{self.where}: field "{at}": unknown field; expected {one_of}{", ".join(allowed)}')
+                newer = f' (field "{key}" needs "version": {RECIPE_VERSION})' if key in later else ""
+                raise InputError(f'{self.where}: field "{at}": unknown field; expected {one_of}{", ".join(allowed)}'
+                                 f"{newer}")
         return data
 
     def enum(self, data: dict[str, Any], key: str, enum_type: type, default: Any) -> Any:
@@ -226,6 +283,13 @@ class _Reader:
             raise UnsupportedError(f'{self.where}: field "{path}": expected {expected}, found {_show(value)}'
                                    f"{detail}") from None
 
+    def precision(self, value: Any, path: str) -> Precision:
+        names = [p.value for p in Precision]
+        if not isinstance(value, str) or value not in names:
+            raise self.fail(path, "a precision (" + ", ".join(names[:-1]) + f" or {names[-1]})", value,
+                            UnsupportedError if isinstance(value, str) else InputError)
+        return Precision(value)
+
     def transforms(self, value: Any) -> tuple[TransformName, ...] | None:
         names = ", ".join(t.value for t in TransformName)
         if value == DEFAULT:
@@ -245,8 +309,9 @@ class _Reader:
         if "version" not in data:
             raise InputError(f'{self.where}: field "version" is missing: expected {RECIPE_VERSION}')
         version = data["version"]
-        if not _is_int(version) or version != RECIPE_VERSION:
-            raise self.fail("version", f"{RECIPE_VERSION} (the recipe version this edgequant reads)", version)
+        if not _is_int(version) or version not in READ_VERSIONS:
+            listed = " or ".join(str(v) for v in READ_VERSIONS)
+            raise self.fail("version", f"{listed} (the recipe versions this edgequant reads)", version)
         samples = data.get("samples")
         if samples is not None and (not _is_int(samples) or samples < 1):
             raise self.fail("samples", "a positive integer", samples)
@@ -257,8 +322,12 @@ class _Reader:
         for name, rule in tensors.items():
             if not name:
                 raise InputError(f'{self.where}: field "tensors": expected tensor names, found an empty name')
-            rule = self.fields(rule, f"tensors.{name}", _TENSOR_FIELDS)
-            rules[name] = TensorRule(observer=self.observer(rule.get("observer", AUTO), f"tensors.{name}.observer"))
+            later = tuple(f for f in _TENSOR_FIELDS[RECIPE_VERSION] if f not in _TENSOR_FIELDS[version])
+            rule = self.fields(rule, f"tensors.{name}", _TENSOR_FIELDS[version], later)
+            precision = self.precision(rule["precision"], f"tensors.{name}.precision") if "precision" in rule \
+                else None
+            rules[name] = TensorRule(observer=self.observer(rule.get("observer", AUTO), f"tensors.{name}.observer"),
+                                     precision=precision)
         return Recipe(version=version, scheme=self.enum(data, "scheme", Scheme, None),
                       engine=self.enum(data, "engine", EngineName, EngineName.LITERT),
                       io=self.enum(data, "io", IOType, IOType.FLOAT),

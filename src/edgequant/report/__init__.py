@@ -17,7 +17,7 @@ from edgequant.types import CompareResult, Evaluation, QuantizedModel, Variant
 __all__ = ["compare_table", "write_compare_files", "evaluation_text", "quantized_text", "to_json", "CSV_COLUMNS",
            "analysis_text", "findings_text"]
 
-CSV_COLUMNS = ["scheme", "engine", "io", "path", "size_bytes", "weight_bytes", "size_ratio", "accuracy",
+CSV_COLUMNS = ["scheme", "engine", "io", "path", "size_bytes", "weight_bytes", "size_ratio", "gzip_bytes", "accuracy",
                "accuracy_delta", "sqnr_db", "cosine", "max_abs_error", "latency_ms_median", "latency_ms_p90",
                "speedup", "quantize_seconds", "warnings", "error"]
 
@@ -43,10 +43,11 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 def _cells(v: Variant) -> list[str]:
     if v.error:
-        return [v.label, "-", "-", "-", "-", "-", "-", "-", "FAILED"]
+        return [v.label, "-", "-", "-", "-", "-", "-", "-", "-", "FAILED"]
     smaller = 1 / v.size_ratio if v.size_ratio else None
     return [v.label, _fmt(v.size_bytes / 1024 if v.size_bytes is not None else None, ",.1f", " KiB"),
-            _fmt(smaller, ".2f", "x"), _fmt(v.accuracy * 100 if v.accuracy is not None else None, ".2f", "%"),
+            _fmt(smaller, ".2f", "x"), _fmt(v.gzip_bytes / 1024 if v.gzip_bytes is not None else None, ",.1f", " KiB"),
+            _fmt(v.accuracy * 100 if v.accuracy is not None else None, ".2f", "%"),
             _fmt(v.accuracy_delta * 100 if v.accuracy_delta is not None else None, "+.2f", " pt"),
             _fmt(v.sqnr_db, ".1f", " dB"), _fmt(v.latency_ms_median, ".3f", " ms"), _fmt(v.speedup, ".2f", "x"),
             "SLOW" if any(w.startswith("slower than float") for w in v.warnings) else ""]
@@ -54,7 +55,7 @@ def _cells(v: Variant) -> list[str]:
 
 def compare_table(result: CompareResult) -> str:
     """The seed-003-style table, then warnings, failures and skipped pairs, as plain text."""
-    headers = ["variant", "size", "x smaller", "accuracy", "delta", "SQNR", "latency", "x faster", "flag"]
+    headers = ["variant", "size", "x smaller", "gzip", "accuracy", "delta", "SQNR", "latency", "x faster", "flag"]
     rows = [_cells(result.float)] + [_cells(v) for v in result.variants]
     parts = [_table(headers, rows),
              f"\n{result.samples} samples, {result.calibration_samples} calibration samples; latency: median of "

@@ -27,7 +27,7 @@ import numpy as np
 from edgequant._util import quiet
 from edgequant.errors import InputError, UnsupportedError
 from edgequant.runtime import stream_tensors
-from edgequant.types import Record, Scheme
+from edgequant.types import Precision, Record, Scheme
 
 __all__ = ["TransformName", "Transform", "TransformResult", "TRANSFORMS", "ORDER", "get_transform", "ordered",
            "stream_tensors", "stored_mismatches"]
@@ -62,8 +62,14 @@ class Transform(Protocol):
 
     def apply(self, tflite: bytes, calibration: np.ndarray, weight_bits: int = 8) -> TransformResult: ...
 
-    def apply_for(self, tflite: bytes, calibration: np.ndarray | None, scheme: Scheme) -> TransformResult:
-        """Apply with the settings ``scheme`` implies (the pipeline's entry point)."""
+    def apply_for(self, tflite: bytes, calibration: np.ndarray | None, scheme: Scheme,
+                  precisions: Mapping[str, Precision] | None = None) -> TransformResult:
+        """Apply with the settings ``scheme`` implies (the pipeline's entry point).
+
+        ``precisions`` are a recipe's per-layer precisions, by the name of the
+        tensor the op writes: a transform that places weights on a grid uses
+        that op's weight bits (float: left alone).
+        """
         ...
 
 

@@ -193,6 +193,9 @@ def _learn(problem: _Problem, ratio: np.ndarray, qmin: int, qmax: int, fixed: np
            iterations: int) -> tuple[np.ndarray, float, float]:
     """Learned integer grid values, and the loss of nearest and learned rounding (in grid units^2 * s^2)."""
     scale = problem.layer.scale
+    # An exact zero (a pruned weight) stays zero: floor + 1 would undo the sparsity that gzip and sparse
+    # kernels rely on, for an error term of one grid step the layer's other weights can absorb.
+    fixed = fixed | (ratio == 0.0)
     floor = np.floor(ratio)
     nearest = np.clip(np.rint(ratio), qmin, qmax)
     nearest_loss = problem.loss(nearest * scale)

@@ -38,9 +38,9 @@ import numpy as np
 from edgequant.errors import InputError
 from edgequant.graph.edit import GraphEditor, OpRef
 from edgequant.transforms import TransformName, TransformResult, check_calibration, stream_tensors
-from edgequant.types import Scheme
+from edgequant.types import Precision, Scheme
 
-__all__ = ["BiasCorrection", "fake_quantize", "litert_op_bits"]
+__all__ = ["BiasCorrection", "fake_quantize", "litert_op_bits", "litert_layer_bits"]
 
 _WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
@@ -58,6 +58,16 @@ def litert_op_bits(scheme: Scheme | str) -> tuple[int, dict[str, int | None]]:
     if scheme is Scheme.W4A8:
         return 4, {"DEPTHWISE_CONV_2D": 8}
     return 8, {}
+
+
+def litert_layer_bits(precisions: Mapping[str, Precision] | None) -> dict[str, int | None]:
+    """Weight bits per layer, by the op's output tensor name, from a recipe's per-layer precisions.
+
+    The litert engine stores int4 for w4a8, int8 for int8 and int16x8, and
+    leaves a float layer's weights float (None); these override
+    :func:`litert_op_bits` for those layers.
+    """
+    return {name: p.weight_bits for name, p in (precisions or {}).items()}
 
 
 def fake_quantize(w: np.ndarray, op: str, bits: int) -> np.ndarray:
@@ -140,17 +150,22 @@ class BiasCorrection:
 
     name = TransformName.BIAS_CORRECTION
 
-    def apply_for(self, tflite: bytes, calibration: np.ndarray | None, scheme: Scheme) -> TransformResult:
-        # Correct for exactly the weight grid the litert engine will use for this scheme.
+    def apply_for(self, tflite: bytes, calibration: np.ndarray | None, scheme: Scheme,
+                  precisions: Mapping[str, Precision] | None = None) -> TransformResult:
+        # Correct for exactly the weight grid the litert engine will use for this scheme and these layers.
         bits, op_bits = litert_op_bits(scheme)
-        return self.apply(tflite, calibration, bits, op_bits=op_bits)  # type: ignore[arg-type]
+        return self.apply(tflite, calibration, bits, op_bits=op_bits,  # type: ignore[arg-type]
+                          layer_bits=litert_layer_bits(precisions))
 
     def apply(self, tflite: bytes, calibration: np.ndarray, weight_bits: int = 8, *,
-              op_bits: Mapping[str, int | None] | None = None, propagate: bool = True) -> TransformResult:
-        """``op_bits`` overrides ``weight_bits`` per op type (None: the op's weights stay float)."""
+              op_bits: Mapping[str, int | None] | None = None, propagate: bool = True,
+              layer_bits: Mapping[str, int | None] | None = None) -> TransformResult:
+        """``op_bits`` overrides ``weight_bits`` per op type, ``layer_bits`` per op output tensor name
+        (None: the op's weights stay float)."""
         x = check_calibration(calibration, "bias correction")
         ed = GraphEditor(tflite)
         op_bits = dict(op_bits or {})
+        layer_bits = dict(layer_bits or {})
         layers: list[_Layer] = []
         changes: list[str] = []
         for op in ed.find_ops(*_WEIGHTED):
@@ -162,7 +177,8 @@ class BiasCorrection:
                 # A bias shared with another op would be corrected for both.
                 changes.append(f"skipped {op.label}: no float bias of its own to correct")
                 continue
-            bits = op_bits.get(op.op, weight_bits)
+            out = ed.tensor_name(op.outputs[0])
+            bits = layer_bits[out] if out in layer_bits else op_bits.get(op.op, weight_bits)
             if bits is None and not propagate:
                 changes.append(f"skipped {op.label}: {op.op} weights stay float")
                 continue

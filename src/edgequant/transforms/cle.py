@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
 from edgequant.graph.edit import SHAPE_ONLY_OPS, GraphEditor, OpRef
 from edgequant.transforms import TransformName, TransformResult, stream_tensors
-from edgequant.types import Scheme
+from edgequant.types import Precision, Scheme
 
 __all__ = ["CrossLayerEqualization", "RELU6_MARGIN", "MAX_ROUNDS"]
 
@@ -186,7 +187,9 @@ class CrossLayerEqualization:
 
     name = TransformName.CLE
 
-    def apply_for(self, tflite: bytes, calibration: np.ndarray | None, scheme: Scheme) -> TransformResult:
+    def apply_for(self, tflite: bytes, calibration: np.ndarray | None, scheme: Scheme,
+                  precisions: Mapping[str, Precision] | None = None) -> TransformResult:
+        # Neither the scheme nor per-layer precision changes CLE: equal ranges help any bit width.
         return self.apply(tflite, calibration)
 
     def apply(self, tflite: bytes, calibration: np.ndarray | None = None, weight_bits: int = 8) -> TransformResult:

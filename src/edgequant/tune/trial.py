@@ -1,0 +1,103 @@
+"""One trial: build a recipe with ``edgequant.quantize`` and measure it in LiteRT.
+
+Every trial goes through the same ``quantize`` that ``edgequant quantize
+--recipe`` runs, so the recipe a trial records rebuilds its model byte for
+byte. What keeps trials cheap is shared work: one calibration statistics pass
+(``calibrate``) serves every trial without float-graph transforms, the float
+model's outputs on the data are computed once, and the float model stays
+loaded for the interleaved latency runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+import numpy as np
+
+from edgequant.calibrate import CalibrationStats
+from edgequant.errors import EdgequantError
+from edgequant.evaluate.latency import measure_interleaved
+from edgequant.evaluate.metrics import fidelity, top1
+from edgequant.recipe import Recipe
+from edgequant.runtime import Runner
+from edgequant.tune.records import Budget, Trial
+from edgequant.types import Dataset, FloatModel, QuantizedModel
+
+__all__ = ["TrialRunner", "WARMUP", "rejudge"]
+
+# Warm-up invokes per model before the timed runs, as compare and analyze use.
+WARMUP = 5
+
+
+def rejudge(trial: Trial, budget: Budget) -> Trial:
+    """``trial`` judged by ``budget``: a resumed run may change the budget, never the measurements."""
+    import dataclasses
+
+    if not trial.ok or trial.sqnr_db is None or trial.cosine is None:
+        return trial
+    if budget.metric.value == "top1" and trial.accuracy is None:
+        return trial
+    value = budget.value(trial.accuracy, trial.sqnr_db, trial.cosine)
+    return dataclasses.replace(trial, metric=value, drop=budget.drop(value), shortfall=budget.shortfall(value),
+                               meets_budget=budget.meets(value))
+
+
+class TrialRunner:
+    """Builds and measures candidates of one float model on one data set."""
+
+    def __init__(self, floats: FloatModel, data: Dataset, calibration: np.ndarray, stats: CalibrationStats,
+                 budget: Budget, runs: int) -> None:
+        self.floats = floats
+        self.data = data
+        self.calibration = calibration
+        self.stats = stats
+        self.budget = budget
+        self.runs = runs
+        self.float_runner = Runner(floats.tflite, 1, "float model")
+        self.reference = self.float_runner.predict(data.x)
+
+    def build(self, recipe: Recipe) -> QuantizedModel:
+        """The model ``recipe`` describes, from ``quantize`` (raises EdgequantError if it cannot be built)."""
+        from edgequant.pipeline import quantize
+
+        scheme = recipe.require_scheme()
+        if recipe.transforms or recipe.engine.value != "litert":
+            # Transforms edit the float graph, so the shared statistics no longer describe it, and
+            # TensorFlow's converter calibrates itself: both need the samples.
+            return quantize(self.floats, recipe=recipe, calibration=self.calibration)
+        if scheme.needs_calibration:
+            return quantize(self.floats, recipe=recipe, stats=self.stats)
+        return quantize(self.floats, recipe=recipe)
+
+    def measure(self, trial_id: int, recipe: Recipe, stage: str, move: str, parent: int | None = None,
+                layer: dict[str, str] | None = None) -> tuple[Trial, bytes | None]:
+        """Build ``recipe`` and measure it; a recipe the engine cannot build is a failed trial, not an error."""
+        start = time.perf_counter()
+        common: dict[str, Any] = dict(id=trial_id, stage=stage, move=move, recipe=recipe.to_dict(), parent=parent,
+                                      layer=layer)
+        try:
+            built = self.build(recipe)
+            tflite = built.tflite
+            runner = Runner(tflite, 1, f"trial {trial_id}")
+            out = runner.predict(self.data.x)
+        except EdgequantError as exc:
+            return Trial(status="failed", error=str(exc), seconds=time.perf_counter() - start, **common), None
+        fid = fidelity(out, self.reference)
+        accuracy = top1(out, self.data.y) if self.data.y is not None else None
+        value = self.budget.value(accuracy, fid.sqnr_db, fid.cosine)
+        latency_ms = float_ms = ratio = None
+        if self.runs > 0:
+            float_lat, lat = measure_interleaved([self.float_runner, runner], self.data.x, self.runs, WARMUP)
+            latency_ms, float_ms = lat.median_ms, float_lat.median_ms
+            ratio = lat.median_ms / float_lat.median_ms if float_lat.median_ms > 0 else None
+        # The plan that ran, as quantize reports it: reusable with quantize --recipe and the calibration data.
+        ran = built.recipe.to_dict() if built.recipe is not None else recipe.to_dict()
+        trial = Trial(status="ok", ran_recipe=ran, metric=value, drop=self.budget.drop(value),
+                      shortfall=self.budget.shortfall(value), meets_budget=self.budget.meets(value),
+                      accuracy=accuracy, sqnr_db=fid.sqnr_db, cosine=fid.cosine, size_bytes=len(tflite),
+                      size_ratio=len(tflite) / len(self.floats.tflite), latency_ms=latency_ms,
+                      float_latency_ms=float_ms, latency_ratio=ratio, seconds=time.perf_counter() - start,
+                      sha256=hashlib.sha256(tflite).hexdigest(), **common)
+        return trial, tflite

@@ -1,0 +1,200 @@
+"""tune/: the search to an accuracy budget, on the zoo's seed_mlp (benchmarks/zoo.py, cached in .bench-cache).
+
+The model is used as its float .tflite, so that no TensorFlow runs during the
+searches (and the converter stages, which need a Keras source, are skipped).
+Latency is measured (a few interleaved runs) but never asserted on: only
+sizes, recipes and the metric, which are deterministic for fixed data.
+
+- loose budget: the fully int8 model (``schemes=["int8"]``), and in the
+  whole space a one-scheme model, the smallest that meets the budget;
+- tight budget (output SQNR 3.5 dB above what whole-model int8 reaches):
+  at least one layer falls back, the result meets the budget, explains each
+  fallback, and ``quantize --recipe best-recipe.json`` rebuilds it byte for byte;
+- a run killed after its first trial resumes to the same best model;
+- limits: a trial limit that stops short of the budget keeps the closest model
+  and states the gap (exit 1); a spent time budget stops before any trial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import edgequant
+from edgequant.cli import main
+from edgequant.errors import InputError
+from edgequant.tune import TuneResult
+from edgequant.tune.records import Metric, parse_duration
+
+RUNS = 5  # latency runs per trial: measured, never asserted on
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    from benchmarks import zoo
+
+    zm = zoo.load("seed_mlp")
+    folder = tmp_path_factory.mktemp("tune")
+    model = folder / "seed_mlp.tflite"
+    edgequant.convert(zm.keras_path, model)
+    return {"model": str(model), "data": str(zm.test_path), "calibration": str(zm.calibration_path),
+            "folder": str(folder)}
+
+
+def _tune(mlp: dict[str, str], out: Path, **kwargs: object) -> TuneResult:
+    return edgequant.tune(mlp["model"], mlp["data"], out=out, calibration=mlp["calibration"], runs=RUNS,
+                          **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def loose(mlp: dict[str, str]) -> TuneResult:
+    return _tune(mlp, Path(mlp["folder"]) / "loose", max_drop=5.0, schemes=["int8"])
+
+
+@pytest.fixture(scope="module")
+def tight_floor(loose: TuneResult) -> float:
+    """An output SQNR floor 3.5 dB above what whole-model int8 reaches (44.5 dB measured): beyond any observer."""
+    assert loose.best is not None and loose.best.sqnr_db is not None
+    return round(loose.best.sqnr_db + 3.5, 3)
+
+
+def _tight_args(mlp: dict[str, str], floor: float, out: Path) -> list[str]:
+    return ["tune", mlp["model"], "--data", mlp["data"], "--calibration", mlp["calibration"], "--metric", "sqnr",
+            "--max-drop", repr(floor), "--objective", "size", "--schemes", "int8", "--runs", str(RUNS),
+            "--out", str(out)]
+
+
+@pytest.fixture(scope="module")
+def tight(mlp: dict[str, str], tight_floor: float) -> Path:
+    """The uninterrupted tight run, through the command line; its folder."""
+    out = Path(mlp["folder"]) / "tight"
+    assert main(_tight_args(mlp, tight_floor, out)) == 0
+    return out
+
+
+def _best(folder: Path) -> dict:
+    return json.loads((folder / "best.json").read_text())
+
+
+def test_loose_budget_gives_the_fully_int8_model(loose: TuneResult) -> None:
+    assert loose.met and loose.best is not None and loose.budget.metric is Metric.TOP1
+    assert loose.best.recipe["scheme"] == "int8" and loose.best.recipe["tensors"] == {}
+    assert loose.best.stage == "scheme" and not loose.kept_out
+    # The budget was met at once: no observer, algorithm or layer was tried.
+    assert [t.stage for t in loose.trials] == ["scheme"]
+    folder = Path(loose.out_dir or "")
+    assert (folder / "best.tflite").read_bytes()[4:8] == b"TFL3"
+    assert json.loads((folder / "best-recipe.json").read_text())["scheme"] == "int8"
+
+
+def test_tune_is_silent_and_serializable(mlp: dict[str, str], tmp_path: Path,
+                                        capfd: pytest.CaptureFixture[str]) -> None:
+    capfd.readouterr()
+    result = _tune(mlp, tmp_path / "quiet", max_drop=5.0, schemes="int8")
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == "", "the library must not print (fd level included)"
+    data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert data["best"]["recipe"]["scheme"] == "int8" and data["budget"]["metric"] == "top1"
+
+
+def test_loose_budget_in_the_whole_space_keeps_one_scheme(mlp: dict[str, str], tmp_path: Path) -> None:
+    result = _tune(mlp, tmp_path / "run", max_drop=5.0, objective="size")
+    assert result.met and result.best is not None
+    assert {t.recipe["scheme"] for t in result.trials if t.stage == "scheme"} == {
+        "w4a8", "weight-only-int4", "int8", "dynamic", "weight-only-int8", "int16x8"}
+    assert result.best.recipe["tensors"] == {}, "a loose budget needs no per-layer fallback"
+    meeting = [t for t in result.trials if t.meets_budget]
+    assert result.best.size_bytes == min(t.size_bytes for t in meeting)
+    assert result.best.id in result.pareto
+    trials = json.loads((tmp_path / "run" / "trials.json").read_text())
+    assert trials["pareto"] == list(result.pareto) and len(trials["trials"]) == len(result.trials)
+
+
+def test_tight_budget_falls_back_layers_and_meets_it(tight: Path, tight_floor: float) -> None:
+    best = _best(tight)
+    assert best["met"] and best["best"]["sqnr_db"] >= tight_floor
+    whole_int8 = [t for t in json.loads((tight / "trials.json").read_text())["trials"]
+                  if t["status"] == "ok" and not t["recipe"]["tensors"]]
+    assert whole_int8 and all(not t["meets_budget"] for t in whole_int8), "the budget must be beyond int8"
+    rules = best["best"]["recipe"]["tensors"]
+    assert rules and all(r["precision"] in ("float", "int16x8") for r in rules.values())
+    assert best["best"]["recipe"]["version"] == 2
+    # Every layer kept out of int8 says which trial put it there and what it measured.
+    assert {k["tensor"] for k in best["kept_out"]} == set(rules)
+    for k in best["kept_out"]:
+        assert k["trial"] is not None and f"trial {k['trial']}" in k["reason"] and "dB" in k["reason"]
+    assert best["ranking"], "the layer search follows a sensitivity ranking"
+
+
+def test_best_recipe_rebuilds_the_tuned_model(tight: Path, mlp: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "again.tflite"
+    assert main(["quantize", mlp["model"], "--recipe", str(tight / "best-recipe.json"), "--calibration",
+                 mlp["calibration"], "-o", str(out)]) == 0
+    assert out.read_bytes() == (tight / "best.tflite").read_bytes()
+
+
+def test_an_interrupted_run_resumes_to_the_same_best(tight: Path, mlp: dict[str, str], tight_floor: float,
+                                                     tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "edgequant", *_tight_args(mlp, tight_floor, out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "trials.json").exists():
+            assert proc.poll() is None, "the run ended before its first trial was written"
+            assert time.monotonic() < deadline, "no trial within 120 s"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)  # mid-run, as a crash or a killed job would
+    finally:
+        proc.wait(timeout=60)
+    history = json.loads((out / "trials.json").read_text())
+    uninterrupted = json.loads((tight / "trials.json").read_text())
+    assert 1 <= len(history["trials"]) < len(uninterrupted["trials"]), "the kill must land mid-run"
+    # The best model so far was on disk before the history that names it.
+    assert _best(out)["best"]["id"] == history["best"]
+    assert main(_tight_args(mlp, tight_floor, out)) == 2, "an existing history needs --resume"
+    assert main(_tight_args(mlp, tight_floor, out) + ["--resume"]) == 0
+    resumed = _best(out)
+    assert resumed["replayed"] >= 1
+    assert (out / "best.tflite").read_bytes() == (tight / "best.tflite").read_bytes()
+    assert (out / "best-recipe.json").read_text() == (tight / "best-recipe.json").read_text()
+    assert len(json.loads((out / "trials.json").read_text())["trials"]) == len(uninterrupted["trials"])
+
+
+def test_a_budget_not_met_keeps_the_closest_and_states_the_gap(mlp: dict[str, str], tight_floor: float,
+                                                               tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                               ) -> None:
+    out = tmp_path / "short"
+    code = main(_tight_args(mlp, tight_floor, out) + ["--trials", "2"])
+    text = capsys.readouterr().out
+    assert code == 1, "a missed budget is a failed check"
+    best = _best(out)
+    assert not best["met"] and best["stopped"] == "trial limit 2 reached"
+    assert best["shortfall"] > 0 and best["best"]["id"] in (1, 2)
+    assert "budget not met" in text and "misses it by" in text
+    assert (out / "best.tflite").exists()
+
+
+def test_a_spent_time_budget_stops_before_any_trial(mlp: dict[str, str], tmp_path: Path) -> None:
+    result = _tune(mlp, tmp_path / "none", max_drop=0.5, time_budget=1e-9)
+    assert result.stopped.startswith("time budget") and result.best is None and not result.trials
+    assert not result.met
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90.0), ("90s", 90.0), ("10m", 600.0), ("1.5h", 5400.0),
+                                               ("1h30m", 5400.0), (None, None)])
+def test_durations(text: str | None, seconds: float | None) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["abc", "10x", "0s", "-5m", "", "m"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(InputError, match="--time-budget"):
+        parse_duration(text)

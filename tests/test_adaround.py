@@ -28,7 +28,8 @@ from edgequant.frontends import inspect_float_tflite
 from edgequant.graph.edit import GraphEditor
 from edgequant.runtime import Runner
 from edgequant.transforms import TransformName, get_transform, stream_tensors
-from edgequant.transforms.adaround import _Layer, grid
+from edgequant.transforms.adaround import _Layer
+from edgequant.transforms.grid import op_grid as grid
 from edgequant.transforms.bias_correction import litert_op_bits
 from edgequant.types import SourceKind
 

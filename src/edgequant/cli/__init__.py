@@ -48,6 +48,23 @@ TRANSFORMS_HELP = ("float-graph transforms before quantizing (litert engine), co
                    "int8, int16x8, w4a8 and weight-only-int4 when --calibration is given, none otherwise")
 
 
+def _add_training_options(p: argparse.ArgumentParser, match: str, val_help: str, epochs: int, loss_help: str,
+                          learning_rate: float, rate_help: str) -> None:
+    """What qat and prune share: a Keras model, training data, fine-tuning settings, JSON and data options."""
+    p.add_argument("model", type=Path, help="the trained Keras model (.keras or .h5)")
+    p.add_argument("--data", type=Path, required=True,
+                   help=f"training data; without labels the model learns to match {match} outputs")
+    p.add_argument("--val", type=Path, help=val_help)
+    p.add_argument("--epochs", type=int, default=epochs, help=f"fine-tuning epochs (default {epochs})")
+    p.add_argument("--loss", default="auto", help=loss_help)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=learning_rate, help=rate_help)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, help="also write the result as JSON")
+    p.add_argument("--unsafe", action="store_true")
+    _add_data_options(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgequant", description="Quantize, run and compare LiteRT models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's and LiteRT's own output")
@@ -134,44 +151,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
 
     p = sub.add_parser("qat", help="quantization-aware training of a Keras 3 model, exported as an integer .tflite")
-    p.add_argument("model", type=Path, help="the trained Keras model (.keras or .h5)")
-    p.add_argument("--data", type=Path, required=True, help="training data; without labels the model learns to "
-                   "match the float model's outputs")
-    p.add_argument("--val", type=Path, help="validation data: picks the best epoch and checks the export")
+    _add_training_options(p, "the float model's", "validation data: picks the best epoch and checks the export",
+                          3, "auto (default: labels if the data has them, else distill), labels or distill",
+                          3e-4, "Adam's starting learning rate, decaying to 0 along a cosine (default 3e-4)")
     p.add_argument("--scheme", default="int8", help="int8 (default) or w4a8")
-    p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (default 3)")
-    p.add_argument("--loss", default="auto", help="auto (default: labels if the data has them, else distill), "
-                   "labels or distill")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float, default=3e-4, help="Adam's starting learning rate, decaying to 0 "
-                   "along a cosine (default 3e-4)")
     p.add_argument("--observer", default="mse", help="observer for the starting activation ranges (default mse)")
     p.add_argument("--samples", type=int, default=200, help="training samples that calibrate the starting ranges "
                    "(default 200)")
     p.add_argument("--fixed-ranges", action="store_true", help="keep the calibrated activation ranges instead of "
                    "learning them")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", type=Path, required=True, help="where to write the integer .tflite")
-    p.add_argument("--json", type=Path, help="also write the result as JSON")
-    p.add_argument("--unsafe", action="store_true")
-    _add_data_options(p)
 
     p = sub.add_parser("prune", help="magnitude pruning of a Keras 3 model with a sparsity schedule")
-    p.add_argument("model", type=Path, help="the trained Keras model (.keras or .h5)")
-    p.add_argument("--data", type=Path, required=True, help="training data; without labels the model learns to "
-                   "match the original's outputs")
-    p.add_argument("--val", type=Path, help="validation data for the before/after accuracy")
+    _add_training_options(p, "the original's", "validation data for the before/after accuracy", 4,
+                          "auto (default), labels or distill", 1e-3, "Adam learning rate (default 1e-3)")
     p.add_argument("--sparsity", type=float, required=True, help="share of each kernel to zero, between 0 and 1")
     p.add_argument("--schedule", default="polynomial", help="polynomial (default) or constant")
-    p.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs (default 4)")
-    p.add_argument("--loss", default="auto", help="auto (default), labels or distill")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", type=Path, required=True, help="where to write the pruned .keras model")
-    p.add_argument("--json", type=Path, help="also write the result as JSON")
-    p.add_argument("--unsafe", action="store_true")
-    _add_data_options(p)
 
     p = sub.add_parser("tune", help="search for the smallest and fastest model within an accuracy budget")
     p.add_argument("model", type=Path)

@@ -25,32 +25,25 @@ import keras
 import numpy as np
 from keras import ops
 
+from edgequant.transforms.grid import MIN_BOUND, weight_range
+from edgequant.transforms.grid import weight_grid as engine_grid
+
 __all__ = ["weight_grid", "fake_quantize_weight", "ActQuant", "FixedQuant", "QuantConv2D", "QuantDepthwiseConv2D",
-           "QuantDense", "ACT_BITS", "weight_bits_range"]
+           "QuantDense", "ACT_BITS"]
 
 ACT_BITS = 8
-# litert-quantizer's floor on a symmetric bound (it avoids a zero scale for an all-zero channel).
-MIN_BOUND = 1e-9
-
-
-def weight_bits_range(bits: int) -> tuple[int, int]:
-    """(qmin, qmax) of litert-quantizer's symmetric weights: narrow from 8 bits up, full below."""
-    qmax = 2 ** (bits - 1) - 1
-    return (-qmax if bits >= 8 else -qmax - 1), qmax
 
 
 def weight_grid(kernel: np.ndarray, bits: int, reduce_axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(integers, scale) of a Keras kernel on the engine's grid; ``reduce_axes`` are all but the channel axes."""
-    qmin, qmax = weight_bits_range(bits)
-    w = np.asarray(kernel, np.float32)
-    bound = np.maximum(np.abs(w).max(axis=reduce_axes, keepdims=True), np.float32(MIN_BOUND))
-    scale = (bound / np.float32(qmax)).astype(np.float32)
-    return np.clip(np.rint(w / scale), qmin, qmax).astype(np.int32), scale
+    ratio, scale, qmin, qmax = engine_grid(kernel, bits, reduce_axes)
+    return np.clip(np.rint(ratio), qmin, qmax).astype(np.int32), scale
 
 
 def fake_quantize_weight(kernel: Any, bits: int, reduce_axes: tuple[int, ...]) -> Any:
     """The kernel as the deployed model stores it (dequantized), with a straight-through gradient."""
-    qmin, qmax = weight_bits_range(bits)
+    # The same grid as transforms.grid.weight_grid, in Keras ops so it trains.
+    qmin, qmax = weight_range(bits)
     bound = ops.maximum(ops.max(ops.abs(kernel), axis=reduce_axes, keepdims=True), MIN_BOUND)
     scale = bound / float(qmax)
     snapped = ops.clip(ops.round(kernel / scale), float(qmin), float(qmax)) * scale

@@ -40,10 +40,10 @@ import numpy as np
 
 from edgequant.graph.edit import GraphEditor, OpRef
 from edgequant.transforms import TransformName, TransformResult, check_calibration, stream_tensors
-from edgequant.transforms.bias_correction import litert_layer_bits, litert_op_bits
+from edgequant.transforms.grid import layer_weight_bits, litert_layer_bits, litert_op_bits, op_grid, same_padding
 from edgequant.types import Precision, Scheme
 
-__all__ = ["AdaRound", "grid", "im2col", "ITERATIONS"]
+__all__ = ["AdaRound", "im2col", "ITERATIONS"]
 
 _WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 # Optimization settings. The paper runs 10-20k steps on ImageNet layers; our
@@ -63,33 +63,13 @@ ZETA, GAMMA = 1.1, -0.1  # stretch of the rectified sigmoid
 SEED = 0
 
 
-def grid(w: np.ndarray, op: str, bits: int) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """(w / scale, scale, qmin, qmax) as the litert engine computes them (see fake_quantize)."""
-    axis = w.ndim - 1 if op == "DEPTHWISE_CONV_2D" else 0
-    qmax = 2 ** (bits - 1) - 1
-    qmin = -qmax if bits >= 8 else -qmax - 1
-    others = tuple(i for i in range(w.ndim) if i != axis)
-    w = w.astype(np.float32)
-    bound = np.maximum(np.abs(w).max(axis=others, keepdims=True), np.float32(1e-9))
-    scale = (bound / np.float32(qmax)).astype(np.float32)
-    return w / scale, scale, qmin, qmax
-
-
-def _pads(size: int, kernel: int, stride: int, dilation: int, same: bool) -> tuple[int, int, int]:
-    """(pad before, pad after, output size), TFLite's SAME/VALID rules."""
-    span = (kernel - 1) * dilation + 1
-    out = math.ceil(size / stride) if same else math.ceil((size - span + 1) / stride)
-    total = max((out - 1) * stride + span - size, 0) if same else 0
-    return total // 2, total - total // 2, out
-
-
 def im2col(x: np.ndarray, kh: int, kw: int, opts: object) -> np.ndarray:
     """NHWC input -> (N*OH*OW, kh, kw, C) patches, in CONV_2D's weight order [out, kh, kw, in]."""
     same = int(opts.padding) == 0  # type: ignore[attr-defined]
     sh, sw = opts.strideH, opts.strideW  # type: ignore[attr-defined]
     dh, dw = opts.dilationHFactor, opts.dilationWFactor  # type: ignore[attr-defined]
-    t, b, oh = _pads(x.shape[1], kh, sh, dh, same)
-    left, right, ow = _pads(x.shape[2], kw, sw, dw, same)
+    t, b, oh = same_padding(x.shape[1], kh, sh, dh, same)
+    left, right, ow = same_padding(x.shape[2], kw, sw, dw, same)
     xp = np.pad(x, ((0, 0), (t, b), (left, right), (0, 0)))
     taps = [xp[:, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw, :]
             for i in range(kh) for j in range(kw)]
@@ -264,8 +244,7 @@ class AdaRound:
                 continue
             # Shared kernels (an unrolled RNN) take the first use's layer rule; a rule on a later use alone
             # would split one weight tensor between two grids, which no engine stores.
-            out = ed.tensor_name(ops[0].outputs[0])
-            bits = layer_bits[out] if out in layer_bits else op_bits.get(ops[0].op, weight_bits)
+            bits = layer_weight_bits(ed, ops[0], weight_bits, op_bits, layer_bits)
             if bits is None:
                 changes.append(f"skipped {ops[0].label}: {ops[0].op} weights stay float")
                 continue
@@ -278,7 +257,7 @@ class AdaRound:
         learned: dict[str, np.ndarray] = {}
         improved = 0
         for la in layers:
-            ratio, scale, qmin, qmax = grid(la.w, la.op.op, la.bits)
+            ratio, scale, qmin, qmax = op_grid(la.w, la.op.op, la.bits)
             la.scale = _as_groups(la, scale)  # type: ignore[attr-defined]
             ratio = _as_groups(la, ratio)
             # The element that sets each channel's max|w| keeps +-qmax, so the engine's scale is unchanged.

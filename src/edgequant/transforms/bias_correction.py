@@ -30,14 +30,14 @@ only; activations stay float, as in the weight-only schemes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
 
-from edgequant.errors import InputError
 from edgequant.graph.edit import GraphEditor, OpRef
 from edgequant.transforms import TransformName, TransformResult, check_calibration, stream_tensors
+from edgequant.transforms.grid import (fake_quantize, layer_weight_bits, litert_layer_bits, litert_op_bits,
+                                       same_padding)
 from edgequant.types import Precision, Scheme
 
 __all__ = ["BiasCorrection", "fake_quantize", "litert_op_bits", "litert_layer_bits"]
@@ -45,54 +45,12 @@ __all__ = ["BiasCorrection", "fake_quantize", "litert_op_bits", "litert_layer_bi
 _WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 
-def litert_op_bits(scheme: Scheme | str) -> tuple[int, dict[str, int | None]]:
-    """Weight bits the litert engine gives each op type for ``scheme`` (None = left in float).
-
-    litert-quantizer 0.11 keeps DEPTHWISE_CONV_2D in float under weight-only
-    int4 and at int8 under w4a8 (4-bit weights only for CONV_2D and
-    FULLY_CONNECTED there); every other scheme quantizes weights to 8 bits.
-    """
-    scheme = Scheme(scheme)
-    if scheme is Scheme.WEIGHT_ONLY_INT4:
-        return 4, {"DEPTHWISE_CONV_2D": None}
-    if scheme is Scheme.W4A8:
-        return 4, {"DEPTHWISE_CONV_2D": 8}
-    return 8, {}
-
-
-def litert_layer_bits(precisions: Mapping[str, Precision] | None) -> dict[str, int | None]:
-    """Weight bits per layer, by the op's output tensor name, from a recipe's per-layer precisions.
-
-    The litert engine stores int4 for w4a8, int8 for int8 and int16x8, and
-    leaves a float layer's weights float (None); these override
-    :func:`litert_op_bits` for those layers.
-    """
-    return {name: p.weight_bits for name, p in (precisions or {}).items()}
-
-
-def fake_quantize(w: np.ndarray, op: str, bits: int) -> np.ndarray:
-    """W_q as float: what the litert engine stores, dequantized (symmetric per output channel)."""
-    if not 2 <= bits <= 16:
-        raise InputError(f"weight bits: expected 2 to 16, found {bits}")
-    axis = w.ndim - 1 if op == "DEPTHWISE_CONV_2D" else 0
-    qmax = 2 ** (bits - 1) - 1
-    # litert-quantizer uses the narrow range [-qmax, qmax] from 8 bits up, the full one below.
-    qmin = -qmax if bits >= 8 else -qmax - 1
-    others = tuple(i for i in range(w.ndim) if i != axis)
-    w = w.astype(np.float32)
-    bound = np.maximum(np.abs(w).max(axis=others, keepdims=True), np.float32(1e-9))
-    scale = (bound / np.float32(qmax)).astype(np.float32)
-    return (np.clip(np.rint(w / scale), qmin, qmax) * scale).astype(np.float32)
-
-
 def _masks(size: int, kernel: int, stride: int, dilation: int, same: bool) -> tuple[np.ndarray, int]:
     """For each kernel offset, which input rows the conv reads (0/1), and the output size.
 
     TFLite's SAME padding puts total_pad // 2 before and the rest after.
     """
-    span = (kernel - 1) * dilation + 1
-    out = math.ceil(size / stride) if same else math.ceil((size - span + 1) / stride)
-    pad = max((out - 1) * stride + span - size, 0) // 2 if same else 0
+    pad, _, out = same_padding(size, kernel, stride, dilation, same)
     mask = np.zeros((kernel, size))
     for k in range(kernel):
         rows = k * dilation - pad + stride * np.arange(out)
@@ -177,8 +135,7 @@ class BiasCorrection:
                 # A bias shared with another op would be corrected for both.
                 changes.append(f"skipped {op.label}: no float bias of its own to correct")
                 continue
-            out = ed.tensor_name(op.outputs[0])
-            bits = layer_bits[out] if out in layer_bits else op_bits.get(op.op, weight_bits)
+            bits = layer_weight_bits(ed, op, weight_bits, op_bits, layer_bits)
             if bits is None and not propagate:
                 changes.append(f"skipped {op.label}: {op.op} weights stay float")
                 continue

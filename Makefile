@@ -5,9 +5,19 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean browser
 
 setup: $(STAMP)
+
+# The HTML report is tested in a real browser: Debian's Chromium, installed once (as root, or with
+# sudo). Test tools that download their own browser do not work offline; this one comes from apt.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  echo "installing Debian's chromium for the report's browser test"; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "edgequant needs Python 3.11, found " + sys.version.split()[0])'
@@ -20,7 +30,7 @@ demo: $(STAMP)
 	$(BIN)/edgequant demo --out demo-out
 
 # pytest exits 5 when it collects no test: that is a failure here, not a pass.
-test: $(STAMP)
+test: $(STAMP) browser
 	@$(BIN)/python -m pytest -q; code=$$?; \
 	if [ $$code -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$code
 

@@ -14,6 +14,20 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def registry_path(tmp_path_factory: pytest.TempPathFactory):
+    """Every command the suite runs is recorded in a throwaway run registry, never in the user's data
+    folder. Set in os.environ, so in-process calls and subprocesses alike use it."""
+    path = tmp_path_factory.mktemp("registry") / "registry.sqlite3"
+    before = os.environ.get("EDGEQUANT_REGISTRY")
+    os.environ["EDGEQUANT_REGISTRY"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("EDGEQUANT_REGISTRY", None)
+    else:
+        os.environ["EDGEQUANT_REGISTRY"] = before
+
+
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("edgequant")

@@ -14,7 +14,7 @@ def test_all_is_exactly_the_public_api() -> None:
                 "FloatModel", "Dataset", "QuantizedModel", "RunResult", "Evaluation", "SizeInfo", "Fidelity",
                 "Latency", "Variant", "CompareResult", "EdgequantError", "InputError", "UnsafeModelError",
                 "UnsupportedError", "EngineError", "__version__", "qat", "prune", "QATResult", "PruneResult",
-                "tune", "TuneResult", "Precision"}
+                "tune", "TuneResult", "Precision", "write_report", "ReportFile", "Provenance"}
     assert set(edgequant.__all__) == expected
     for name in edgequant.__all__:
         assert hasattr(edgequant, name)

@@ -540,6 +540,44 @@ TRAIN_CASES: list[Case] = [
 CASES += TRAIN_CASES
 
 
+def _junk_registry(c: Ctx) -> str:
+    return c.file("registry.sqlite3", b"not a database, just text\n" * 40)
+
+
+def _foreign_sqlite(c: Ctx) -> str:
+    """An SQLite database of some other application."""
+    import sqlite3
+
+    path = c.inputs / "theirs.sqlite3"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE contacts (name TEXT)")
+    con.commit()
+    con.close()
+    return str(path)
+
+
+# --registry names a file that is not a run registry: refused before any work (docs/registry.md).
+REGISTRY_CASES: list[Case] = [
+    ("registry-corrupt-convert",
+     lambda c: ["convert", c.float_tflite, "-o", c.out("m.tflite"), "--registry", _junk_registry(c)],
+     ("expected an edgequant run registry", r"SQLite, schema \d+", "not an SQLite database", "registry.sqlite3")),
+    ("registry-corrupt-quantize",
+     lambda c: ["quantize", c.float_tflite, "--scheme", "dynamic", "-o", c.out("m.tflite"), "--registry",
+                _junk_registry(c)], ("expected an edgequant run registry", "not an SQLite database")),
+    ("registry-corrupt-compare",
+     lambda c: ["compare", c.float_tflite, "--data", c.npz("d.npz", x=GOOD_X), "--schemes", "dynamic", "--engines",
+                "litert", "--runs", "0", "--out", c.out("cmp"), "--registry", _junk_registry(c)],
+     ("expected an edgequant run registry", "not an SQLite database")),
+    ("registry-foreign-sqlite",
+     lambda c: ["convert", c.float_tflite, "-o", c.out("m.tflite"), "--registry", _foreign_sqlite(c)],
+     ("expected an edgequant run registry", "another application")),
+    ("registry-is-a-directory",
+     lambda c: ["convert", c.float_tflite, "-o", c.out("m.tflite"), "--registry", c.folder("regdir")],
+     ("expected an edgequant run registry", "directory")),
+]
+CASES += REGISTRY_CASES
+
+
 def _train(c: Ctx) -> str:
     """A tiny labelled training set for the seed CNN's input."""
     return c.npz("train.npz", x=_TRAIN[0], y=_TRAIN[1])
@@ -608,3 +646,37 @@ def test_compare_nan_data(ctx: Ctx, capsys: pytest.CaptureFixture[str]) -> None:
     assert len(lines) == 1 and lines[0].startswith("edgequant: error:"), err
     assert re.search(r"\b1 NaN\b", lines[0]) and "finite" in lines[0], lines[0]
     assert not out_dir.exists() or not any(out_dir.iterdir()), sorted(p.name for p in out_dir.rglob("*"))
+
+
+def test_registry_corrupt_file_left_untouched(ctx: Ctx, capsys: pytest.CaptureFixture[str]) -> None:
+    """A --registry that is not a registry is refused before SQLite opens it: not one byte written, no
+    -wal/-shm files and no artifacts folder beside it, no model."""
+    junk = Path(_junk_registry(ctx))
+    before = junk.read_bytes()
+    code, err = run_cli(["quantize", ctx.float_tflite, "--scheme", "dynamic", "-o", ctx.out("m.tflite"),
+                         "--registry", str(junk)], capsys)
+    assert_bad_input(code, err, ctx, ("expected an edgequant run registry",))
+    assert junk.read_bytes() == before
+    assert sorted(p.name for p in junk.parent.iterdir()) == ["registry.sqlite3"]
+
+
+def test_runs_unknown_id(ctx: Ctx, capsys: pytest.CaptureFixture[str]) -> None:
+    """runs show/compare with an id the registry does not hold: exit 2, one line naming the id."""
+    registry = str(ctx.tmp / "registry.sqlite3")
+    code, err = run_cli(["convert", ctx.float_tflite, "-o", ctx.out("m.tflite"), "--registry", registry], capsys)
+    assert code == 0, err
+    for argv, bad in ((["runs", "show", "99"], "99"), (["runs", "compare", "1", "42"], "42"),
+                      (["runs", "show", "7"], "7")):
+        where = registry if bad != "7" else str(ctx.tmp / "no-registry-here.sqlite3")  # a missing file too
+        code, err = run_cli([*argv, "--registry", where], capsys)
+        lines = err.splitlines()
+        assert code == 2 and len(lines) == 1, err
+        assert lines[0].startswith(f"edgequant: error: run {bad}: expected an id listed by 'edgequant runs list', "
+                                   "found none"), lines[0]
+    assert not (ctx.tmp / "no-registry-here.sqlite3").exists()  # reading creates nothing
+
+
+def test_runs_registry_off(ctx: Ctx, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEQUANT_REGISTRY", "off")
+    code, err = run_cli(["runs", "list"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "EDGEQUANT_REGISTRY is 'off'" in err and "--registry" in err

@@ -13,6 +13,8 @@ from edgequant.calibrate import CalibrationStats
 from edgequant.pipeline import RunResult, calibrate, convert, evaluate, quantize, run
 from edgequant.qat import PruneResult, QATResult, prune, qat
 from edgequant.recipe import Recipe, load_recipe
+from edgequant.report.html import ReportFile, write_report
+from edgequant.provenance import Provenance
 from edgequant.tune import TuneResult, tune
 from edgequant.types import (CompareResult, Dataset, EngineName, Evaluation, Fidelity, Finding, FloatModel, IOType,
                              Latency, Precision, QuantizedModel, Scheme, SizeInfo, Variant)
@@ -23,6 +25,7 @@ __all__ = [
     "convert", "calibrate", "quantize", "run", "evaluate", "compare", "demo", "CalibrationStats",
     "analyze", "layer_sensitivity", "Analysis", "Finding",
     "Recipe", "load_recipe",
+    "write_report", "ReportFile", "Provenance",
     "tune", "TuneResult",
     "qat", "prune", "QATResult", "PruneResult",
     "Scheme", "EngineName", "IOType", "Precision",

@@ -19,6 +19,7 @@ from edgequant.errors import EdgequantError, InputError
 from edgequant.evaluate import SLOW_TOLERANCE, evaluate_runners, slow_reasons
 from edgequant.evaluate.metrics import gzip_size
 from edgequant.graph import read_graph
+from edgequant.provenance import Provenance, collect
 from edgequant.pipeline import (DEFAULT_SAMPLES, check_measurement_options, load_checked_data, quantize,
                                 resolve_model)
 from edgequant.report import write_compare_files
@@ -73,7 +74,7 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
             warmup: int = 5, unsafe: bool = False, resize: tuple[int, int] | None = None,
             normalize: tuple[float, float] | None = None, observer: str | None = None,
             analyze: bool = False, progress: Progress = no_progress,
-            prebuilt: Sequence[PrebuiltVariant] = ()) -> CompareResult:
+            prebuilt: Sequence[PrebuiltVariant] = (), provenance: Provenance | None = None) -> CompareResult:
     """Float model plus every supported (scheme, engine) pair, evaluated side by side.
 
     ``prebuilt`` models (built by other means, e.g. the demo's QAT and pruned models) are
@@ -81,8 +82,11 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
 
     With ``analyze``, each built variant also goes through edgequant.analyze
     (no sensitivity runs; the latencies measured here are reused) and its top
-    findings are attached to its row.
+    findings are attached to its row. ``provenance`` (how the run was made) goes into
+    compare.json; by default it is collected here, without a command line.
     """
+    if provenance is None:
+        provenance = collect({"model": model, "data": data, "calibration": calibration})
     scheme_list, engine_list = parse_schemes(schemes), parse_engines(engines)
     check_measurement_options(threads, runs)
     floats = resolve_model(model, unsafe)
@@ -154,7 +158,8 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
     result = CompareResult(model=str(floats.source), data=ds.source, samples=len(ds),
                            calibration_samples=len(calib_ds), threads=threads, latency_runs=runs,
                            float=float_row, variants=tuple(rows), skipped=tuple(skipped),
-                           out_dir=str(out) if out else None, warnings=tuple(global_warnings))
+                           out_dir=str(out) if out else None, warnings=tuple(global_warnings),
+                           provenance=provenance)
     if out is not None:
         write_compare_files(result, out)
     return result

@@ -9,11 +9,13 @@ pruning), both fine-tuned on the training split only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from edgequant._util import Progress, atomic_npz, no_progress
 from edgequant.compare import compare
 from edgequant.pipeline import quantize
+from edgequant.provenance import collect
 from edgequant.qat import prune, qat
 from edgequant.train import split_digits, train_seed_cnn
 from edgequant.types import CompareResult, EngineName, PrebuiltVariant, Scheme
@@ -24,9 +26,11 @@ DEMO_SPARSITY = 0.8
 
 
 def demo(out_dir: str | Path = "demo-out", epochs: int = 5, runs: int = 100,
-         progress: Progress = no_progress, qat_epochs: int = 2, prune_epochs: int = 4) -> CompareResult:
+         progress: Progress = no_progress, qat_epochs: int = 2, prune_epochs: int = 4,
+         command: Sequence[str] | None = None) -> CompareResult:
     """Train, save model and data under ``out_dir``, and run compare over every scheme and engine,
-    plus the QAT int8 row ("int8/qat") and the pruned-then-int8 row ("int8/pruned-litert")."""
+    plus the QAT int8 row ("int8/qat") and the pruned-then-int8 row ("int8/pruned-litert").
+    ``command`` (the CLI's argv) goes into compare.json's provenance with the files made here."""
     out = Path(out_dir)
     train, test = split_digits()
     model_path = train_seed_cnn(train, out / "seed_cnn.keras", epochs=epochs, progress=progress)
@@ -45,5 +49,6 @@ def demo(out_dir: str | Path = "demo-out", epochs: int = 5, runs: int = 100,
              PrebuiltVariant("int8", "pruned-litert", pruned_int8.tflite, pruned.seconds + pruned_int8.seconds,
                              (f"pruned to {pruned.sparsity * 100:.1f}% sparsity ({pruned.schedule.value}, "
                               f"{prune_epochs} epochs), then int8 with the litert engine",) + pruned_int8.notes)]
-    return compare(model_path, data=out / "digits_test.npz", calibration=out / "digits_calibration.npz",
-                   schemes="all", engines="all", out_dir=out, runs=runs, progress=progress, prebuilt=extra)
+    inputs = {"model": model_path, "data": out / "digits_test.npz", "calibration": out / "digits_calibration.npz"}
+    return compare(model_path, data=inputs["data"], calibration=inputs["calibration"], schemes="all", engines="all",
+                   out_dir=out, runs=runs, progress=progress, prebuilt=extra, provenance=collect(inputs, command))

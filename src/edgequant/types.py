@@ -349,6 +349,7 @@ class CompareResult(Record):
     skipped: tuple[dict[str, str], ...] = ()
     out_dir: str | None = None
     warnings: tuple[str, ...] = ()
+    provenance: Any = None  # edgequant.provenance.Provenance: command, inputs by hash, versions, machine
 
     @property
     def failed(self) -> tuple[Variant, ...]:

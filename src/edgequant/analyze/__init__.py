@@ -30,6 +30,7 @@ from edgequant.evaluate.latency import measure_interleaved
 from edgequant.evaluate.metrics import fidelity, top1
 from edgequant.graph import read_graph
 from edgequant.graph.submodel import GraphModel
+from edgequant.provenance import Provenance, collect
 from edgequant.runtime import Runner
 from edgequant.types import FloatModel, Latency
 
@@ -56,7 +57,8 @@ def analyze(model: str | Path | bytes, reference: FloatModel | str | Path, data:
             top_k: int = DEFAULT_TOP_K, samples: int | None = DEFAULT_SAMPLES, runs: int = 50, warmup: int = 5,
             threads: int = 1, resize: tuple[int, int] | None = None, normalize: tuple[float, float] | None = None,
             unsafe: bool = False, timer: Timer = measure_interleaved,
-            model_latency: tuple[Latency, Latency] | None = None, progress: Progress = no_progress) -> Analysis:
+            model_latency: tuple[Latency, Latency] | None = None, progress: Progress = no_progress,
+            provenance: Provenance | None = None) -> Analysis:
     """Explain one quantized .tflite against its float reference, layer by layer, on ``data``.
 
     ``top_k`` layers (by local error) get a sensitivity run (0 skips it);
@@ -69,6 +71,9 @@ def analyze(model: str | Path | bytes, reference: FloatModel | str | Path, data:
     if top_k < 0:
         raise InputError(f"--top-k: expected 0 or more, found {top_k}")
     check_measurement_options(threads, runs)
+    if provenance is None:
+        provenance = collect({"model": None if isinstance(model, bytes) else model, "reference": reference,
+                              "data": data})
     what = "quantized model" if isinstance(model, bytes) else str(model)
     q_bytes = model if isinstance(model, bytes) else read_tflite(Path(model))
     qg = GraphModel(q_bytes, what)
@@ -108,5 +113,5 @@ def analyze(model: str | Path | bytes, reference: FloatModel | str | Path, data:
                       float_accuracy=top1(ref_out, ds.y) if ds.y is not None else None,
                       fidelity=fidelity(q_out, ref_out), layers=tuple(layers), unmatched=matching.unmatched,
                       sensitivity=sensitivity, runtime=runtime, size=size_breakdown(fg, qg), findings=(),
-                      notes=tuple(notes))
+                      notes=tuple(notes), provenance=provenance)
     return dataclasses.replace(result, findings=findings(result, slow_reasons(read_graph(q_bytes, what))))

@@ -226,6 +226,7 @@ class Analysis(Record):
     size: SizeBreakdown
     findings: tuple[Finding, ...]
     notes: tuple[str, ...] = ()
+    provenance: Any = None  # edgequant.provenance.Provenance of the run
 
     def ranked(self) -> tuple[LayerError, ...]:
         """Layers by the error they add on their own, worst first (layers without a local figure last)."""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edgequant._util import Progress, atomic_dir_file, atomic_write, set_verbose
 from edgequant.cli.progress import make_progress
+from edgequant.cli.runs import add_registry_options, add_runs_parser, record_run, runs_command
 from edgequant.errors import EdgequantError
 from edgequant.types import EngineName, IOType, Scheme
 
@@ -131,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=50, help="timed runs per model and per op after 5 warm-up runs; "
                    "0 skips timing")
     p.add_argument("--json", type=Path, help="also write the whole analysis as JSON")
+    p.add_argument("--report", type=Path, metavar="HTML", help="where to write the HTML report (default: beside "
+                   "--json with .html, else MODEL-STEM-analysis.html in the current folder)")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--unsafe", action="store_true")
     _add_data_options(p)
 
@@ -147,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--analyze", action="store_true",
                    help="also run 'edgequant analyze' on every variant and attach its top findings to compare.json")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report (DIR/report.html)")
     p.add_argument("--unsafe", action="store_true")
     _add_data_options(p)
 
@@ -186,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="run folder: best.tflite, best.json, best-recipe.json, "
                    "trials.json")
     p.add_argument("--resume", action="store_true", help="continue the run whose history is in --out")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report (DIR/report.html)")
     p.add_argument("--unsafe", action="store_true")
     _add_data_options(p)
 
@@ -193,7 +199,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("demo-out"))
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--runs", type=int, default=100)
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report (DIR/report.html)")
+
+    p = sub.add_parser("report", help="one self-contained HTML page from the JSON of compare, analyze, tune or "
+                                      "the benchmark")
+    p.add_argument("source", type=Path, nargs="+", help="folders of results (compare --out, tune --out, demo-out, "
+                   "benchmarks/results) or result JSON files; all go into one page")
+    p.add_argument("-o", "--output", type=Path, help="the HTML file (default: DIR/report.html, or FILE.html "
+                   "beside a JSON file)")
+    p.add_argument("--title", help="the page title (default: edgequant report)")
+
+    add_registry_options(sub)  # --registry/--no-registry on the model-producing commands (cli/runs.py)
+    add_runs_parser(sub)
     return parser
+
+
+# Arguments that name input files: the run's provenance hashes each one by content.
+INPUT_ROLES = ("model", "data", "calibration", "reference", "val", "stats", "recipe", "input")
+
+
+def command_provenance(args: argparse.Namespace):
+    """The provenance of this command (argv, inputs by content hash, versions, machine), computed once and
+    shared by the JSON results, the HTML report and the run registry."""
+    from edgequant.provenance import collect
+
+    # Cached on args: hashing a large data set twice (registry, then the command's report) is slow.
+    if getattr(args, "provenance", None) is None:
+        args.provenance = collect({role: getattr(args, role, None) for role in INPUT_ROLES}, args.argv)
+    return args.provenance
 
 
 def _run_command(args: argparse.Namespace) -> int:
@@ -204,6 +237,7 @@ def _run_command(args: argparse.Namespace) -> int:
     out = sys.stdout
     if args.command == "convert":
         m = eq.convert(args.model, args.output, unsafe=args.unsafe)
+        args.result = m  # each model-producing command hands its result to the run registry (cli/runs.py)
         print(f"float .tflite from {m.kind.value}: {len(m.tflite):,} bytes -> {args.output}", file=out)
     elif args.command == "calibrate":
         st = eq.calibrate(args.model, args.data, samples=args.samples, output=args.output, unsafe=args.unsafe,
@@ -215,6 +249,7 @@ def _run_command(args: argparse.Namespace) -> int:
                         io=args.io, output=args.output, unsafe=args.unsafe, resize=args.resize,
                         normalize=args.normalize, observer=args.observer, stats=args.stats,
                         transforms=args.transforms, progress=progress, recipe=args.recipe)
+        args.result = q
         print(report.quantized_text(q), file=out)
         if args.save_recipe and q.recipe is not None:
             q.recipe.save(args.save_recipe)
@@ -245,18 +280,22 @@ def _run_command(args: argparse.Namespace) -> int:
     elif args.command == "analyze":
         an = eq.analyze(args.model, args.reference, args.data, top_k=args.top_k, samples=args.samples,
                         runs=args.runs, threads=args.threads, resize=args.resize, normalize=args.normalize,
-                        unsafe=args.unsafe, progress=progress)
+                        unsafe=args.unsafe, progress=progress, provenance=command_provenance(args))
         print(report.analysis_text(an), file=out)
         if args.json:
             atomic_dir_file(args.json, report.to_json(an))
             print(f"\nwrote {args.json}", file=out)
+        if not args.no_report:
+            _analysis_report(args, an)
     elif args.command == "compare":
         res = eq.compare(args.model, args.data, args.calibration, args.schemes, args.engines, args.samples,
                          args.out, threads=args.threads, runs=args.runs, unsafe=args.unsafe, resize=args.resize,
                          normalize=args.normalize, observer=args.observer, analyze=args.analyze,
-                         progress=progress)
+                         progress=progress, provenance=command_provenance(args))
+        args.result = res
         print(report.compare_table(res), file=out)
         print(f"\nwrote {args.out / 'compare.json'}, {args.out / 'compare.csv'} and the .tflite files", file=out)
+        _folder_report(args, args.out)
         return 1 if res.failed else 0
     elif args.command in ("qat", "prune"):
         from edgequant.qat.records import EpochLog
@@ -277,16 +316,26 @@ def _run_command(args: argparse.Namespace) -> int:
         else:
             result = eq.prune(args.model, args.data, sparsity=args.sparsity, schedule=args.schedule, **common)
             print(prune_text(result), file=out)
+        args.result = result
         if args.json:
             atomic_dir_file(args.json, report.to_json(result))
             print(f"wrote {args.json}", file=out)
     elif args.command == "tune":
         return _tune(args, progress)
     elif args.command == "demo":
-        res = eq.demo(args.out, epochs=args.epochs, runs=args.runs, progress=progress)
+        res = eq.demo(args.out, epochs=args.epochs, runs=args.runs, progress=progress, command=args.argv)
+        args.result = res
         print(report.compare_table(res), file=out)
         print(f"\nwrote {args.out / 'compare.json'}, {args.out / 'compare.csv'} and the .tflite files", file=out)
+        _folder_report(args, args.out)
         return 1 if res.failed else 0
+    elif args.command == "runs":
+        return runs_command(args)
+    elif args.command == "report":
+        from edgequant.report.html import write_report
+
+        rep = write_report(args.source, args.output, title=args.title)
+        print(_report_line(rep), file=out)
     return 0
 
 
@@ -303,24 +352,52 @@ def _tune(args: argparse.Namespace, progress: Progress) -> int:
                      objective=args.objective, time_budget=args.time_budget, trials=args.trials, resume=args.resume,
                      schemes=args.schemes, samples=args.samples, runs=args.runs, unsafe=args.unsafe,
                      resize=args.resize, normalize=args.normalize, progress=progress,
-                     on_trial=lambda report: print(trial_line(report), flush=True))
+                     on_trial=lambda report: print(trial_line(report), flush=True),
+                     provenance=command_provenance(args))
+    args.result = result
     calibration = args.calibration or args.data
     reproduce = (f"edgequant quantize {args.model} --recipe {args.out / 'best-recipe.json'} "
                  f"--calibration {calibration} -o tuned.tflite")
     print(tune_text(result, reproduce), flush=True)
+    _folder_report(args, args.out)
     # Not meeting the budget is a failed check (exit 1), though the closest model is kept.
     return 0 if result.met else 1
 
 
+def _report_line(rep) -> str:
+    return (f"report -> {rep.path} ({len(rep.sections)} sections, {rep.charts} charts, {rep.marks} points; open it "
+            "in any browser, no network needed)")
+
+
+def _folder_report(args: argparse.Namespace, folder: Path) -> None:
+    """The HTML report of a command's output folder, unless --no-report."""
+    if getattr(args, "no_report", False):
+        return
+    from edgequant.report.html import write_report
+
+    print(_report_line(write_report(folder)), flush=True)
+
+
+def _analysis_report(args: argparse.Namespace, an) -> None:
+    from edgequant.report.html import write_report_for
+    from edgequant.report.sources import Source, SourceKind
+
+    target = args.report or (args.json.with_suffix(".html") if args.json else Path(f"{args.model.stem}-analysis.html"))
+    source = Source(SourceKind.ANALYSIS, args.json or args.model, an.to_dict())
+    print(_report_line(write_report_for([source], target)))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on bad usage; return it so in-process callers see it
         return int(exc.code or 0)
+    args.argv = ["edgequant", *argv]
     set_verbose(args.verbose or os.environ.get("EDGEQUANT_VERBOSE", "") not in ("", "0"))
     try:
-        return _run_command(args)
+        return record_run(args, _run_command)  # model-producing commands are recorded (cli/runs.py)
     except EdgequantError as exc:
         print(f"edgequant: error: {exc}", file=sys.stderr)
         return exc.exit_code

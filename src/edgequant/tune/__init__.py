@@ -21,6 +21,7 @@ from pathlib import Path
 from edgequant._util import Progress, no_progress
 from edgequant.data import DataLike, select_samples
 from edgequant.errors import InputError
+from edgequant.provenance import Provenance, collect
 from edgequant.recipe import Recipe
 from edgequant.tune.explain import explanation, kept_out
 from edgequant.tune.pareto import best_trial, pareto_front
@@ -194,7 +195,8 @@ class _Session:
                           kept_out=kept_out(best, trials, ranking or [], self.budget), pareto=pareto_front(trials),
                           trials=tuple(trials), ranking=tuple(ranking or []), stopped=stopped,
                           replayed=len(self.replayed), out_dir=str(self.rundir.path),
-                          notes=tuple(self.rundir.notes + self.run_info["notes"]))
+                          notes=tuple(self.rundir.notes + self.run_info["notes"]),
+                          provenance=self.run_info["provenance"])
 
     def save(self) -> None:
         best = best_trial(self.trials, self.objective)
@@ -222,7 +224,8 @@ def tune(model: FloatModel | str | Path, data: DataLike, max_drop: float, out: s
          trials: int | None = None, resume: bool = False, schemes: Sequence[str] | str | None = None,
          samples: int | None = None, runs: int = DEFAULT_RUNS, unsafe: bool = False,
          resize: tuple[int, int] | None = None, normalize: tuple[float, float] | None = None,
-         progress: Progress = no_progress, on_trial: OnTrial | None = None) -> TuneResult:
+         progress: Progress = no_progress, on_trial: OnTrial | None = None,
+         provenance: Provenance | None = None) -> TuneResult:
     """Search recipes for the best model by ``objective`` whose ``metric`` stays within ``max_drop``.
 
     ``metric`` is top1 (needs labels; the default with labels), sqnr (the
@@ -277,7 +280,8 @@ def tune(model: FloatModel | str | Path, data: DataLike, max_drop: float, out: s
     run_info = {"run": {"model": str(floats.source), "data": ds.source, "samples": len(x_cal), "runs": runs,
                         "metric": metric_.value, "max_drop": float(max_drop), "objective": objective_.value,
                         "schemes": [s.value for s in schemes_]},
-                "float": {"size_bytes": len(floats.tflite), "accuracy": float_acc}, "notes": notes}
+                "float": {"size_bytes": len(floats.tflite), "accuracy": float_acc}, "notes": notes,
+                "provenance": provenance or collect({"model": model, "data": data, "calibration": calibration})}
     session = _Session(floats, ds, runner, rundir, budget, objective_, schemes_, n, trials,
                        None if seconds is None else started + seconds, str(time_budget), run_info, progress,
                        on_trial)

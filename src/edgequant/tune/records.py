@@ -207,6 +207,7 @@ class TuneResult(Record):
     replayed: int = 0
     out_dir: str | None = None
     notes: tuple[str, ...] = ()
+    provenance: Any = None  # edgequant.provenance.Provenance of this invocation (a resumed run: the resume)
 
 
 def parse_duration(text: str | float | int | None) -> float | None:

@@ -12,6 +12,7 @@ from benchmarks.methods import METHODS, SCHEMES
 from benchmarks.report import markdown, summary_text, tuned_text
 from benchmarks.run import QUICK_MODELS, QUICK_SCHEMES, run_benchmark
 from edgequant._util import atomic_dir_file
+from edgequant.report.html import write_report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -43,11 +44,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     atomic_dir_file(args.out / f"{name}.json", json.dumps(result, indent=1) + "\n")
     atomic_dir_file(args.out / f"{name}.md", markdown(result, command.strip()))
+    # The same results as a page with a chart pair per model (docs/report.md).
+    page = write_report(args.out / f"{name}.json", args.out / f"{name}.html", title=f"edgequant benchmark: {name}")
     print(summary_text(result))
     tuned = tuned_text(result)
     if tuned:
         print("\n".join(tuned))
-    print(f"\nwrote {args.out / (name + '.md')} and {args.out / (name + '.json')} in {result['meta']['seconds']} s")
+    print(f"\nwrote {args.out / (name + '.md')}, {args.out / (name + '.json')} and {page.path} "
+          f"in {result['meta']['seconds']} s")
     return 0
 
 

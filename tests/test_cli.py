@@ -82,6 +82,14 @@ def test_demo_runs_end_to_end(tmp_path, capsys) -> None:
     # Pruning shows in the compressed size only: 80% zeros make the int8 model much smaller after gzip.
     assert rows[("int8", "pruned-litert")]["gzip_bytes"] < 0.6 * rows[("int8", "litert")]["gzip_bytes"]
     assert (out_dir / "seed_cnn_pruned.keras").exists() and (out_dir / "int8-qat.tflite").exists()
+    # The demo's page, and how the run was made: the command and the files it trained on, by hash.
+    assert f"report -> {out_dir / 'report.html'}" in capsys.readouterr().out
+    html = (out_dir / "report.html").read_text(encoding="utf-8")
+    assert html.count('class="chart"') == 2 and "int8/pruned-litert" in html
+    prov = data["provenance"]
+    assert prov["command"][:2] == ["edgequant", "demo"]
+    assert {i["role"] for i in prov["inputs"]} == {"model", "data", "calibration"}
+    assert all(len(i["sha256"]) == 64 for i in prov["inputs"])
 
 
 def test_usage_error_is_exit_2(capsys) -> None:
@@ -96,6 +104,19 @@ def test_compare_on_a_tflite_source_skips_the_converter(float_tflite, digits, tm
     assert [v["engine"] for v in data["variants"]] == ["litert"]
     assert data["skipped"][0]["engine"] == "tflite-converter" and "Keras or SavedModel" in data["skipped"][0]["reason"]
     assert data["warnings"] == []  # dynamic needs no calibration, so no calibration warning
+    assert (out_dir / "report.html").exists()  # on by default
+
+
+def test_no_report_writes_no_page(seed_cnn_path, digits, tmp_path, capsys) -> None:
+    out_dir = tmp_path / "cmp"
+    assert main(["compare", str(seed_cnn_path), "--data", str(digits["test"]), "--schemes", "dynamic",
+                 "--engines", "litert", "--runs", "0", "--no-report", "--out", str(out_dir)]) == 0
+    assert (out_dir / "compare.json").exists() and not (out_dir / "report.html").exists()
+    assert main(["analyze", str(out_dir / "dynamic-litert.tflite"), "--reference", str(seed_cnn_path), "--data",
+                 str(digits["test"]), "--samples", "50", "--top-k", "0", "--runs", "0", "--no-report",
+                 "--json", str(tmp_path / "an.json")]) == 0
+    assert (tmp_path / "an.json").exists() and not (tmp_path / "an.html").exists()
+    assert "report ->" not in capsys.readouterr().out
 
 
 def test_compare_rejects_bad_measurement_options(float_tflite, digits, tmp_path, capsys) -> None:

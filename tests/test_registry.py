@@ -163,6 +163,16 @@ def test_begin_then_finish_records_everything(tmp_path: Path) -> None:
             reg.run(99)
 
 
+def test_inputs_made_by_the_run_are_added_at_finish(tmp_path: Path) -> None:
+    # The demo trains its own model and writes its data: they are inputs only once it has run.
+    data = _file(tmp_path / "data.npz", b"data")
+    made = _file(tmp_path / "model.keras", b"trained")
+    with Registry(tmp_path / "registry.sqlite3") as reg:
+        run_id = reg.begin("demo", _prov(data=data))
+        done = reg.finish(run_id, [], None, inputs=_prov(model=made, data=tmp_path / "other.npz").inputs)
+    assert [(i.role, i.sha256) for i in done.inputs] == [("data", content_sha256(data)), ("model", content_sha256(made))]
+
+
 def test_two_runs_share_one_artifact(tmp_path: Path) -> None:
     a = _file(tmp_path / "a.tflite", b"identical model")
     b = _file(tmp_path / "elsewhere" / "b.tflite", b"identical model")

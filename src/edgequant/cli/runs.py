@@ -123,7 +123,9 @@ def record_run(args: argparse.Namespace, run: Callable[[argparse.Namespace], int
             _warn(f"run {run_id} recorded as failed: the command handed the registry no result")
             return code
         try:
-            registry.finish(run_id, *_captured(args), RunStatus.COMPLETE, code)
+            # The demo's model and data exist only once it has run: its result's provenance names them.
+            made = getattr(getattr(args.result, "provenance", None), "inputs", ())
+            registry.finish(run_id, *_captured(args), RunStatus.COMPLETE, code, inputs=made)
         except EdgequantError as exc:  # the model is written already; losing the record is the lesser harm
             _warn(f"run {run_id} not recorded: {exc}")
             return code

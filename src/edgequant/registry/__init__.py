@@ -119,8 +119,11 @@ class Registry:
 
     def finish(self, run_id: int, variants: Sequence[VariantRecord] = (), recipe: dict[str, Any] | None = None,
                status: RunStatus = RunStatus.COMPLETE, exit_code: int | None = 0,
-               error: str | None = None) -> RunRecord:
-        """Store the variants' files, then write variants, metrics, recipe and status in one transaction."""
+               error: str | None = None, inputs: Sequence[InputFile] = ()) -> RunRecord:
+        """Store the variants' files, then write variants, metrics, recipe and status in one transaction.
+
+        ``inputs`` are inputs known only once the work is done (the demo makes its own model and data);
+        those of a role recorded at ``begin`` are not added again."""
         # Files first, outside the transaction: a copy can take seconds and must not hold the write
         # lock. An object stored by a run killed before its transaction is simply reused later.
         stored = []
@@ -154,6 +157,9 @@ class Registry:
                                 (v.artifact.sha256, v.artifact.bytes, obj.relative_to(root).as_posix(), _now()))
             con.executemany("INSERT INTO variants (run_id, position, label, path, artifact, metrics, recipe, error) "
                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            known = {r["role"] for r in con.execute("SELECT role FROM inputs WHERE run_id = ?", (run_id,))}
+            con.executemany("INSERT INTO inputs (run_id, role, path, sha256, bytes) VALUES (?, ?, ?, ?, ?)",
+                            [(run_id, i.role, i.path, i.sha256, i.bytes) for i in inputs if i.role not in known])
             con.execute("UPDATE runs SET status = ?, finished = ?, exit_code = ?, error = ?, recipe = ? WHERE id = ?",
                         (RunStatus(status).value, _now(), exit_code, error, _json(recipe), run_id))
         self._write("finish the run", write)

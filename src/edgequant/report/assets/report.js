@@ -112,10 +112,29 @@
                             "class": cls, fill: p.float ? "#ffffff" : COLORS[p.group % COLORS.length]}, svg);
       tip(c, p.tip || p.label);
       marks += 1;
-      if (p.float || p.best || p.tag) {
-        el("text", {x: xs(p.x) + 8, y: ys(p.y) - 8, "class": "tag"}, svg, p.float ? "float" : (p.best ? "best: " + p.label : p.tag));
-      }
     });
+    // Labels: float first, then the chosen one, then the front. A label that would overlap one
+    // already placed tries a few other heights and is dropped if none is free (the tooltip stays).
+    var placed = [];
+    function free(x0, y0, w) {
+      return placed.every(function (b) { return x0 + w < b[0] || x0 > b[0] + b[2] || y0 < b[1] - 12 || y0 - 12 > b[1]; });
+    }
+    pts.filter(function (p) { return p.float || p.best || p.tag; })
+      .sort(function (a, b) { return (b.float ? 2 : b.best ? 1 : 0) - (a.float ? 2 : a.best ? 1 : 0); })
+      .forEach(function (p) {
+        var text = p.float ? "float" : (p.best ? "best: " + p.label : p.tag), w = text.length * 6.2;
+        var x0 = xs(p.x) + 8;
+        if (x0 + w > box.r) { x0 = xs(p.x) - 8 - w; }
+        var tries = [-8, 16, -22, 30];
+        for (var i = 0; i < tries.length; i++) {
+          var y0 = ys(p.y) + tries[i];
+          if (free(x0, y0, w)) {
+            el("text", {x: x0.toFixed(1), y: y0.toFixed(1), "class": "tag"}, svg, text);
+            placed.push([x0, y0, w]);
+            return;
+          }
+        }
+      });
     legend(host, spec.groups);
     return marks;
   }

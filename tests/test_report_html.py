@@ -53,7 +53,7 @@ def _compare_json(folder: Path, model: str = "m.keras") -> Path:
 def _chart_specs(html: str) -> list[dict]:
     block = re.search(r'<script type="application/json" id="eq-data">(.*?)</script>', html, re.S)
     assert block is not None
-    return json.loads(block.group(1).replace("<\\/", "</"))["charts"]
+    return json.loads(block.group(1))["charts"]
 
 
 def test_pareto_front_keeps_only_undominated_points() -> None:
@@ -159,3 +159,22 @@ def test_cli_report_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Pa
 def test_library_raises_input_error_not_system_exit(tmp_path: Path) -> None:
     with pytest.raises(InputError):
         write_report(tmp_path / "nothing-here")
+
+
+def test_names_that_close_the_script_survive_in_chart_data(tmp_path: Path) -> None:
+    # A layer name is the user's: "</script>" or "<!--" in it must neither end the data block nor be lost.
+    odd = "CONV</script><!--x"
+    layer = {"index": 0, "op": odd, "tensor": "t", "dtype": "int8", "sqnr_db": 30.0, "local_sqnr_db": 31.0,
+             "range_min": -1.0, "range_max": 1.0, "float_min": -0.9, "float_max": 1.2, "p9999_min": -0.8,
+             "p9999_max": 1.0}
+    analysis = {"model": "q.tflite", "reference": "f.keras", "data": "d.npz", "samples": 3, "scheme": "int8",
+                "accuracy": None, "float_accuracy": None, "fidelity": {"sqnr_db": 30.0}, "layers": [layer],
+                "findings": [{"severity": "warning", "message": "clipped </script>", "source": "layers"}]}
+    path = tmp_path / "an.json"
+    path.write_text(json.dumps(analysis))
+    html = Path(write_report(path).path).read_text(encoding="utf-8")
+    layers_chart, ranges_chart = _chart_specs(html)
+    assert layers_chart["categories"] == [f"{odd}#0"] and ranges_chart["categories"] == [f"{odd}#0"]
+    assert [s["values"] for s in layers_chart["series"]] == [[30.0], [31.0]]
+    assert [s["spans"] for s in ranges_chart["series"]] == [[[-0.9, 1.2]], [[-0.8, 1.0]], [[-1.0, 1.0]]]
+    assert html.count("</script>") == 2  # the data block's and the script's own, nothing from the names

@@ -7,14 +7,14 @@ variants come back without artifacts: ``Registry.finish`` stores the files.
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from edgequant.registry.records import Metric, VariantRecord
-from edgequant.types import CompareResult, FloatModel, QuantizedModel, Variant
+# Options as JSON (paths and enums as strings, pairs as lists): the same conversion as to_dict().
+from edgequant.types import CompareResult, FloatModel, QuantizedModel, Variant, _plain
 
 __all__ = ["Captured", "capture"]
 
@@ -36,21 +36,6 @@ def _num(value: Any) -> Metric:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value if isinstance(value, (int, float)) else None
-
-
-def _plain(value: Any) -> Any:
-    """A command option as JSON: paths and enums as strings, pairs (--resize 28,28) as lists."""
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _metrics(**values: Any) -> dict[str, Metric]:

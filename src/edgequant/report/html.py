@@ -92,8 +92,9 @@ def _asset(name: str) -> str:
 
 
 def _script_json(data: Any) -> str:
-    # "</" would end the <script> element early; JSON allows the escaped form.
-    return json.dumps(data, allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
+    # "</script>" or "<!--" in a name would end or confuse the <script> element; in JSON every "<"
+    # may be written as \u003c, which parses back to the same string.
+    return json.dumps(data, allow_nan=False, separators=(",", ":")).replace("<", "\\u003c")
 
 
 def render_page(title: str, subtitle: str, sections: Sequence[Section]) -> str:

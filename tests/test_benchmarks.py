@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from benchmarks.__main__ import main
@@ -67,3 +68,16 @@ def test_summary_counts_ties_for_every_tied_method() -> None:
 def test_unknown_scheme_is_exit_2(tmp_path, capsys) -> None:
     assert main(["--schemes", "int3", "--models", "seed_mlp", "--out", str(tmp_path)]) == 2
     assert "expected one of" in capsys.readouterr().err
+
+
+def test_shifted_heldout_is_nine_labelled_copies() -> None:
+    from benchmarks.shifted import shifted_heldout
+
+    x = np.zeros((2, 5, 5, 1), np.float32)
+    x[0, 2, 2, 0] = 1.0
+    x[1, 1, 3, 0] = 1.0
+    images, labels = shifted_heldout(x, np.array([3, 7]))
+    assert images.shape == (18, 5, 5, 1) and list(labels) == [3, 7] * 9
+    # Each copy of the first image holds its one pixel at a distinct neighbour of (2, 2), the original included.
+    spots = {tuple(np.argwhere(images[i, ..., 0])[0]) for i in range(0, 18, 2)}
+    assert spots == {(2 + dy, 2 + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)}

@@ -145,6 +145,8 @@ def test_cli_report_writes_one_page_from_several_sources(tmp_path: Path, capsys:
     (lambda d: (d / "bad.json").write_text("{not json") and d / "bad.json", "expected JSON, found a syntax error"),
     (lambda d: (d / "x.json").write_text('{"a": 1}') and d / "x.json", "found JSON with a"),
     (lambda d: (d / "empty").mkdir() or d / "empty", "found no .json file"),
+    (lambda d: (d / "an.json").write_text('{"layers": [], "fidelity": {}, "sensitivity": [1]}') and d / "an.json",
+     "expected analysis JSON as edgequant writes it, found a field of another shape"),
 ])
 def test_cli_report_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                                     make, expected: str) -> None:

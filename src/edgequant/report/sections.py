@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from edgequant.errors import InputError
 from edgequant.report.charts import Layers, Point, Ranges, Scatter, Series, finite, pareto_front
 from edgequant.report.html import Cell, Section, chart_div, esc, kv, table
 from edgequant.report.sources import Source, SourceKind
@@ -401,7 +402,19 @@ BUILDERS = {SourceKind.COMPARE: compare_section, SourceKind.ANALYSIS: analysis_s
 
 def page_sections(sources: Sequence[Source]) -> list[Section]:
     ids = _Ids()
-    return [BUILDERS[s.kind](s, ids) for s in sources] + [provenance_section(sources)]
+    sections = []
+    for s in sources:
+        try:
+            sections.append(BUILDERS[s.kind](s, ids))
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError) as exc:
+            # Recognised by its keys, but a field has another shape: an edited or foreign file.
+            raise InputError(f"{s.path}: expected {s.kind.value} JSON as edgequant writes it, found a field of "
+                             f"another shape ({type(exc).__name__}: {exc})") from None
+    try:
+        return sections + [provenance_section(sources)]
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"expected provenance as edgequant writes it, found a field of another shape "
+                         f"({type(exc).__name__}: {exc})") from None
 
 
 def page_title(sources: Sequence[Source]) -> tuple[str, str]:

@@ -35,13 +35,16 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def digits(workdir: Path) -> dict[str, Path]:
-    """Paths to the held-out test set (x, y) and calibration set (x) as .npz."""
+    """Paths to the held-out test set (x, y), the calibration set (x) and the labelled training split
+    (x, y; what qat and prune fine-tune on) as .npz."""
     from edgequant.train import split_digits
 
     train, test = split_digits()
-    paths = {"test": workdir / "digits_test.npz", "calibration": workdir / "digits_calib.npz"}
+    paths = {"test": workdir / "digits_test.npz", "calibration": workdir / "digits_calib.npz",
+             "train": workdir / "digits_train.npz"}
     np.savez(paths["test"], x=test.x, y=test.y)
     np.savez(paths["calibration"], x=train.x)
+    np.savez(paths["train"], x=train.x, y=train.y)
     return paths
 
 

@@ -80,11 +80,8 @@ def test_seed_cnn_80_percent(seed_cnn_path: Path, digits: dict[str, Path], tmp_p
                              capsys: pytest.CaptureFixture[str]) -> None:
     """The issue's bar through the CLI, then the pruned model feeds quantize: int8 keeps the zeros."""
     from edgequant.graph.edit import GraphEditor
-    from edgequant.train import split_digits
 
-    train, _ = split_digits()
-    train_npz = tmp_path / "train.npz"
-    np.savez(train_npz, x=train.x, y=train.y)
+    train_npz = digits["train"]
     out, js = tmp_path / "pruned.keras", tmp_path / "prune.json"
     assert main(["prune", str(seed_cnn_path), "--data", str(train_npz), "--val", str(digits["test"]),
                  "--sparsity", "0.8", "--epochs", "4", "-o", str(out), "--json", str(js)]) == 0

@@ -228,11 +228,7 @@ def test_binary_sigmoid_classifier(tmp_path: Path, data: tuple[Dataset, Dataset]
 def test_seed_cnn_cli_end_to_end(seed_cnn_path: Path, digits: dict[str, Path], tmp_path: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     """`edgequant qat` on the seed CNN: per-epoch lines, the check on held-out digits, JSON, within the bar."""
-    from edgequant.train import split_digits
-
-    train, _ = split_digits()
-    train_npz = tmp_path / "train.npz"
-    np.savez(train_npz, x=train.x, y=train.y)
+    train_npz = digits["train"]
     out, js = tmp_path / "qat.tflite", tmp_path / "qat.json"
     assert main(["qat", str(seed_cnn_path), "--data", str(train_npz), "--val", str(digits["test"]), "--epochs", "1",
                  "-o", str(out), "--json", str(js)]) == 0

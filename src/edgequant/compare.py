@@ -148,7 +148,7 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
         if q is not None:
             row = dataclasses.replace(row, gzip_bytes=gzip_size(q.tflite))
         if analyze and ev is not None and q is not None:
-            row = _with_findings(row, q, floats, ds, base, ev, runs, warmup, threads, progress)
+            row = _with_findings(row, q, floats, ds, base, ev, runs, warmup, threads, progress, provenance)
         rows.append(row)
     for p, ev in zip(prebuilt, evals[1 + len(built):]):
         row = _row(p.scheme, p.engine, IOType.FLOAT.value, paths.get((p.scheme, p.engine)), ev, base, None,
@@ -170,14 +170,15 @@ ANALYZE_TOP_FINDINGS = 5
 
 
 def _with_findings(row: Variant, q: QuantizedModel, floats: FloatModel, ds: Dataset, base: Evaluation,
-                   ev: Evaluation, runs: int, warmup: int, threads: int, progress: Progress) -> Variant:
+                   ev: Evaluation, runs: int, warmup: int, threads: int, progress: Progress,
+                   provenance: Provenance) -> Variant:
     """The row with edgequant.analyze's top findings; an analysis that fails becomes a warning, not a failure."""
     from edgequant.analyze import analyze as run_analysis
 
     latency = (base.latency, ev.latency) if base.latency is not None and ev.latency is not None else None
     try:
         found = run_analysis(q.tflite, floats, ds, top_k=0, runs=runs, warmup=warmup, threads=threads,
-                             model_latency=latency, progress=progress).findings
+                             model_latency=latency, progress=progress, provenance=provenance).findings
     except EdgequantError as exc:
         return dataclasses.replace(row, warnings=row.warnings + (f"analysis failed: {exc}",))
     return dataclasses.replace(row, findings=tuple(found[:ANALYZE_TOP_FINDINGS]))

@@ -63,7 +63,8 @@ def _findings(items: Sequence[tuple[str, dict[str, Any]]]) -> str:
         sev = str(f.get("severity", "info"))
         prefix = f"{esc(who)}: " if who else ""
         source = f' <span class="source">({esc(f["source"])})</span>' if f.get("source") else ""
-        lis.append(f'<li><span class="sev-{esc(sev)}">{esc(sev)}</span> {prefix}{esc(f.get("message", ""))}{source}</li>')
+        message = esc(f.get("message", ""))
+        lis.append(f'<li><span class="sev-{esc(sev)}">{esc(sev)}</span> {prefix}{message}{source}</li>')
     return f'<ul class="findings">{"".join(lis)}</ul>'
 
 
@@ -139,7 +140,8 @@ def compare_section(src: Source, ids: _Ids) -> Section:
     caption = ("Each point is a variant, coloured by engine; the float model is ringed. The dashed line joins the "
                "Pareto front: no other variant is both smaller (or faster) and more accurate.")
     if not labelled:
-        caption += " The data has no labels, so the charts show output SQNR; the float model (infinite SQNR) is not drawn."
+        caption += (" The data has no labels, so the charts show output SQNR; the float model (infinite SQNR) "
+                    "is not drawn.")
     found = [(_variant_label(v), f) for v in variants for f in (v.get("findings") or []) if isinstance(f, dict)]
     found += [(_variant_label(v), {"severity": "warning", "message": w}) for v in variants
               for w in (v.get("warnings") or []) if not any(w == f.get("message") for f in v.get("findings") or [])]
@@ -154,8 +156,9 @@ def compare_section(src: Source, ids: _Ids) -> Section:
     if d.get("warnings"):
         body.append("<h3>Warnings</h3><ul>" + "".join(f"<li>{esc(w)}</li>" for w in d["warnings"]) + "</ul>")
     if skipped:
-        body.append("<h3>Not built</h3><ul>" + "".join(
-            f"<li>{esc(s.get('scheme'))}/{esc(s.get('engine'))}: {esc(s.get('reason'))}</li>" for s in skipped) + "</ul>")
+        items = "".join(f"<li>{esc(s.get('scheme'))}/{esc(s.get('engine'))}: {esc(s.get('reason'))}</li>"
+                        for s in skipped)
+        body.append(f"<h3>Not built</h3><ul>{items}</ul>")
     return Section(ids("sec", "compare", name)[2:], f"Variants: {d.get('model', '')}", "".join(body), tuple(charts))
 
 
@@ -179,7 +182,8 @@ def analysis_section(src: Source, ids: _Ids) -> Section:
     range_chart = Ranges(ids(src.path.stem, "ranges"), "Float range against quantized range, per quantized layer",
                          "activation value", tuple(f"{l.get('op')}#{l.get('index')}" for l in ranged),
                          (Series("float min..max", spans=tuple(span(l, "float_min", "float_max") for l in ranged)),
-                          Series("float 99.99% of values", spans=tuple(span(l, "p9999_min", "p9999_max") for l in ranged)),
+                          Series("float 99.99% of values",
+                                 spans=tuple(span(l, "p9999_min", "p9999_max") for l in ranged)),
                           Series("quantized range (scale x integer range)",
                                  spans=tuple(span(l, "range_min", "range_max") for l in ranged)))) if ranged else None
     charts = tuple(c for c in (layer_chart if layer_chart.marks() else None, range_chart) if c is not None)
@@ -270,7 +274,8 @@ def tune_section(src: Source, ids: _Ids) -> Section:
               f"budget NOT met (short by {best_doc.get('shortfall')})" if best_doc else "-")
     summary = kv([("model", run.get("model")), ("data", run.get("data")), ("metric", run.get("metric")),
                   ("max drop", run.get("max_drop")), ("objective", run.get("objective")),
-                  ("reference", None if finite(budget.get("reference")) is None else f"{budget['reference']:.4g}"), ("trials", len(trials)), ("best trial", best_id),
+                  ("reference", None if finite(budget.get("reference")) is None else f"{budget['reference']:.4g}"),
+                  ("trials", len(trials)), ("best trial", best_id),
                   ("result", status), ("stopped", best_doc.get("stopped")), ("folder", str(src.path.parent))])
     headers = ["id", "stage", "move", "status", "metric", "drop", "in budget", "size x", "latency x", "SQNR dB",
                "seconds", "accepted"]
@@ -323,8 +328,9 @@ def bench_section(src: Source, ids: _Ids) -> Section:
                 y = finite(c.get("accuracy_delta"))
                 pts.append({"x": c.get(x_key), "y": None if y is None else y * 100,
                             "label": f"{c.get('scheme')}/{c.get('method')}", "group": methods.index(c["method"]),
-                            "tip": f"{c.get('scheme')} / {c.get('method')}\ndelta {'-' if y is None else f'{y * 100:+.2f}'} pt"
-                                   f", SQNR {c.get('sqnr_db') if c.get('sqnr_db') is None else round(c['sqnr_db'], 1)} dB"})
+                            "tip": f"{c.get('scheme')} / {c.get('method')}\ndelta "
+                                   f"{'-' if y is None else f'{y * 100:+.2f}'} pt, SQNR "
+                                   f"{'-' if finite(c.get('sqnr_db')) is None else round(c['sqnr_db'], 1)} dB"})
             return pts
         charts += [_scatter(ids, f"bench-{name}-size", f"{name}: accuracy change against size",
                             "size (x float)", "top-1 change (pt)", points("size_ratio"), methods),

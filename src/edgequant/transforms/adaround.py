@@ -40,8 +40,7 @@ import numpy as np
 
 from edgequant.graph.edit import GraphEditor, OpRef
 from edgequant.transforms import TransformName, TransformResult, check_calibration, stream_tensors
-from edgequant.transforms.grid import layer_weight_bits, litert_layer_bits, litert_op_bits, op_grid, same_padding
-from edgequant.types import Precision, Scheme
+from edgequant.transforms.grid import OnEngineGrid, layer_weight_bits, op_grid, same_padding
 
 __all__ = ["AdaRound", "im2col", "ITERATIONS"]
 
@@ -211,17 +210,10 @@ def _db(signal: float, noise: float) -> float:
     return float("inf") if noise <= 0 else 10.0 * math.log10(max(signal, 1e-30) / noise)
 
 
-class AdaRound:
+class AdaRound(OnEngineGrid):
     """``adaround``: learn each weight's rounding direction on calibration data, layer by layer."""
 
     name = TransformName.ADAROUND
-
-    def apply_for(self, tflite: bytes, calibration: np.ndarray | None, scheme: Scheme,
-                  precisions: Mapping[str, Precision] | None = None) -> TransformResult:
-        # Round onto exactly the grid the litert engine will use for this scheme and these layers.
-        bits, op_bits = litert_op_bits(scheme)
-        return self.apply(tflite, calibration, bits, op_bits=op_bits,  # type: ignore[arg-type]
-                          layer_bits=litert_layer_bits(precisions))
 
     def apply(self, tflite: bytes, calibration: np.ndarray, weight_bits: int = 8, *,
               op_bits: dict[str, int | None] | None = None, iterations: int = ITERATIONS,

@@ -36,9 +36,8 @@ import numpy as np
 
 from edgequant.graph.edit import GraphEditor, OpRef
 from edgequant.transforms import TransformName, TransformResult, check_calibration, stream_tensors
-from edgequant.transforms.grid import (fake_quantize, layer_weight_bits, litert_layer_bits, litert_op_bits,
-                                       same_padding)
-from edgequant.types import Precision, Scheme
+from edgequant.transforms.grid import (OnEngineGrid, fake_quantize, layer_weight_bits, litert_layer_bits,
+                                       litert_op_bits, same_padding)
 
 __all__ = ["BiasCorrection", "fake_quantize", "litert_op_bits", "litert_layer_bits"]
 
@@ -103,17 +102,10 @@ def _input_sums(tflite: bytes, x: np.ndarray, layers: list[_Layer]) -> dict[int,
     return sums
 
 
-class BiasCorrection:
+class BiasCorrection(OnEngineGrid):
     """``bias-correction``: subtract the expected output shift of weight quantization from float biases."""
 
     name = TransformName.BIAS_CORRECTION
-
-    def apply_for(self, tflite: bytes, calibration: np.ndarray | None, scheme: Scheme,
-                  precisions: Mapping[str, Precision] | None = None) -> TransformResult:
-        # Correct for exactly the weight grid the litert engine will use for this scheme and these layers.
-        bits, op_bits = litert_op_bits(scheme)
-        return self.apply(tflite, calibration, bits, op_bits=op_bits,  # type: ignore[arg-type]
-                          layer_bits=litert_layer_bits(precisions))
 
     def apply(self, tflite: bytes, calibration: np.ndarray, weight_bits: int = 8, *,
               op_bits: Mapping[str, int | None] | None = None, propagate: bool = True,

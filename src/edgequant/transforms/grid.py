@@ -19,7 +19,7 @@ from edgequant.graph.edit import GraphEditor, OpRef
 from edgequant.types import Precision, Scheme
 
 __all__ = ["MIN_BOUND", "weight_range", "weight_grid", "fake_quantize", "litert_op_bits", "litert_layer_bits",
-           "layer_weight_bits", "op_grid", "same_padding"]
+           "layer_weight_bits", "op_grid", "same_padding", "OnEngineGrid"]
 
 # litert-quantizer's floor on a symmetric bound (it avoids a zero scale for an all-zero channel).
 MIN_BOUND = 1e-9
@@ -92,3 +92,15 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int, same: bool)
     out = math.ceil(size / stride) if same else math.ceil((size - span + 1) / stride)
     total = max((out - 1) * stride + span - size, 0) if same else 0
     return total // 2, total - total // 2, out
+
+
+class OnEngineGrid:
+    """``apply_for`` of the transforms that round or correct weights for the litert engine's grid
+    (AdaRound, bias correction): the scheme and per-layer precisions become the bit widths the
+    engine will store, so the transform works on exactly that grid. Subclasses define ``apply``."""
+
+    def apply_for(self, tflite: bytes, calibration: np.ndarray | None, scheme: Scheme,
+                  precisions: Mapping[str, Precision] | None = None):  # -> TransformResult
+        bits, op_bits = litert_op_bits(scheme)
+        return self.apply(tflite, calibration, bits, op_bits=op_bits,  # type: ignore[attr-defined]
+                          layer_bits=litert_layer_bits(precisions))

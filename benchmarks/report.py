@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["summary_text", "ablation_text", "tuned_text", "markdown"]
+__all__ = ["summary_text", "ablation_text", "tuned_text", "paired_text", "markdown"]
 
 
 def _num(v: float | None, spec: str) -> str:
@@ -19,7 +19,48 @@ def summary_text(result: dict[str, Any]) -> str:
         acc = ", ".join(f"{m} {k}/{n}" for m, k in s["best_accuracy_delta"].items())
         sq = ", ".join(f"{m} {k}/{n}" for m, k in s["best_sqnr"].items())
         lines.append(f"{scheme:8s} best accuracy delta: {acc}  |  best SQNR: {sq}")
+        if "fewest_changed" in s:
+            few = ", ".join(f"{m} {k}/{n}" for m, k in s["fewest_changed"].items())
+            lines.append(f"{'':8s} fewest top-1 changes vs float: {few}")
+        paired = result.get("paired", {}).get("summary", {}).get(scheme)
+        if paired and paired["models"]:
+            alpha = result["paired"]["significance"]
+            behind = ", ".join(paired["behind"]) or "none"
+            ahead = ", ".join(paired["ahead"]) or "none"
+            lines.append(f"{'':8s} edgequant vs each peer, image by image (exact McNemar p < {alpha:g}): behind a peer "
+                         f"on {len(paired['behind'])}/{paired['models']} ({behind}), ahead of both on "
+                         f"{len(paired['ahead'])}/{paired['models']} ({ahead})")
     return "\n".join(lines)
+
+
+def paired_text(result: dict[str, Any]) -> list[str]:
+    """Markdown lines: per model and scheme, the images each method changes and edgequant against each peer."""
+    paired = result.get("paired")
+    if not paired or not paired["pairs"]:
+        return []
+    cells = {(c["model"], c["scheme"], c["method"]): c for c in result["cells"] if c["status"] == "ok"}
+    peers = list(dict.fromkeys(p["peer"] for p in paired["pairs"]))
+    methods = [*peers, "edgequant"]
+    n = result["models"][0]["test_samples"]
+    out = ["", "## Image by image: edgequant's default against each peer", "",
+           f"On {n} held-out images one image is {100 / n:.2f} points, so a difference of one or two images in the summary's "
+           "accuracy delta can be chance. Here `changed` counts the images whose top-1 differs from the float "
+           "model's (how much quantization moved the decisions, right or wrong). For each peer, `eq only` are "
+           "the images edgequant gets right and the peer wrong, `peer only` the reverse; p is the exact McNemar "
+           f"test on those images (below {paired['significance']:g}: a difference chance does not explain).", "",
+           "| model | scheme | changed " + " / ".join(methods) + " | "
+           + " | ".join(f"vs {p}: eq only / peer only / p" for p in peers) + " |",
+           "|---|---|---:|" + "---:|" * len(peers)]
+    keys = list(dict.fromkeys((p["model"], p["scheme"]) for p in paired["pairs"]))
+    for model, scheme in keys:
+        changed = " / ".join(_num(cells.get((model, scheme, m), {}).get("changed"), "d") for m in methods)
+        vs = []
+        for peer in peers:
+            p = next((q for q in paired["pairs"] if (q["model"], q["scheme"], q["peer"]) == (model, scheme, peer)),
+                     None)
+            vs.append("-" if p is None else f"{p['a_only']} / {p['b_only']} / {p['p_value']:.2f}")
+        out.append(f"| {model} | {scheme} | {changed} | " + " | ".join(vs) + " |")
+    return out
 
 
 def ablation_text(result: dict[str, Any]) -> str:
@@ -104,6 +145,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
         "```",
         ablation_text(result),
         "```",
+        *paired_text(result),
         *tuned_text(result),
         "",
         "## Float models",
@@ -123,15 +165,15 @@ def markdown(result: dict[str, Any], command: str) -> str:
             out.append(f"| {r['model']} | {r['tensors']} | {r['samples']} | {r['peak_rss_mb']} | "
                        f"{r['baseline_rss_mb']} | {r['seconds']} |")
     out += ["", "## Every cell", "",
-            "| model | scheme | method | top-1 | Δ pt | SQNR dB | size ratio | latency ratio | quantize s | note |",
-            "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+            "| model | scheme | method | top-1 | Δ pt | changed | SQNR dB | size ratio | latency ratio | quantize s | note |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for c in result["cells"]:
         if c["status"] != "ok":
-            out.append(f"| {c['model']} | {c['scheme']} | {c['method']} | {c['status']} | | | | | | "
+            out.append(f"| {c['model']} | {c['scheme']} | {c['method']} | {c['status']} | | | | | | | "
                        f"{c['reason'].replace('|', '/')} |")
             continue
         note = (c.get("reason") or "").replace("|", "/")
         out.append(f"| {c['model']} | {c['scheme']} | {c['method']} | {c['accuracy'] * 100:.2f}% | "
-                   f"{c['accuracy_delta'] * 100:+.2f} | {_num(c['sqnr_db'], '.1f')} | {c['size_ratio']:.3f} | "
+                   f"{c['accuracy_delta'] * 100:+.2f} | {_num(c.get('changed'), 'd')} | {_num(c['sqnr_db'], '.1f')} | {c['size_ratio']:.3f} | "
                    f"{_num(c['latency_ratio'], '.2f')} | {c['quantize_seconds']:.2f} | {note} |")
     return "\n".join(out) + "\n"

@@ -25,11 +25,11 @@ from benchmarks import zoo
 from benchmarks.memory import calibration_memory
 from benchmarks.methods import METHODS, SCHEMES, TUNED, TUNED_BUDGET_PT, NotApplicable
 from edgequant.data import select_samples
-from edgequant.evaluate import fidelity, measure_interleaved, top1
+from edgequant.evaluate import fidelity, measure_interleaved, paired_top1, predictions, top1
 from edgequant.runtime import Runner
 from edgequant.types import Dataset
 
-__all__ = ["Cell", "run_benchmark", "summarize", "tuned_comparison", "QUICK_MODELS", "QUICK_SCHEMES",
+__all__ = ["Cell", "run_benchmark", "summarize", "paired_summary", "tuned_comparison", "QUICK_MODELS", "QUICK_SCHEMES",
            "CALIBRATION_SAMPLES"]
 
 QUICK_MODELS = ("seed_mlp", "seed_cnn", "outlier_mlp")
@@ -54,6 +54,7 @@ class Cell:
     size_ratio: float | None = None
     latency_ratio: float | None = None
     quantize_seconds: float | None = None
+    changed: int | None = None  # held-out images whose top-1 differs from the float model's
 
 
 def _finite(v: float | None) -> float | None:
@@ -61,7 +62,7 @@ def _finite(v: float | None) -> float | None:
 
 
 def _bench_model(name: str, schemes: Sequence[str], methods: Sequence[str], runs: int, cache: Path,
-                 log: Log) -> tuple[dict[str, Any], list[Cell]]:
+                 log: Log) -> tuple[dict[str, Any], list[Cell], list[dict[str, Any]]]:
     import edgequant
 
     zm = zoo.load(name, cache)
@@ -100,16 +101,27 @@ def _bench_model(name: str, schemes: Sequence[str], methods: Sequence[str], runs
     for (scheme, method, tflite, secs), out, latency in zip(built, outputs[1:], lat[1:]):
         acc = top1(out, test.y)
         ratio = latency.median_ms / lat[0].median_ms if latency is not None and lat[0] is not None else None
+        changed = int(np.sum(predictions(out) != predictions(ref)))
         cells.append(Cell(name, scheme, method, "ok", notes.get((scheme, method)), acc, acc - base_acc,
-                          _finite(fidelity(out, ref).sqnr_db), len(tflite) / len(float_tflite), ratio, secs))
+                          _finite(fidelity(out, ref).sqnr_db), len(tflite) / len(float_tflite), ratio, secs,
+                          changed))
+    by_cell = {(s, m): out for (s, m, _, _), out in zip(built, outputs[1:])}
+    paired = [{"model": name, "scheme": s, "peer": peer,
+               **dataclasses.asdict(paired_top1(by_cell[(s, PRIMARY)], by_cell[(s, peer)], test.y))}
+              for s in schemes for peer in PEERS if (s, PRIMARY) in by_cell and (s, peer) in by_cell]
     float_info = {"name": name, "description": zm.description, "size_bytes": len(float_tflite),
                   "accuracy": base_acc, "latency_ms": lat[0].median_ms if lat[0] is not None else None,
                   "test_samples": len(test), "train_seconds": zm.train_seconds}
     order = {(s, m): i for i, (s, m) in enumerate((s, m) for s in schemes for m in methods)}
-    return float_info, sorted(cells, key=lambda c: order[(c.scheme, c.method)])
+    return float_info, sorted(cells, key=lambda c: order[(c.scheme, c.method)]), paired
 
 
 HEADLINE = ("tf-converter", "litert-quantizer", "edgequant")
+# edgequant's default, compared image by image with each peer on the same held-out images.
+PRIMARY = "edgequant"
+PEERS = ("tf-converter", "litert-quantizer")
+# Below this McNemar p-value a difference in top-1 between two methods is called real, not chance.
+SIGNIFICANCE = 0.05
 # The peers the tuned row is compared with: each one's best fixed scheme within the same budget.
 TUNED_PEERS = ("tf-converter", "litert-quantizer", "edgequant")
 
@@ -140,7 +152,8 @@ def tuned_comparison(cells: Sequence[Cell], budget_pt: float = TUNED_BUDGET_PT) 
 
 
 def summarize(cells: Sequence[Cell], schemes: Sequence[str], methods: Sequence[str]) -> dict[str, Any]:
-    """Per scheme: on how many models each method had the best accuracy delta, and the best SQNR.
+    """Per scheme: on how many models each method had the best accuracy delta, the best SQNR, and the
+    fewest held-out images whose top-1 differs from float's (agreement with float, before labels).
 
     The headline compares the peers with edgequant's default only; the
     ablation columns (one observer or transform each) are ranked separately,
@@ -163,6 +176,7 @@ def _rank(cells: Sequence[Cell], schemes: Sequence[str], methods: Sequence[str])
         present = [m for m in methods if any(c.scheme == scheme and c.method == m for c in cells)]
         best_acc = {m: 0 for m in present}
         best_sqnr = {m: 0 for m in present}
+        fewest_changed = {m: 0 for m in present}
         models = sorted({c.model for c in cells if c.scheme == scheme})
         for model in models:
             ok = [c for c in cells if c.model == model and c.scheme == scheme and c.status == "ok"]
@@ -178,7 +192,30 @@ def _rank(cells: Sequence[Cell], schemes: Sequence[str], methods: Sequence[str])
                 for c in with_sqnr:
                     if top_s - c.sqnr_db <= 0.05:
                         best_sqnr[c.method] += 1
-        out[scheme] = {"models": len(models), "best_accuracy_delta": best_acc, "best_sqnr": best_sqnr}
+            counted = [c for c in ok if c.changed is not None]
+            if counted:
+                least = min(c.changed for c in counted)
+                for c in counted:
+                    if c.changed == least:
+                        fewest_changed[c.method] += 1
+        out[scheme] = {"models": len(models), "best_accuracy_delta": best_acc, "best_sqnr": best_sqnr,
+                       "fewest_changed": fewest_changed}
+    return out
+
+
+def paired_summary(paired: Sequence[dict[str, Any]], schemes: Sequence[str],
+                   alpha: float = SIGNIFICANCE) -> dict[str, Any]:
+    """Per scheme, from the image-by-image comparisons: on how many models edgequant's default is behind
+    some peer, and ahead of every peer, by a margin that chance (exact McNemar, p < alpha) does not explain."""
+    out: dict[str, Any] = {}
+    for scheme in schemes:
+        rows = [p for p in paired if p["scheme"] == scheme]
+        models = list(dict.fromkeys(p["model"] for p in rows))
+        behind = [m for m in models if any(p["model"] == m and p["b_only"] > p["a_only"] and p["p_value"] < alpha
+                                           for p in rows)]
+        ahead = [m for m in models if all(p["a_only"] > p["b_only"] and p["p_value"] < alpha
+                                          for p in rows if p["model"] == m)]
+        out[scheme] = {"models": len(models), "behind": behind, "ahead": ahead}
     return out
 
 
@@ -192,12 +229,13 @@ def run_benchmark(models: Sequence[str], schemes: Sequence[str], methods: Sequen
         if m not in METHODS:
             raise KeyError(f"unknown method {m!r}: expected one of {', '.join(METHODS)}")
     started = time.perf_counter()
-    floats, cells = [], []
+    floats, cells, paired = [], [], []
     for i, name in enumerate(models, start=1):
         log(f"[{i}/{len(models)}] {name}")
-        info, model_cells = _bench_model(name, schemes, methods, runs, cache, log)
+        info, model_cells, model_paired = _bench_model(name, schemes, methods, runs, cache, log)
         floats.append(info)
         cells.extend(model_cells)
+        paired.extend(model_paired)
     log("calibration memory (fresh processes)")
     memory = calibration_memory(list(models), cache)
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -209,6 +247,7 @@ def run_benchmark(models: Sequence[str], schemes: Sequence[str], methods: Sequen
     ranked = [s for s in schemes if s != TUNED]  # the tuned row is compared on its own, in "tuned"
     result = {"meta": meta, "models": floats, "schemes": list(schemes), "methods": list(methods),
               "cells": [dataclasses.asdict(c) for c in cells], "summary": summarize(cells, ranked, methods),
+              "paired": {"significance": SIGNIFICANCE, "pairs": paired, "summary": paired_summary(paired, ranked)},
               "calibration_memory": memory}
     if TUNED in schemes and TUNED in methods:
         result["tuned"] = {"budget_pt": TUNED_BUDGET_PT, "models": tuned_comparison(cells)}

@@ -7,7 +7,7 @@ import pytest
 
 from benchmarks.__main__ import main
 from benchmarks.methods import METHODS, NotApplicable, get_method
-from benchmarks.run import HEADLINE, QUICK_MODELS, QUICK_SCHEMES, Cell, summarize
+from benchmarks.run import HEADLINE, PEERS, QUICK_MODELS, QUICK_SCHEMES, Cell, paired_summary, summarize
 
 
 def test_quick_run_has_every_cell(tmp_path, capsys) -> None:
@@ -36,14 +36,28 @@ def test_quick_run_has_every_cell(tmp_path, capsys) -> None:
         assert s["models"] == len(QUICK_MODELS) and set(s["best_sqnr"]) == in_scheme & set(HEADLINE)
         assert set(s["all_methods"]["best_sqnr"]) == in_scheme
         assert sum(s["best_accuracy_delta"].values()) >= len(QUICK_MODELS)  # at least one winner per model
+        assert sum(s["fewest_changed"].values()) >= len(QUICK_MODELS)
+    # Every cell counts the images whose top-1 moved away from float's, and edgequant is compared image by
+    # image with each peer: the counts must agree with the cells' accuracies.
+    by_key = {(c["model"], c["scheme"], c["method"]): c for c in cells}
+    pairs = result["paired"]["pairs"]
+    assert {(p["model"], p["scheme"], p["peer"]) for p in pairs} == {
+        (m, s, peer) for m in QUICK_MODELS for s in QUICK_SCHEMES for peer in PEERS}
+    for p in pairs:
+        eq, peer = by_key[(p["model"], p["scheme"], "edgequant")], by_key[(p["model"], p["scheme"], p["peer"])]
+        assert 0 <= eq["changed"] <= p["samples"] and 0 <= peer["changed"] <= p["samples"]
+        assert p["a_only"] - p["b_only"] == round((eq["accuracy"] - peer["accuracy"]) * p["samples"])
+        assert 0 < p["p_value"] <= 1
     memory = result["calibration_memory"]
     assert [r["model"] for r in memory] == list(QUICK_MODELS)
     for r in memory:  # issue 4's bound: calibration on 1,000 samples stays under 2 GB
         assert r["samples"] == 1000 and r["tensors"] > 0 and 0 < r["peak_rss_mb"] < 2048
     md = (out / "quick.md").read_text()
     assert "## Calibration memory" in md
-    # one row each in the float-models and memory tables, one per (scheme, method) cell
-    assert "## Summary" in md and md.count("| seed_cnn |") == 2 + sum(1 for m, _, _ in expected if m == "seed_cnn")
+    # one row each in the float-models and memory tables, one per (scheme, method) cell, one per scheme image by image
+    assert "## Summary" in md and md.count("| seed_cnn |") == (2 + sum(1 for m, _, _ in expected if m == "seed_cnn")
+                                                               + len(QUICK_SCHEMES))
+    assert "## Image by image" in md
     assert "best accuracy delta" in capsys.readouterr().out
 
 
@@ -63,6 +77,18 @@ def test_summary_counts_ties_for_every_tied_method() -> None:
     s = summarize(cells, ["int8"], ["a", "b", "c"])["int8"]  # no headline method: every column ranks
     assert s["best_accuracy_delta"] == {"a": 1, "b": 1, "c": 0}
     assert s["best_sqnr"] == {"a": 1, "b": 1, "c": 0}
+
+
+def test_paired_summary_needs_chance_ruled_out() -> None:
+    def pair(model, peer, a_only, b_only, p):
+        return {"model": model, "scheme": "int8", "peer": peer, "a_only": a_only, "b_only": b_only, "p_value": p}
+
+    pairs = [pair("even", "x", 1, 2, 1.0), pair("even", "y", 0, 0, 1.0),        # one image: chance
+             pair("behind", "x", 0, 8, 0.008), pair("behind", "y", 3, 0, 0.25),  # clearly behind x
+             pair("ahead", "x", 9, 0, 0.004), pair("ahead", "y", 7, 0, 0.016),   # clearly ahead of both
+             pair("half", "x", 9, 0, 0.004), pair("half", "y", 1, 0, 1.0)]       # ahead of x only
+    s = paired_summary(pairs, ["int8"])["int8"]
+    assert s == {"models": 4, "behind": ["behind"], "ahead": ["ahead"]}
 
 
 def test_unknown_scheme_is_exit_2(tmp_path, capsys) -> None:

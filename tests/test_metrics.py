@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from edgequant.evaluate.metrics import fidelity, predictions, top1
+from edgequant.evaluate.metrics import fidelity, mcnemar_p, paired_top1, predictions, top1
 
 
 def test_sqnr_matches_definition() -> None:
@@ -32,3 +32,23 @@ def test_top1_and_binary_threshold() -> None:
     out = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
     assert top1(out, np.array([1, 0, 0])) == pytest.approx(2 / 3)
     assert list(predictions(np.array([[0.2], [0.7]]))) == [0, 1]
+
+
+def test_mcnemar_exact_p_matches_hand_computed_binomial_tails() -> None:
+    # n = 9 discordant samples split 1:8: 2 * (C(9,0) + C(9,1)) / 2^9 = 2 * 10 / 512.
+    assert mcnemar_p(1, 8) == pytest.approx(20 / 512)
+    assert mcnemar_p(8, 1) == pytest.approx(20 / 512)  # two-sided: the order does not matter
+    assert mcnemar_p(0, 6) == pytest.approx(2 / 64)
+    # One or two images either way can never be told from chance.
+    assert mcnemar_p(0, 1) == 1.0 and mcnemar_p(0, 2) == 0.5 and mcnemar_p(0, 0) == 1.0
+    assert mcnemar_p(5, 5) == 1.0
+
+
+def test_paired_top1_counts_the_samples_each_model_gets_right_alone() -> None:
+    labels = np.array([0, 1, 2, 0, 1])
+    a = np.eye(3)[[0, 1, 2, 1, 0]]  # right on samples 0, 1, 2
+    b = np.eye(3)[[0, 2, 2, 0, 0]]  # right on samples 0, 2, 3
+    p = paired_top1(a, b, labels)
+    assert (p.a_only, p.b_only, p.samples) == (1, 1, 5) and p.p_value == 1.0
+    with pytest.raises(ValueError, match="same samples"):
+        paired_top1(a, b[:4], labels)

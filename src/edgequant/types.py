@@ -37,6 +37,7 @@ __all__ = [
     "SizeInfo",
     "Latency",
     "Fidelity",
+    "PairedTop1",
     "Evaluation",
     "Finding",
     "Variant",
@@ -253,6 +254,22 @@ class Fidelity(Record):
     sqnr_db: float
     cosine: float
     max_abs_error: float
+    samples: int
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedTop1(Record):
+    """Two models' top-1 on the same labelled samples, compared sample by sample.
+
+    Only the samples where exactly one of the two is right can tell them apart:
+    ``a_only`` are right for A alone, ``b_only`` for B alone. ``p_value`` is
+    the exact McNemar test (two-sided binomial on those samples, p = 1/2): the
+    chance of a split at least this uneven if both models were equally good.
+    """
+
+    a_only: int
+    b_only: int
+    p_value: float
     samples: int
 
 

@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
-from edgequant.types import Fidelity
+from edgequant.types import Fidelity, PairedTop1
 
-__all__ = ["top1", "fidelity", "predictions", "gzip_size"]
+__all__ = ["top1", "fidelity", "predictions", "gzip_size", "paired_top1", "mcnemar_p"]
 
 
 def gzip_size(data: bytes) -> int:
@@ -52,3 +52,27 @@ def fidelity(outputs: np.ndarray, reference: np.ndarray) -> Fidelity:
     cos = np.where(norms > 0, dots / np.where(norms > 0, norms, 1), np.where(dots == 0, 1.0, 0.0))
     return Fidelity(sqnr_db=sqnr, cosine=float(cos.mean()), max_abs_error=float(np.max(np.abs(ref - out))),
                     samples=len(ref))
+
+
+def mcnemar_p(a_only: int, b_only: int) -> float:
+    """Exact two-sided McNemar p-value: 2 P(X <= min) for X ~ Binomial(a_only + b_only, 1/2), at most 1.
+
+    Exact rather than the chi-square form, because quantized models differ from
+    each other on a handful of samples, where the approximation is poor.
+    """
+    n, k = a_only + b_only, min(a_only, b_only)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def paired_top1(a_outputs: np.ndarray, b_outputs: np.ndarray, labels: np.ndarray) -> PairedTop1:
+    """Compare two models' top-1 on the same samples: which samples each gets right alone, and McNemar's p."""
+    if len(a_outputs) != len(b_outputs) or len(a_outputs) != len(labels):
+        raise ValueError(f"expected outputs and labels for the same samples, found {len(a_outputs)}, "
+                         f"{len(b_outputs)} and {len(labels)}")
+    a_right = predictions(a_outputs) == labels
+    b_right = predictions(b_outputs) == labels
+    a_only, b_only = int(np.sum(a_right & ~b_right)), int(np.sum(b_right & ~a_right))
+    return PairedTop1(a_only=a_only, b_only=b_only, p_value=mcnemar_p(a_only, b_only), samples=len(labels))

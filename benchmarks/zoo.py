@@ -19,8 +19,10 @@ Conventions shared by every model:
   logits), like the seed CNN.
 * Training: ``keras.utils.set_random_seed(0)`` before building, Adam
   (learning rate 1e-3), sparse categorical cross-entropy, batch size 32, the
-  spec's epochs. The split is fixed (seed 0), so a rebuild gives the same model
-  up to TensorFlow's multi-threaded float reductions.
+  spec's epochs. The split is fixed (seed 0). On one machine a rebuild gives
+  bit-identical weights; on another CPU, TensorFlow's float kernels can give a
+  model whose held-out top-1 differs by an image or two. ``load(..., seed=k)``
+  trains replicate k of a model on the same split (benchmarks/replicates.py).
 * Only standard Keras layers, no ``Lambda`` and no custom classes: edgequant
   loads ``.keras`` files with safe mode on and without this module.
 
@@ -471,14 +473,14 @@ def _read_meta(path: Path) -> dict[str, Any] | None:
 
 
 def _train(spec: ZooSpec, x: np.ndarray, y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-           keras_path: Path, progress: Progress) -> dict[str, Any]:
+           keras_path: Path, progress: Progress, seed: int = SEED) -> dict[str, Any]:
     """Build, train, finish and save the model; returns the facts meta.json records."""
     keras = _keras()
     import tensorflow as tf
 
     start = time.perf_counter()
     with quiet():
-        keras.utils.set_random_seed(SEED)
+        keras.utils.set_random_seed(seed)
         model = spec.builder()
         model.compile(optimizer=keras.optimizers.Adam(spec.learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -503,15 +505,18 @@ def _train(spec: ZooSpec, x: np.ndarray, y: np.ndarray, test_x: np.ndarray, test
             "keras_version": keras.__version__, "tensorflow_version": tf.__version__, **notes}
 
 
-def load(name: str, cache_dir: Path = DEFAULT_CACHE, progress: Progress | None = None) -> ZooModel:
+def load(name: str, cache_dir: Path = DEFAULT_CACHE, progress: Progress | None = None, seed: int = SEED) -> ZooModel:
     """The zoo model ``name``: trained and saved on first use, read from ``cache_dir/<name>/`` after.
 
     ``progress(step, done, total)`` is called once per training epoch. A cache
-    hit imports no TensorFlow.
+    hit imports no TensorFlow. ``seed`` other than the zoo's seeds another
+    training run of the same model (weights initialisation and batch order) on
+    the same data split, kept in ``cache_dir/<name>-seed<seed>/``: a replicate
+    for judging a method on more than one trained instance.
     """
     spec = get_spec(name)
     progress = progress or no_progress
-    folder = Path(cache_dir) / spec.name
+    folder = Path(cache_dir) / (spec.name if seed == SEED else f"{spec.name}-seed{seed}")
     paths = _paths(folder)
     meta = _read_meta(paths["meta"])
     hit = (meta is not None and meta.get("version") == spec.version and meta.get("format") == CACHE_FORMAT
@@ -522,11 +527,11 @@ def load(name: str, cache_dir: Path = DEFAULT_CACHE, progress: Progress | None =
         x, y, test_x, test_y, calib_x = _data(spec.input_kind)
         atomic_npz(paths["test"], x=test_x, y=test_y)
         atomic_npz(paths["calibration"], x=calib_x)
-        facts = _train(spec, x, y, test_x, test_y, paths["keras"], progress)
+        facts = _train(spec, x, y, test_x, test_y, paths["keras"], progress, seed)
         meta = {"name": spec.name, "version": spec.version, "format": CACHE_FORMAT,
                 "description": spec.description, "input_kind": spec.input_kind,
                 "input_shape": [None, *test_x.shape[1:]], "epochs": spec.epochs, "batch_size": spec.batch_size,
-                "learning_rate": spec.learning_rate, "seed": SEED, "train_samples": len(x),
+                "learning_rate": spec.learning_rate, "seed": seed, "train_samples": len(x),
                 "test_samples": len(test_x), "calibration_samples": len(calib_x), **facts}
         # Last, so that a cache entry with meta.json is a complete one.
         atomic_dir_file(paths["meta"], json.dumps(meta, indent=2) + "\n")

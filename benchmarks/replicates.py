@@ -1,0 +1,210 @@
+"""python -m benchmarks.replicates [--models ...] [--scheme int8] [--replicates 5] [--same-model] [--methods ...]
+
+The benchmark trains each zoo model once and calibrates every method on one draw of 200
+samples, so each accuracy cell is one outcome of two random choices. On 450 held-out images
+one image is 0.22 points, and which images a quantized model happens to flip from wrong to
+right depends on that one trained model and that one draw. A method's expected accuracy
+change on a model cannot be read from one such outcome.
+
+This run repeats the headline methods over replicates. Replicate 0 is the benchmark's own
+model and calibration set. Replicate k > 0 trains the zoo model again with seed k (same
+architecture, recipe and data split; other initial weights and batch order) and draws k
+calibration samples from the training split with seed k. Every replicate is evaluated on the
+same held-out images. Per model it reports the mean and spread of the top-1 change against
+float, the mean number of held-out images whose top-1 differs from float's, and the mean
+output SQNR. Post-training quantization papers report means over several calibration sets
+and models the same way (AdaRound: five runs). ``--same-model`` keeps replicate 0's model
+and varies only the calibration draw.
+
+Writes <out>/replicates.md and <out>/replicates.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import zoo
+from benchmarks.methods import get_method
+from benchmarks.run import CALIBRATION_SAMPLES, PEERS, PRIMARY
+
+__all__ = ["calibration_draw", "run_replicates", "aggregate", "markdown", "main"]
+
+RESULTS = Path(__file__).resolve().parent / "results"
+Log = Callable[[str], None]
+
+
+def calibration_draw(calibration: np.ndarray, train_x: np.ndarray, replicate: int,
+                     samples: int = CALIBRATION_SAMPLES) -> np.ndarray:
+    """Replicate 0: the benchmark's calibration samples. Replicate k > 0: ``samples`` from the training
+    split with seed k. Unlabelled inputs only, and never the held-out images."""
+    from edgequant.data import select_samples
+    from edgequant.types import Dataset
+
+    if replicate == 0:
+        return select_samples(Dataset(calibration, None, "calibration"), samples).x
+    return select_samples(Dataset(train_x, None, "train"), samples, seed=replicate).x
+
+
+def run_replicates(models: Sequence[str], scheme: str, methods: Sequence[str], replicates: int, cache: Path,
+                   same_model: bool = False, log: Log = lambda s: None) -> dict[str, Any]:
+    """Quantize every replicate of every model with every method; evaluate on the held-out split."""
+    import edgequant
+    from edgequant.evaluate import fidelity, predictions, top1
+    from edgequant.runtime import Runner
+
+    started = time.perf_counter()
+    rows = []
+    for name in models:
+        train_x, _ = zoo.training_split(zoo.get_spec(name).input_kind)
+        for k in range(replicates):
+            log(f"{name}: replicate {k + 1}/{replicates}" + ("" if k == 0 or same_model else f" (training seed {k})"))
+            zm = zoo.load(name, cache, seed=zoo.SEED if same_model or k == 0 else k)
+            with np.load(zm.test_path) as z:
+                test_x, test_y = z["x"].astype(np.float32), z["y"]
+            with np.load(zm.calibration_path) as z:
+                calib = calibration_draw(z["x"].astype(np.float32), train_x, k)
+            ref = Runner(edgequant.convert(zm.keras_path).tflite, 1, "float").predict(test_x)
+            base, ref_pred = top1(ref, test_y), predictions(ref)
+            for method in methods:
+                out = Runner(get_method(method).build(zm.keras_path, scheme, calib), 1, method).predict(test_x)
+                sqnr = fidelity(out, ref).sqnr_db
+                rows.append({"model": name, "replicate": k, "method": method, "float_accuracy": base,
+                             "accuracy_delta": top1(out, test_y) - base,
+                             "changed": int(np.sum(predictions(out) != ref_pred)),
+                             "sqnr_db": sqnr if np.isfinite(sqnr) else None, "test_samples": len(test_y)})
+    meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "scheme": scheme, "replicates": replicates, "same_model": same_model,
+            "calibration_samples": CALIBRATION_SAMPLES, "seconds": round(time.perf_counter() - started, 1)}
+    return {"meta": meta, "methods": list(methods), "rows": rows, "models": aggregate(rows, methods)}
+
+
+def aggregate(rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> list[dict[str, Any]]:
+    """Per model and method: mean and sample standard deviation of the top-1 change (points), mean
+    changed images and mean SQNR over the replicates; and on how many replicates edgequant's change
+    was at least the better peer's."""
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        stats: dict[str, Any] = {}
+        for method in methods:
+            rs = [r for r in mine if r["method"] == method]
+            if not rs:
+                continue
+            deltas = [r["accuracy_delta"] * 100 for r in rs]
+            sqnrs = [r["sqnr_db"] for r in rs if r["sqnr_db"] is not None]
+            stats[method] = {"mean_delta_pt": statistics.fmean(deltas),
+                             "sd_delta_pt": statistics.stdev(deltas) if len(deltas) > 1 else 0.0,
+                             "mean_changed": statistics.fmean(r["changed"] for r in rs),
+                             "mean_sqnr_db": statistics.fmean(sqnrs) if sqnrs else None, "replicates": len(rs)}
+        row: dict[str, Any] = {"model": model, "methods": stats}
+        peers = [p for p in PEERS if p in stats]
+        if PRIMARY in stats and peers:
+            by_rep: dict[int, dict[str, float]] = {}
+            for r in mine:
+                by_rep.setdefault(r["replicate"], {})[r["method"]] = r["accuracy_delta"]
+            # Exact sample counts: compare in images, not in rounded points.
+            n = mine[0]["test_samples"]
+            row["replicates_at_least_better_peer"] = sum(
+                1 for v in by_rep.values()
+                if round(v[PRIMARY] * n) >= max(round(v[p] * n) for p in peers))
+            best_peer = max(stats[p]["mean_delta_pt"] for p in peers)
+            row["mean_at_least_better_peer"] = stats[PRIMARY]["mean_delta_pt"] >= best_peer - 1e-9
+            row["fewest_mean_changed"] = stats[PRIMARY]["mean_changed"] <= min(
+                stats[p]["mean_changed"] for p in peers)
+        out.append(row)
+    return out
+
+
+def markdown(result: dict[str, Any], command: str) -> str:
+    meta, methods = result["meta"], result["methods"]
+    models = result["models"]
+    n = meta["replicates"]
+    judged = [m for m in models if "mean_at_least_better_peer" in m]
+    varied = ("the benchmark's model with calibration draw k" if meta["same_model"] else
+              "the zoo model trained again with seed k and calibration draw k")
+    floats = {m: [r["float_accuracy"] * 100 for r in result["rows"] if r["model"] == m and r["method"] == methods[0]]
+              for m in dict.fromkeys(r["model"] for r in result["rows"])}
+    out = [f"# edgequant benchmark over replicates: {meta['scheme']}", "",
+           f"Run {meta['date']}, {meta['seconds']} s. Reproduce: `{command}`", "",
+           f"{n} replicates per model: replicate 0 is the benchmark's own model and calibration set, replicate "
+           f"k > 0 is {varied} ({meta['calibration_samples']} unlabelled samples of the training split, seed k). "
+           "Every replicate is evaluated on the same held-out images. Cells read the mean top-1 change against "
+           "float in points ± its standard deviation over the replicates, then the mean number of held-out "
+           "images whose top-1 differs from float's, then the mean output SQNR in dB.", "",
+           "## Summary", "", "```",
+           f"edgequant's mean change at least the better peer's:  "
+           f"{sum(m['mean_at_least_better_peer'] for m in judged)}/{len(judged)} models",
+           f"edgequant changes the fewest images on average:     "
+           f"{sum(m['fewest_mean_changed'] for m in judged)}/{len(judged)} models",
+           f"single replicates where edgequant >= better peer:   "
+           f"{sum(m['replicates_at_least_better_peer'] for m in judged)}/{len(judged) * n}",
+           "```", "",
+           "| model | float top-1 (mean) | " + " | ".join(methods) + " | replicates with edgequant ≥ better peer |",
+           "|---|---:|" + "---|" * len(methods) + "---:|"]
+    for m in models:
+        cells = []
+        for method in methods:
+            s = m["methods"].get(method)
+            if s is None:
+                cells.append("-")
+                continue
+            sq = "-" if s["mean_sqnr_db"] is None else f"{s['mean_sqnr_db']:.1f}"
+            cells.append(f"{s['mean_delta_pt']:+.2f} ± {s['sd_delta_pt']:.2f} / {s['mean_changed']:.1f} / {sq}")
+        fl = floats.get(m["model"]) or [float("nan")]
+        out.append(f"| {m['model']} | {statistics.fmean(fl):.2f}% | " + " | ".join(cells)
+                   + f" | {m.get('replicates_at_least_better_peer', '-')}/{n} |")
+    return "\n".join(out) + "\n"
+
+
+def _list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from edgequant._util import atomic_dir_file
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.replicates", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", type=_list, default=list(zoo.ZOO), help="comma-separated zoo models (default: all)")
+    p.add_argument("--scheme", default="int8")
+    p.add_argument("--methods", type=_list, default=[*PEERS, PRIMARY])
+    p.add_argument("--replicates", type=int, default=5, help="replicates per model (default 5)")
+    p.add_argument("--same-model", action="store_true", help="vary the calibration draw only, not the model")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--name", default="replicates", help="file name stem (default: replicates)")
+    p.add_argument("--cache", type=Path, default=zoo.DEFAULT_CACHE)
+    args = p.parse_args(argv)
+    if args.replicates < 1:
+        print(f"benchmarks.replicates: error: --replicates: expected a positive number, found {args.replicates}",
+              file=sys.stderr)
+        return 2
+    try:
+        for m in args.models:
+            zoo.get_spec(m)
+        for m in args.methods:
+            get_method(m)
+    except KeyError as exc:  # zoo.UnknownModelError is one
+        print(f"benchmarks.replicates: error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    command = "python -m benchmarks.replicates " + " ".join(argv if argv is not None else sys.argv[1:])
+    result = run_replicates(args.models, args.scheme, args.methods, args.replicates, args.cache, args.same_model,
+                            log=lambda s: print(s, file=sys.stderr, flush=True))
+    md = markdown(result, command.strip())
+    atomic_dir_file(args.out / f"{args.name}.json", json.dumps(result, indent=1) + "\n")
+    atomic_dir_file(args.out / f"{args.name}.md", md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

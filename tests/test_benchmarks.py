@@ -107,3 +107,41 @@ def test_shifted_heldout_is_nine_labelled_copies() -> None:
     # Each copy of the first image holds its one pixel at a distinct neighbour of (2, 2), the original included.
     spots = {tuple(np.argwhere(images[i, ..., 0])[0]) for i in range(0, 18, 2)}
     assert spots == {(2 + dy, 2 + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+
+
+def test_replicates_aggregate_means_and_counts_in_images() -> None:
+    from benchmarks.replicates import aggregate
+
+    def row(rep, method, delta_images, changed, sqnr=40.0):
+        return {"model": "m", "replicate": rep, "method": method, "accuracy_delta": delta_images / 450,
+                "changed": changed, "sqnr_db": sqnr, "test_samples": 450, "float_accuracy": 0.97}
+
+    rows = [row(0, "tf-converter", 1, 3), row(0, "litert-quantizer", -1, 5), row(0, "edgequant", 0, 1),
+            row(1, "tf-converter", -2, 4), row(1, "litert-quantizer", 0, 2), row(1, "edgequant", 0, 0, None)]
+    (m,) = aggregate(rows, ["tf-converter", "litert-quantizer", "edgequant"])
+    eq = m["methods"]["edgequant"]
+    assert eq["mean_delta_pt"] == 0 and eq["mean_changed"] == 0.5 and eq["mean_sqnr_db"] == 40.0
+    assert m["methods"]["tf-converter"]["mean_delta_pt"] == pytest.approx(-0.5 / 4.5)
+    assert m["methods"]["tf-converter"]["sd_delta_pt"] == pytest.approx(np.std([1 / 4.5, -2 / 4.5], ddof=1))
+    # replicate 0: the converter's +1 image beats edgequant; replicate 1: the better peer's 0 ties it
+    assert m["replicates_at_least_better_peer"] == 1
+    # means: converter -0.11, LiteRT Quantizer -0.11, edgequant 0.00
+    assert m["mean_at_least_better_peer"] and m["fewest_mean_changed"]
+
+
+def test_replicates_run_trains_a_second_instance(tmp_path, capsys) -> None:
+    from benchmarks.replicates import main as replicates_main
+
+    out = tmp_path / "results"
+    assert replicates_main(["--models", "seed_mlp", "--replicates", "2", "--methods", "tf-converter,edgequant",
+                            "--out", str(out), "--cache", str(tmp_path / "cache")]) == 0
+    assert (tmp_path / "cache" / "seed_mlp-seed1" / "meta.json").is_file()
+    result = json.loads((out / "replicates.json").read_text())
+    assert [(r["replicate"], r["method"]) for r in result["rows"]] == [
+        (0, "tf-converter"), (0, "edgequant"), (1, "tf-converter"), (1, "edgequant")]
+    # two trained instances, evaluated on the same held-out images
+    assert {r["test_samples"] for r in result["rows"]} == {450}
+    assert "| seed_mlp |" in (out / "replicates.md").read_text()
+    assert replicates_main(["--replicates", "0", "--out", str(out)]) == 2
+    assert replicates_main(["--models", "vgg", "--out", str(out)]) == 2
+    assert "expected" in capsys.readouterr().err

@@ -43,8 +43,8 @@ def paired_text(result: dict[str, Any]) -> list[str]:
     methods = [*peers, "edgequant"]
     n = result["models"][0]["test_samples"]
     out = ["", "## Image by image: edgequant's default against each peer", "",
-           f"On {n} held-out images one image is {100 / n:.2f} points, so a difference of one or two images in the summary's "
-           "accuracy delta can be chance. Here `changed` counts the images whose top-1 differs from the float "
+           f"On {n} held-out images one image is {100 / n:.2f} points, so a difference of one or two images in the "
+           "summary's accuracy delta can be chance. Here `changed` counts the images whose top-1 differs from the float "
            "model's (how much quantization moved the decisions, right or wrong). For each peer, `eq only` are "
            "the images edgequant gets right and the peer wrong, `peer only` the reverse; p is the exact McNemar "
            f"test on those images (below {paired['significance']:g}: a difference chance does not explain).", "",
@@ -165,7 +165,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
             out.append(f"| {r['model']} | {r['tensors']} | {r['samples']} | {r['peak_rss_mb']} | "
                        f"{r['baseline_rss_mb']} | {r['seconds']} |")
     out += ["", "## Every cell", "",
-            "| model | scheme | method | top-1 | Δ pt | changed | SQNR dB | size ratio | latency ratio | quantize s | note |",
+            "| model | scheme | method | top-1 | Δ pt | changed | SQNR dB | size ratio | latency ratio | quantize s "
+            "| note |",
             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for c in result["cells"]:
         if c["status"] != "ok":
@@ -174,6 +175,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
             continue
         note = (c.get("reason") or "").replace("|", "/")
         out.append(f"| {c['model']} | {c['scheme']} | {c['method']} | {c['accuracy'] * 100:.2f}% | "
-                   f"{c['accuracy_delta'] * 100:+.2f} | {_num(c.get('changed'), 'd')} | {_num(c['sqnr_db'], '.1f')} | {c['size_ratio']:.3f} | "
+                   f"{c['accuracy_delta'] * 100:+.2f} | {_num(c.get('changed'), 'd')} | {_num(c['sqnr_db'], '.1f')} | "
+                   f"{c['size_ratio']:.3f} | "
                    f"{_num(c['latency_ratio'], '.2f')} | {c['quantize_seconds']:.2f} | {note} |")
     return "\n".join(out) + "\n"

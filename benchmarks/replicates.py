@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import zoo
-from benchmarks.methods import get_method
+from benchmarks.methods import SCHEMES, TUNED, get_method
 from benchmarks.run import CALIBRATION_SAMPLES, PEERS, PRIMARY
 
 __all__ = ["calibration_draw", "run_replicates", "aggregate", "markdown", "main"]
@@ -186,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.replicates < 1:
         print(f"benchmarks.replicates: error: --replicates: expected a positive number, found {args.replicates}",
+              file=sys.stderr)
+        return 2
+    schemes = [s for s in SCHEMES if s != TUNED]  # tuned is a row of the benchmark, not a scheme to repeat
+    if args.scheme not in schemes:
+        print(f"benchmarks.replicates: error: unknown scheme {args.scheme!r}: expected one of {', '.join(schemes)}",
               file=sys.stderr)
         return 2
     try:

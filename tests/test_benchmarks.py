@@ -144,4 +144,5 @@ def test_replicates_run_trains_a_second_instance(tmp_path, capsys) -> None:
     assert "| seed_mlp |" in (out / "replicates.md").read_text()
     assert replicates_main(["--replicates", "0", "--out", str(out)]) == 2
     assert replicates_main(["--models", "vgg", "--out", str(out)]) == 2
+    assert replicates_main(["--scheme", "int3", "--out", str(out)]) == 2
     assert "expected" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""python -m benchmarks.replicates [--models ...] [--scheme int8] [--replicates 5] [--same-model] [--methods ...]
+"""python -m benchmarks.replicates [--models ...] [--scheme int8] [--replicates 10] [--same-model] [--methods ...]
 
 The benchmark trains each zoo model once and calibrates every method on one draw of 200
 samples, so each accuracy cell is one outcome of two random choices. On 450 held-out images
@@ -8,13 +8,12 @@ change on a model cannot be read from one such outcome.
 
 This run repeats the headline methods over replicates. Replicate 0 is the benchmark's own
 model and calibration set. Replicate k > 0 trains the zoo model again with seed k (same
-architecture, recipe and data split; other initial weights and batch order) and draws k
-calibration samples from the training split with seed k. Every replicate is evaluated on the
+architecture, recipe and data split; other initial weights and batch order) and calibrates
+on 200 samples of the training split drawn with seed k. Every replicate is evaluated on the
 same held-out images. Per model it reports the mean and spread of the top-1 change against
-float, the mean number of held-out images whose top-1 differs from float's, and the mean
-output SQNR. Post-training quantization papers report means over several calibration sets
-and models the same way (AdaRound: five runs). ``--same-model`` keeps replicate 0's model
-and varies only the calibration draw.
+float, the mean number of held-out images whose top-1 differs from float's, the mean output
+SQNR, and edgequant's difference from each peer paired by replicate, with a 95% interval.
+``--same-model`` keeps replicate 0's model and varies only the calibration draw.
 
 Writes <out>/replicates.md and <out>/replicates.json.
 """
@@ -117,12 +116,29 @@ def aggregate(rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> list[di
             row["replicates_at_least_better_peer"] = sum(
                 1 for v in by_rep.values()
                 if round(v[PRIMARY] * n) >= max(round(v[p] * n) for p in peers))
+            # Paired by replicate (same model, same calibration draw): the difference edgequant - peer in
+            # points, its mean and a 95% t interval. An interval wholly below 0 is behind beyond chance.
+            row["vs_peer"] = {p: _paired_interval([(by_rep[k][PRIMARY] - by_rep[k][p]) * 100 for k in sorted(by_rep)
+                                                   if PRIMARY in by_rep[k] and p in by_rep[k]]) for p in peers}
+            row["behind_beyond_chance"] = any(v["high"] < 0 for v in row["vs_peer"].values())
+            row["ahead_beyond_chance"] = all(v["low"] > 0 for v in row["vs_peer"].values())
             best_peer = max(stats[p]["mean_delta_pt"] for p in peers)
             row["mean_at_least_better_peer"] = stats[PRIMARY]["mean_delta_pt"] >= best_peer - 1e-9
             row["fewest_mean_changed"] = stats[PRIMARY]["mean_changed"] <= min(
                 stats[p]["mean_changed"] for p in peers)
         out.append(row)
     return out
+
+
+def _paired_interval(diffs: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
+    """Mean of paired differences with a two-sided t interval (a single difference: the interval is the point)."""
+    from scipy import stats as st
+
+    mean = statistics.fmean(diffs)
+    if len(diffs) < 2:
+        return {"mean": mean, "low": mean, "high": mean, "n": len(diffs)}
+    half = float(st.t.ppf(0.5 + confidence / 2, len(diffs) - 1)) * statistics.stdev(diffs) / len(diffs) ** 0.5
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(diffs)}
 
 
 def markdown(result: dict[str, Any], command: str) -> str:
@@ -148,6 +164,10 @@ def markdown(result: dict[str, Any], command: str) -> str:
            f"{sum(m['fewest_mean_changed'] for m in judged)}/{len(judged)} models",
            f"single replicates where edgequant >= better peer:   "
            f"{sum(m['replicates_at_least_better_peer'] for m in judged)}/{len(judged) * n}",
+           f"behind a peer beyond chance (paired 95% interval):  "
+           f"{sum(m['behind_beyond_chance'] for m in judged)}/{len(judged)} models",
+           f"ahead of both peers beyond chance:                  "
+           f"{sum(m['ahead_beyond_chance'] for m in judged)}/{len(judged)} models",
            "```", "",
            "| model | float top-1 (mean) | " + " | ".join(methods) + " | replicates with edgequant ≥ better peer |",
            "|---|---:|" + "---|" * len(methods) + "---:|"]
@@ -163,6 +183,16 @@ def markdown(result: dict[str, Any], command: str) -> str:
         fl = floats.get(m["model"]) or [float("nan")]
         out.append(f"| {m['model']} | {statistics.fmean(fl):.2f}% | " + " | ".join(cells)
                    + f" | {m.get('replicates_at_least_better_peer', '-')}/{n} |")
+    if judged:
+        peers = list(judged[0]["vs_peer"])
+        out += ["", "edgequant minus each peer, paired by replicate (same trained model, same calibration draw): the "
+                "mean difference in top-1 change, in points, with its 95% t interval. An interval that contains 0 "
+                "is a difference chance explains.", "",
+                "| model | " + " | ".join(f"edgequant - {p}" for p in peers) + " |",
+                "|---|" + "---|" * len(peers)]
+        for m in judged:
+            out.append(f"| {m['model']} | " + " | ".join(
+                f"{v['mean']:+.2f} [{v['low']:+.2f}, {v['high']:+.2f}]" for v in m["vs_peer"].values()) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -178,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", type=_list, default=list(zoo.ZOO), help="comma-separated zoo models (default: all)")
     p.add_argument("--scheme", default="int8")
     p.add_argument("--methods", type=_list, default=[*PEERS, PRIMARY])
-    p.add_argument("--replicates", type=int, default=5, help="replicates per model (default 5)")
+    p.add_argument("--replicates", type=int, default=10, help="replicates per model (default 10)")
     p.add_argument("--same-model", action="store_true", help="vary the calibration draw only, not the model")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--name", default="replicates", help="file name stem (default: replicates)")

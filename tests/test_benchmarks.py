@@ -127,6 +127,11 @@ def test_replicates_aggregate_means_and_counts_in_images() -> None:
     assert m["replicates_at_least_better_peer"] == 1
     # means: converter -0.11, LiteRT Quantizer -0.11, edgequant 0.00
     assert m["mean_at_least_better_peer"] and m["fewest_mean_changed"]
+    # paired by replicate against the converter: -1 and +2 images, mean +1/9 pt; two replicates cannot
+    # rule chance out either way
+    vs = m["vs_peer"]["tf-converter"]
+    assert vs["mean"] == pytest.approx(1 / 9) and vs["low"] < 0 < vs["high"] and vs["n"] == 2
+    assert not m["behind_beyond_chance"] and not m["ahead_beyond_chance"]
 
 
 def test_replicates_run_trains_a_second_instance(tmp_path, capsys) -> None:

@@ -124,3 +124,18 @@ def test_compare_rejects_bad_measurement_options(float_tflite, digits, tmp_path,
         code = main(["compare", str(float_tflite), "--data", str(digits["test"]), "--out", str(tmp_path / "o"), *opt])
         assert code == 2 and opt[0] in capsys.readouterr().err
         assert not (tmp_path / "o").exists()
+
+
+def test_a_reader_that_closes_early_gets_no_traceback(tmp_path) -> None:
+    """`edgequant runs list | head -1`: the pipe closes before edgequant writes; it stops as SIGPIPE would."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, EDGEQUANT_REGISTRY=str(tmp_path / "runs.sqlite3"))
+    proc = subprocess.Popen([sys.executable, "-m", "edgequant", "runs", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err

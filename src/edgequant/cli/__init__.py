@@ -397,10 +397,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = ["edgequant", *argv]
     set_verbose(args.verbose or os.environ.get("EDGEQUANT_VERBOSE", "") not in ("", "0"))
     try:
-        return record_run(args, _run_command)  # model-producing commands are recorded (cli/runs.py)
+        code = record_run(args, _run_command)  # model-producing commands are recorded (cli/runs.py)
+        sys.stdout.flush()  # inside the try: a reader that left early fails here, not at interpreter exit
+        return code
     except EdgequantError as exc:
         print(f"edgequant: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("edgequant: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of our output closed it (`edgequant runs list | head -1`): stop quietly, as a
+        # command killed by SIGPIPE does. Point stdout at /dev/null so the exit flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13

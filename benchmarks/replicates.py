@@ -75,7 +75,11 @@ def run_replicates(models: Sequence[str], scheme: str, methods: Sequence[str], r
             ref = Runner(edgequant.convert(zm.keras_path).tflite, 1, "float").predict(test_x)
             base, ref_pred = top1(ref, test_y), predictions(ref)
             for method in methods:
-                out = Runner(get_method(method).build(zm.keras_path, scheme, calib), 1, method).predict(test_x)
+                try:
+                    out = Runner(get_method(method).build(zm.keras_path, scheme, calib), 1, method).predict(test_x)
+                except Exception as exc:  # a peer that cannot do a model has no row there; the run goes on
+                    log(f"  {name}/{method}: no result: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}")
+                    continue
                 sqnr = fidelity(out, ref).sqnr_db
                 rows.append({"model": name, "replicate": k, "method": method, "float_accuracy": base,
                              "accuracy_delta": top1(out, test_y) - base,
@@ -114,14 +118,15 @@ def aggregate(rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> list[di
             # Exact sample counts: compare in images, not in rounded points.
             n = mine[0]["test_samples"]
             row["replicates_at_least_better_peer"] = sum(
-                1 for v in by_rep.values()
-                if round(v[PRIMARY] * n) >= max(round(v[p] * n) for p in peers))
+                1 for v in by_rep.values() if PRIMARY in v and any(p in v for p in peers)
+                and round(v[PRIMARY] * n) >= max(round(v[p] * n) for p in peers if p in v))
             # Paired by replicate (same model, same calibration draw): the difference edgequant - peer in
             # points, its mean and a 95% t interval. An interval wholly below 0 is behind beyond chance.
             row["vs_peer"] = {p: _paired_interval([(by_rep[k][PRIMARY] - by_rep[k][p]) * 100 for k in sorted(by_rep)
                                                    if PRIMARY in by_rep[k] and p in by_rep[k]]) for p in peers}
+            row["vs_peer"] = {p: v for p, v in row["vs_peer"].items() if v is not None}
             row["behind_beyond_chance"] = any(v["high"] < 0 for v in row["vs_peer"].values())
-            row["ahead_beyond_chance"] = all(v["low"] > 0 for v in row["vs_peer"].values())
+            row["ahead_beyond_chance"] = bool(row["vs_peer"]) and all(v["low"] > 0 for v in row["vs_peer"].values())
             best_peer = max(stats[p]["mean_delta_pt"] for p in peers)
             row["mean_at_least_better_peer"] = stats[PRIMARY]["mean_delta_pt"] >= best_peer - 1e-9
             row["fewest_mean_changed"] = stats[PRIMARY]["mean_changed"] <= min(
@@ -130,10 +135,13 @@ def aggregate(rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> list[di
     return out
 
 
-def _paired_interval(diffs: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
-    """Mean of paired differences with a two-sided t interval (a single difference: the interval is the point)."""
+def _paired_interval(diffs: Sequence[float], confidence: float = 0.95) -> dict[str, float] | None:
+    """Mean of paired differences with a two-sided t interval (a single difference: the interval is the
+    point; none: None)."""
     from scipy import stats as st
 
+    if not diffs:
+        return None
     mean = statistics.fmean(diffs)
     if len(diffs) < 2:
         return {"mean": mean, "low": mean, "high": mean, "n": len(diffs)}
@@ -184,7 +192,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
         out.append(f"| {m['model']} | {statistics.fmean(fl):.2f}% | " + " | ".join(cells)
                    + f" | {m.get('replicates_at_least_better_peer', '-')}/{n} |")
     if judged:
-        peers = list(judged[0]["vs_peer"])
+        peers = [p for p in PEERS if any(p in m["vs_peer"] for m in judged)]
         out += ["", "edgequant minus each peer, paired by replicate (same trained model, same calibration draw): the "
                 "mean difference in top-1 change, in points, with its 95% t interval. An interval that contains 0 "
                 "is a difference chance explains.", "",
@@ -192,7 +200,8 @@ def markdown(result: dict[str, Any], command: str) -> str:
                 "|---|" + "---|" * len(peers)]
         for m in judged:
             out.append(f"| {m['model']} | " + " | ".join(
-                f"{v['mean']:+.2f} [{v['low']:+.2f}, {v['high']:+.2f}]" for v in m["vs_peer"].values()) + " |")
+                "-" if (v := m["vs_peer"].get(p)) is None else f"{v['mean']:+.2f} [{v['low']:+.2f}, {v['high']:+.2f}]"
+                for p in peers) + " |")
     return "\n".join(out) + "\n"
 
 

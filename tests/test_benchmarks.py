@@ -132,6 +132,10 @@ def test_replicates_aggregate_means_and_counts_in_images() -> None:
     vs = m["vs_peer"]["tf-converter"]
     assert vs["mean"] == pytest.approx(1 / 9) and vs["low"] < 0 < vs["high"] and vs["n"] == 2
     assert not m["behind_beyond_chance"] and not m["ahead_beyond_chance"]
+    # a peer with no result on a replicate (it could not build the model) is paired on the others only
+    (m,) = aggregate([r for r in rows if (r["replicate"], r["method"]) != (1, "tf-converter")],
+                     ["tf-converter", "litert-quantizer", "edgequant"])
+    assert m["vs_peer"]["tf-converter"]["n"] == 1 and m["vs_peer"]["litert-quantizer"]["n"] == 2
 
 
 def test_replicates_run_trains_a_second_instance(tmp_path, capsys) -> None:

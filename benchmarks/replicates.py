@@ -34,7 +34,7 @@ import numpy as np
 
 from benchmarks import zoo
 from benchmarks.methods import SCHEMES, TUNED, get_method
-from benchmarks.run import CALIBRATION_SAMPLES, PEERS, PRIMARY
+from benchmarks.run import CALIBRATION_SAMPLES, PEERS, PRIMARY, benchmark_calibration, held_out
 
 __all__ = ["calibration_draw", "run_replicates", "aggregate", "markdown", "main"]
 
@@ -42,23 +42,22 @@ RESULTS = Path(__file__).resolve().parent / "results"
 Log = Callable[[str], None]
 
 
-def calibration_draw(calibration: np.ndarray, train_x: np.ndarray, replicate: int,
-                     samples: int = CALIBRATION_SAMPLES) -> np.ndarray:
-    """Replicate 0: the benchmark's calibration samples. Replicate k > 0: ``samples`` from the training
-    split with seed k. Unlabelled inputs only, and never the held-out images."""
+def calibration_draw(zm: zoo.ZooModel, train_x: np.ndarray, replicate: int) -> np.ndarray:
+    """Replicate 0: the benchmark's calibration samples. Replicate k > 0: as many from the training
+    split, drawn with seed k. Unlabelled inputs only, and never the held-out images."""
     from edgequant.data import select_samples
     from edgequant.types import Dataset
 
     if replicate == 0:
-        return select_samples(Dataset(calibration, None, "calibration"), samples).x
-    return select_samples(Dataset(train_x, None, "train"), samples, seed=replicate).x
+        return benchmark_calibration(zm)
+    return select_samples(Dataset(train_x, None, "train"), CALIBRATION_SAMPLES, seed=replicate).x
 
 
 def run_replicates(models: Sequence[str], scheme: str, methods: Sequence[str], replicates: int, cache: Path,
                    same_model: bool = False, log: Log = lambda s: None) -> dict[str, Any]:
     """Quantize every replicate of every model with every method; evaluate on the held-out split."""
     import edgequant
-    from edgequant.evaluate import fidelity, predictions, top1
+    from edgequant.evaluate import changed_top1, fidelity, top1
     from edgequant.runtime import Runner
 
     started = time.perf_counter()
@@ -68,23 +67,19 @@ def run_replicates(models: Sequence[str], scheme: str, methods: Sequence[str], r
         for k in range(replicates):
             log(f"{name}: replicate {k + 1}/{replicates}" + ("" if k == 0 or same_model else f" (training seed {k})"))
             zm = zoo.load(name, cache, seed=zoo.SEED if same_model or k == 0 else k)
-            with np.load(zm.test_path) as z:
-                test_x, test_y = z["x"].astype(np.float32), z["y"]
-            with np.load(zm.calibration_path) as z:
-                calib = calibration_draw(z["x"].astype(np.float32), train_x, k)
-            ref = Runner(edgequant.convert(zm.keras_path).tflite, 1, "float").predict(test_x)
-            base, ref_pred = top1(ref, test_y), predictions(ref)
+            test, calib = held_out(zm), calibration_draw(zm, train_x, k)
+            ref = Runner(edgequant.convert(zm.keras_path).tflite, 1, "float").predict(test.x)
+            base = top1(ref, test.y)
             for method in methods:
                 try:
-                    out = Runner(get_method(method).build(zm.keras_path, scheme, calib), 1, method).predict(test_x)
+                    out = Runner(get_method(method).build(zm.keras_path, scheme, calib), 1, method).predict(test.x)
                 except Exception as exc:  # a peer that cannot do a model has no row there; the run goes on
                     log(f"  {name}/{method}: no result: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}")
                     continue
                 sqnr = fidelity(out, ref).sqnr_db
                 rows.append({"model": name, "replicate": k, "method": method, "float_accuracy": base,
-                             "accuracy_delta": top1(out, test_y) - base,
-                             "changed": int(np.sum(predictions(out) != ref_pred)),
-                             "sqnr_db": sqnr if np.isfinite(sqnr) else None, "test_samples": len(test_y)})
+                             "accuracy_delta": top1(out, test.y) - base, "changed": changed_top1(out, ref),
+                             "sqnr_db": sqnr if np.isfinite(sqnr) else None, "test_samples": len(test)})
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "scheme": scheme, "replicates": replicates, "same_model": same_model,
             "calibration_samples": CALIBRATION_SAMPLES, "seconds": round(time.perf_counter() - started, 1)}

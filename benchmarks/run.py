@@ -25,11 +25,11 @@ from benchmarks import zoo
 from benchmarks.memory import calibration_memory
 from benchmarks.methods import METHODS, SCHEMES, TUNED, TUNED_BUDGET_PT, NotApplicable
 from edgequant.data import select_samples
-from edgequant.evaluate import fidelity, measure_interleaved, paired_top1, predictions, top1
+from edgequant.evaluate import changed_top1, fidelity, measure_interleaved, paired_top1, top1
 from edgequant.runtime import Runner
 from edgequant.types import Dataset
 
-__all__ = ["Cell", "run_benchmark", "summarize", "paired_summary", "tuned_comparison", "QUICK_MODELS", "QUICK_SCHEMES",
+__all__ = ["Cell", "held_out", "benchmark_calibration", "run_benchmark", "summarize", "paired_summary", "tuned_comparison", "QUICK_MODELS", "QUICK_SCHEMES",
            "CALIBRATION_SAMPLES"]
 
 QUICK_MODELS = ("seed_mlp", "seed_cnn", "outlier_mlp")
@@ -61,15 +61,24 @@ def _finite(v: float | None) -> float | None:
     return None if v is None or not math.isfinite(v) else v
 
 
+def held_out(zm: zoo.ZooModel) -> Dataset:
+    """A zoo model's held-out split (float32 inputs, labels): every method is evaluated on it."""
+    with np.load(zm.test_path) as z:
+        return Dataset(z["x"].astype(np.float32), z["y"], str(zm.test_path))
+
+
+def benchmark_calibration(zm: zoo.ZooModel) -> np.ndarray:
+    """The benchmark's calibration samples for a zoo model: the same CALIBRATION_SAMPLES for every method."""
+    with np.load(zm.calibration_path) as z:
+        return select_samples(Dataset(z["x"].astype(np.float32), None, "calibration"), CALIBRATION_SAMPLES).x
+
+
 def _bench_model(name: str, schemes: Sequence[str], methods: Sequence[str], runs: int, cache: Path,
                  log: Log) -> tuple[dict[str, Any], list[Cell], list[dict[str, Any]]]:
     import edgequant
 
     zm = zoo.load(name, cache)
-    with np.load(zm.test_path) as z:
-        test = Dataset(z["x"].astype(np.float32), z["y"], str(zm.test_path))
-    with np.load(zm.calibration_path) as z:
-        calib = select_samples(Dataset(z["x"].astype(np.float32), None, "calibration"), CALIBRATION_SAMPLES).x
+    test, calib = held_out(zm), benchmark_calibration(zm)
     float_tflite = edgequant.convert(zm.keras_path).tflite
     built: list[tuple[str, str, bytes, float]] = []
     cells: list[Cell] = []
@@ -101,7 +110,7 @@ def _bench_model(name: str, schemes: Sequence[str], methods: Sequence[str], runs
     for (scheme, method, tflite, secs), out, latency in zip(built, outputs[1:], lat[1:]):
         acc = top1(out, test.y)
         ratio = latency.median_ms / lat[0].median_ms if latency is not None and lat[0] is not None else None
-        changed = int(np.sum(predictions(out) != predictions(ref)))
+        changed = changed_top1(out, ref)
         cells.append(Cell(name, scheme, method, "ok", notes.get((scheme, method)), acc, acc - base_acc,
                           _finite(fidelity(out, ref).sqnr_db), len(tflite) / len(float_tflite), ratio, secs,
                           changed))

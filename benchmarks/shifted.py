@@ -18,7 +18,7 @@ import numpy as np
 
 from benchmarks import zoo
 from benchmarks.methods import get_method
-from benchmarks.run import CALIBRATION_SAMPLES
+from benchmarks.run import benchmark_calibration
 
 __all__ = ["shifted_heldout", "main"]
 
@@ -35,10 +35,8 @@ def shifted_heldout(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def main(argv: list[str] | None = None) -> int:
     import edgequant
-    from edgequant.data import select_samples
     from edgequant.runtime import Runner
     from edgequant.train import split_digits
-    from edgequant.types import Dataset
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.shifted", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         model = zoo.load(name)
         x = images[..., 0] if zoo.get_spec(name).input_kind == zoo.ROWS else images
         x = np.ascontiguousarray(x, dtype=np.float32)
-        with np.load(model.calibration_path) as z:
-            calib = select_samples(Dataset(z["x"].astype(np.float32), None, "calibration"), CALIBRATION_SAMPLES).x
+        calib = benchmark_calibration(model)
         ref = Runner(edgequant.convert(model.keras_path).tflite, 1, "float").predict(x).argmax(axis=1)
         cells = [f"{name:<15s} float {np.mean(ref == labels) * 100:6.2f}%"]
         for method in args.methods.split(","):

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from edgequant.evaluate.metrics import fidelity, mcnemar_p, paired_top1, predictions, top1
+from edgequant.evaluate.metrics import changed_top1, fidelity, mcnemar_p, paired_top1, predictions, top1
 
 
 def test_sqnr_matches_definition() -> None:
@@ -52,3 +52,9 @@ def test_paired_top1_counts_the_samples_each_model_gets_right_alone() -> None:
     assert (p.a_only, p.b_only, p.samples) == (1, 1, 5) and p.p_value == 1.0
     with pytest.raises(ValueError, match="same samples"):
         paired_top1(a, b[:4], labels)
+
+
+def test_changed_top1_counts_moved_predictions_right_or_wrong() -> None:
+    ref = np.eye(3)[[0, 1, 2, 2]]
+    out = np.eye(3)[[0, 2, 2, 1]]
+    assert changed_top1(out, ref) == 2 and changed_top1(ref, ref) == 0

@@ -9,13 +9,13 @@ import numpy as np
 from edgequant._util import Progress, no_progress
 from edgequant.evaluate.explain import SLOW_TOLERANCE, slow_reasons
 from edgequant.evaluate.latency import measure_interleaved
-from edgequant.evaluate.metrics import fidelity, mcnemar_p, paired_top1, predictions, top1
+from edgequant.evaluate.metrics import changed_top1, fidelity, mcnemar_p, paired_top1, predictions, top1
 from edgequant.graph import read_graph
 from edgequant.runtime import Runner
 from edgequant.types import Dataset, Evaluation, Latency, SizeInfo
 
 __all__ = ["size_of", "evaluate_runners", "slow_reasons", "SLOW_TOLERANCE", "fidelity", "top1",
-           "predictions", "measure_interleaved", "paired_top1", "mcnemar_p"]
+           "predictions", "measure_interleaved", "paired_top1", "mcnemar_p", "changed_top1"]
 
 
 def size_of(tflite: bytes) -> SizeInfo:

@@ -8,7 +8,7 @@ import numpy as np
 
 from edgequant.types import Fidelity, PairedTop1
 
-__all__ = ["top1", "fidelity", "predictions", "gzip_size", "paired_top1", "mcnemar_p"]
+__all__ = ["top1", "fidelity", "predictions", "gzip_size", "paired_top1", "mcnemar_p", "changed_top1"]
 
 
 def gzip_size(data: bytes) -> int:
@@ -65,6 +65,11 @@ def mcnemar_p(a_only: int, b_only: int) -> float:
         return 1.0
     tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
     return min(1.0, 2 * tail)
+
+
+def changed_top1(outputs: np.ndarray, reference: np.ndarray) -> int:
+    """How many samples' predicted class differs from the reference model's (right or wrong alike)."""
+    return int(np.sum(predictions(outputs) != predictions(reference)))
 
 
 def paired_top1(a_outputs: np.ndarray, b_outputs: np.ndarray, labels: np.ndarray) -> PairedTop1:

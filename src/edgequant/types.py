@@ -30,6 +30,9 @@ __all__ = [
     "SourceKind",
     "parse_enum",
     "Record",
+    "TensorSpec",
+    "Signature",
+    "UNNAMED",
     "FloatModel",
     "Dataset",
     "QuantizedModel",
@@ -155,9 +158,82 @@ class Record:
 _NOJSON = {"json": False}
 
 
+def _dims(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join("?" if d < 0 else str(d) for d in shape) + ")"
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec(Record):
+    """One model input or output as the model declares it: name, shape (-1 where unknown) and dtype."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def is_float(self) -> bool:
+        return np.dtype(self.dtype).kind == "f"
+
+    @property
+    def is_integer(self) -> bool:
+        return np.dtype(self.dtype).kind in "iub"
+
+    def describe(self) -> str:
+        return f"{self.name} {self.dtype} {_dims(self.shape)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature(Record):
+    """A model's inputs and outputs by name: what every frontend reports and every stage reads.
+
+    ``key`` is the LiteRT signature key the model is run through
+    (``serving_default`` for models edgequant gave a default signature).
+    """
+
+    key: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.inputs)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.outputs)
+
+    def input(self, name: str) -> TensorSpec:
+        for t in self.inputs:
+            if t.name == name:
+                return t
+        raise UnsupportedError(f"unknown input {name!r}: expected one of {', '.join(self.input_names)}")
+
+    def output(self, name: str) -> TensorSpec:
+        for t in self.outputs:
+            if t.name == name:
+                return t
+        raise UnsupportedError(f"unknown output {name!r}: expected one of {', '.join(self.output_names)}")
+
+    def single_input(self, what: str = "this step") -> TensorSpec:
+        """The only input, for the steps that handle one (qat's Keras graph walker); else an error naming them."""
+        if len(self.inputs) != 1:
+            raise UnsupportedError(f"{what} needs a model with one input, found {len(self.inputs)}: "
+                                   f"{', '.join(self.input_names)}")
+        return self.inputs[0]
+
+    def describe(self) -> str:
+        return ("inputs: " + "; ".join(t.describe() for t in self.inputs)
+                + " | outputs: " + "; ".join(t.describe() for t in self.outputs))
+
+
+# The name a bare array (a .npy, or the array 'x' of a .npz) takes before it meets the model: it then
+# feeds the model's one input, whatever that input is called.
+UNNAMED = "x"
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class FloatModel(Record):
-    """A loaded model as a float .tflite, plus where it came from.
+    """A loaded model as a float .tflite, its signature, and where it came from.
 
     The tflite-converter engine rebuilds from ``source`` (it needs the
     TensorFlow graph, not the flatbuffer); every other stage uses ``tflite``.
@@ -166,26 +242,68 @@ class FloatModel(Record):
     source: Path
     kind: SourceKind
     tflite: bytes = dataclasses.field(repr=False, metadata=_NOJSON)
-    input_shape: tuple[int, ...]
-    input_dtype: str
-    output_shape: tuple[int, ...]
+    signature: Signature
     unsafe: bool = False
+    notes: tuple[str, ...] = ()
+
+    # The single-input view, for the steps that handle one input (they fail loudly on several).
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.signature.single_input().shape
+
+    @property
+    def input_dtype(self) -> str:
+        return self.signature.single_input().dtype
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.signature.outputs[0].shape
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset(Record):
-    """Model inputs (batch first) and optional integer labels."""
+    """Model inputs by name (each batch first, all with the same batch) and optional integer labels.
 
-    x: np.ndarray = dataclasses.field(repr=False, metadata=_NOJSON)
+    A bare array is accepted in place of the mapping and named :data:`UNNAMED`
+    until it is matched against a model's one input.
+    """
+
+    inputs: Any = dataclasses.field(repr=False, metadata=_NOJSON)  # Mapping[str, np.ndarray]
     y: np.ndarray | None = dataclasses.field(repr=False, metadata=_NOJSON)
     source: str
 
+    def __post_init__(self) -> None:
+        if isinstance(self.inputs, np.ndarray):
+            object.__setattr__(self, "inputs", {UNNAMED: self.inputs})
+        else:
+            object.__setattr__(self, "inputs", dict(self.inputs))
+
     def __len__(self) -> int:
-        return int(self.x.shape[0])
+        return int(next(iter(self.inputs.values())).shape[0]) if self.inputs else 0
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.inputs)
+
+    @property
+    def x(self) -> np.ndarray:
+        """The one input array, for the steps that handle one input; an error naming them otherwise."""
+        if len(self.inputs) != 1:
+            raise UnsupportedError(f"this step needs data for one input, found {len(self.inputs)}: "
+                                   f"{', '.join(self.inputs)}")
+        return next(iter(self.inputs.values()))
 
     @property
     def has_labels(self) -> bool:
         return self.y is not None
+
+    def take(self, index: Any, source: str | None = None) -> Dataset:
+        """The samples at ``index`` (a slice or integer array) of every input and the labels."""
+        return Dataset({k: v[index] for k, v in self.inputs.items()}, None if self.y is None else self.y[index],
+                       self.source if source is None else source)
+
+    def without_labels(self) -> Dataset:
+        return Dataset(self.inputs, None, self.source)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

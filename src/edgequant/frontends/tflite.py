@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from edgequant.errors import InputError, UnsupportedError
 from edgequant.graph import read_graph
 from edgequant.runtime import open_interpreter
-from edgequant.types import FloatModel, SourceKind
+from edgequant.types import FloatModel, Signature, SourceKind, TensorSpec
 
 __all__ = ["load_tflite", "inspect_float_tflite"]
 
@@ -25,10 +27,12 @@ def inspect_float_tflite(tflite: bytes, source: Path, kind: SourceKind, unsafe: 
         raise UnsupportedError(f"expected a model with one input, found {len(ins)} in {source.name}")
     if ins[0]["dtype"].__name__ != "float32":
         raise InputError(f"expected a float32 model input, found {ins[0]['dtype'].__name__} in {source.name}")
-    sig = tuple(int(d) for d in ins[0].get("shape_signature", ins[0]["shape"]))
-    out_sig = tuple(int(d) for d in outs[0].get("shape_signature", outs[0]["shape"]))
-    return FloatModel(source=source, kind=kind, tflite=bytes(tflite), input_shape=sig,
-                      input_dtype="float32", output_shape=out_sig, unsafe=unsafe)
+    def spec(d: dict) -> TensorSpec:
+        return TensorSpec(d["name"], tuple(int(v) for v in d.get("shape_signature", d["shape"])),
+                          np.dtype(d["dtype"]).name)
+
+    signature = Signature("serving_default", tuple(spec(d) for d in ins), tuple(spec(d) for d in outs))
+    return FloatModel(source=source, kind=kind, tflite=bytes(tflite), signature=signature, unsafe=unsafe)
 
 
 def load_tflite(path: Path) -> FloatModel:

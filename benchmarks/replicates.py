@@ -68,11 +68,11 @@ def run_replicates(models: Sequence[str], scheme: str, methods: Sequence[str], r
             log(f"{name}: replicate {k + 1}/{replicates}" + ("" if k == 0 or same_model else f" (training seed {k})"))
             zm = zoo.load(name, cache, seed=zoo.SEED if same_model or k == 0 else k)
             test, calib = held_out(zm), calibration_draw(zm, train_x, k)
-            ref = Runner(edgequant.convert(zm.keras_path).tflite, 1, "float").predict(test.x)
+            ref = Runner(edgequant.convert(zm.keras_path).tflite, 1, "float").predict_output(test.x)
             base = top1(ref, test.y)
             for method in methods:
                 try:
-                    out = Runner(get_method(method).build(zm.keras_path, scheme, calib), 1, method).predict(test.x)
+                    out = Runner(get_method(method).build(zm.keras_path, scheme, calib), 1, method).predict_output(test.x)
                 except Exception as exc:  # a peer that cannot do a model has no row there; the run goes on
                     log(f"  {name}/{method}: no result: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}")
                     continue

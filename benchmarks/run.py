@@ -95,7 +95,7 @@ def _bench_model(name: str, schemes: Sequence[str], methods: Sequence[str], runs
                     tflite, notes[(scheme, method)] = METHODS[method].tune(zm.keras_path, calib)  # type: ignore[attr-defined]
                 else:
                     tflite = METHODS[method].build(zm.keras_path, scheme, calib)
-                Runner(tflite).predict(test.x[:1])  # must load and run, or it is an error cell
+                Runner(tflite).predict_output(test.x[:1])  # must load and run, or it is an error cell
                 built.append((scheme, method, tflite, time.perf_counter() - start))
             except NotApplicable as exc:
                 cells.append(Cell(name, scheme, method, "n/a", str(exc)))
@@ -104,7 +104,7 @@ def _bench_model(name: str, schemes: Sequence[str], methods: Sequence[str], runs
                 cells.append(Cell(name, scheme, method, "error", f"{type(exc).__name__}: {first}"))
                 log(f"  {name}/{scheme}/{method}: error: {first}\n{traceback.format_exc(limit=2)}")
     runners = [Runner(float_tflite, 1, "float")] + [Runner(t, 1, f"{s}/{m}") for s, m, t, _ in built]
-    outputs = [r.predict(test.x) for r in runners]
+    outputs = [r.predict_output(test.x) for r in runners]
     lat = measure_interleaved(runners, test.x, runs=runs, warmup=5) if runs > 0 else [None] * len(runners)
     ref, base_acc = outputs[0], top1(outputs[0], test.y)
     for (scheme, method, tflite, secs), out, latency in zip(built, outputs[1:], lat[1:]):

@@ -54,11 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         x = images[..., 0] if zoo.get_spec(name).input_kind == zoo.ROWS else images
         x = np.ascontiguousarray(x, dtype=np.float32)
         calib = benchmark_calibration(model)
-        ref = Runner(edgequant.convert(model.keras_path).tflite, 1, "float").predict(x).argmax(axis=1)
+        ref = Runner(edgequant.convert(model.keras_path).tflite, 1, "float").predict_output(x).argmax(axis=1)
         cells = [f"{name:<15s} float {np.mean(ref == labels) * 100:6.2f}%"]
         for method in args.methods.split(","):
             q = get_method(method).build(model.keras_path, args.scheme, calib)
-            out = Runner(q, 1, method).predict(x).argmax(axis=1)
+            out = Runner(q, 1, method).predict_output(x).argmax(axis=1)
             delta = (np.mean(out == labels) - np.mean(ref == labels)) * 100
             held = (np.mean(out[:n] == labels[:n]) - np.mean(ref[:n] == labels[:n])) * 100
             cells.append(f"{method} {delta:+.3f} ({held:+.2f}) differ {int(np.sum(out != ref))}")

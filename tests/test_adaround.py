@@ -112,10 +112,10 @@ def test_learned_rounding_never_reconstructs_worse(learned: object) -> None:
 
 
 def test_adaround_recovers_most_of_the_4bit_loss(mobilenet: dict, learned: object) -> None:
-    reference = Runner(mobilenet["tflite"]).predict(mobilenet["x"])
+    reference = Runner(mobilenet["tflite"]).predict_output(mobilenet["x"])
     float_acc = top1(reference, mobilenet["y"])
-    nearest = Runner(_quantize(mobilenet["tflite"], "w4a8", mobilenet["cal"])).predict(mobilenet["x"])
-    adaround = Runner(_quantize(learned.tflite, "w4a8", mobilenet["cal"])).predict(mobilenet["x"])
+    nearest = Runner(_quantize(mobilenet["tflite"], "w4a8", mobilenet["cal"])).predict_output(mobilenet["x"])
+    adaround = Runner(_quantize(learned.tflite, "w4a8", mobilenet["cal"])).predict_output(mobilenet["x"])
     loss_nearest = float_acc - top1(nearest, mobilenet["y"])
     loss_adaround = float_acc - top1(adaround, mobilenet["y"])
     assert loss_nearest > 0.02  # the case the bar is about

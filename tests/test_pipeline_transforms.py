@@ -10,7 +10,7 @@ from edgequant.runtime import Runner
 
 
 def _sqnr(q, float_tflite, x) -> float:
-    return fidelity(Runner(q.tflite).predict(x), Runner(float_tflite.read_bytes()).predict(x)).sqnr_db
+    return fidelity(Runner(q.tflite).predict_output(x), Runner(float_tflite.read_bytes()).predict_output(x)).sqnr_db
 
 
 def test_w4a8_default_applies_adaround_and_it_helps(seed_cnn_path, float_tflite, digits, test_arrays) -> None:

@@ -36,6 +36,6 @@ def test_quantize_and_dequantize_follow_the_spec(float_tflite, seed_cnn_path, di
 def test_batch_prediction_equals_one_by_one(float_tflite, test_arrays) -> None:
     x, _ = test_arrays
     r = Runner(float_tflite.read_bytes())
-    batched = r.predict(x[:37], batch_size=16)
-    single = np.concatenate([r.predict(x[i:i + 1]) for i in range(37)])
+    batched = r.predict_output(x[:37], batch_size=16)
+    single = np.concatenate([r.predict_output(x[i:i + 1]) for i in range(37)])
     assert np.allclose(batched, single, atol=1e-5)

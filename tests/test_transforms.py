@@ -80,7 +80,7 @@ def _quantize(tflite: bytes, scheme: str, calibration: np.ndarray) -> bytes:
 
 def _quality(tflite: bytes, case: Case, reference: np.ndarray) -> tuple[float, float, float]:
     """(top-1, SQNR dB vs float, mean abs output error vs float) on the held-out digits."""
-    out = Runner(tflite).predict(case.x)
+    out = Runner(tflite).predict_output(case.x)
     return top1(out, case.y), fidelity(out, reference).sqnr_db, float(np.abs(out - reference).mean())
 
 
@@ -111,10 +111,10 @@ def test_editor_reads_writes_and_round_trips(request: pytest.FixtureRequest) -> 
     residual = ed.find_ops("ADD")[0]
     assert len(ed.consumers(residual.inputs[0])) == 2  # the skip tensor feeds a conv and the Add
     x = case.x[:20]
-    same = Runner(GraphEditor(case.tflite).to_bytes()).predict(x)
-    np.testing.assert_array_equal(same, Runner(case.tflite).predict(x))
+    same = Runner(GraphEditor(case.tflite).to_bytes()).predict_output(x)
+    np.testing.assert_array_equal(same, Runner(case.tflite).predict_output(x))
     ed.write_constant(dw.inputs[1], w * 0)
-    assert np.abs(Runner(ed.to_bytes()).predict(x) - same).max() > 0.1
+    assert np.abs(Runner(ed.to_bytes()).predict_output(x) - same).max() > 0.1
     with pytest.raises(InputError, match="shape"):
         ed.write_constant(dw.inputs[1], w[..., :8])
     with pytest.raises(InputError):
@@ -146,7 +146,7 @@ def test_cle_keeps_float_outputs(name: str, request: pytest.FixtureRequest) -> N
     assert result.metrics["pairs"] == EXPECTED_PAIRS[name], result.changes
     assert sum(c.startswith("equalized") for c in result.changes) == EXPECTED_PAIRS[name]
     x = case.x[:HELD_OUT]
-    diff = np.abs(Runner(result.tflite).predict(x) - Runner(case.tflite).predict(x)).max()
+    diff = np.abs(Runner(result.tflite).predict_output(x) - Runner(case.tflite).predict_output(x)).max()
     assert diff < CLE_TOLERANCE, f"{name}: CLE changed softmax outputs by {diff:.2e}"
 
 
@@ -194,10 +194,10 @@ def test_cle_relu6_leaves_clipping_channels_alone() -> None:
 
 def test_cle_repairs_a_channel_imbalance_for_int8() -> None:
     case = _zoo_case("resnet_like")
-    reference = Runner(case.tflite).predict(case.x)
+    reference = Runner(case.tflite).predict_output(case.x)
     relu_pair = next(p for p in cle_module._find_pairs(GraphEditor(case.tflite))[0] if p.activation == "RELU")
     skewed = _imbalance(case.tflite, relu_pair.first.index, relu_pair.second.index)
-    assert np.abs(Runner(skewed).predict(case.x[:HELD_OUT]) - reference[:HELD_OUT]).max() < CLE_TOLERANCE
+    assert np.abs(Runner(skewed).predict_output(case.x[:HELD_OUT]) - reference[:HELD_OUT]).max() < CLE_TOLERANCE
     repaired = get_transform("cle").apply(skewed, case.calibration).tflite
     acc_orig, sqnr_orig, _ = _quality(_quantize(case.tflite, "int8", case.calibration), case, reference)
     acc_skew, sqnr_skew, _ = _quality(_quantize(skewed, "int8", case.calibration), case, reference)
@@ -263,7 +263,7 @@ def test_bias_correction_reduces_quantized_error(name: str, scheme: str, min_gai
     result = get_transform("bias-correction").apply(case.tflite, case.calibration, bits, op_bits=op_bits)
     m = result.metrics
     assert m["shift_after"] < m["shift_before"] and m["output_error_after"] < m["output_error_before"]
-    reference = Runner(case.tflite).predict(case.x)
+    reference = Runner(case.tflite).predict_output(case.x)
     acc0, sqnr0, err0 = _quality(_quantize(case.tflite, scheme, case.calibration), case, reference)
     acc1, sqnr1, err1 = _quality(_quantize(result.tflite, scheme, case.calibration), case, reference)
     assert err1 < err0, f"mean abs output error {err0:.5f} -> {err1:.5f}"

@@ -16,7 +16,7 @@ from edgequant._util import Progress, atomic_write, no_progress
 from edgequant.data import DataLike, select_samples
 from edgequant.engines import ENGINES
 from edgequant.errors import EdgequantError, InputError
-from edgequant.evaluate import SLOW_TOLERANCE, evaluate_runners, slow_reasons
+from edgequant.evaluate import SLOW_TOLERANCE, evaluate_runners, label_output, slow_reasons
 from edgequant.evaluate.metrics import gzip_size
 from edgequant.graph import read_graph
 from edgequant.provenance import Provenance, collect
@@ -59,6 +59,7 @@ def _row(scheme: str, engine: str, io: str, path: Path | None, ev: Evaluation | 
         size_ratio=size / base.size.total_bytes if ev and base else None,
         accuracy=acc,
         accuracy_delta=(acc - base.accuracy) if acc is not None and base and base.accuracy is not None else None,
+        worst_output=ev.worst_output if ev else None, outputs=dict(ev.outputs) if ev and len(ev.outputs) > 1 else {},
         sqnr_db=ev.fidelity.sqnr_db if ev and ev.fidelity else None,
         cosine=ev.fidelity.cosine if ev and ev.fidelity else None,
         max_abs_error=ev.fidelity.max_abs_error if ev and ev.fidelity else None,
@@ -74,7 +75,8 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
             warmup: int = 5, unsafe: bool = False, resize: tuple[int, int] | None = None,
             normalize: tuple[float, float] | None = None, observer: str | None = None,
             analyze: bool = False, progress: Progress = no_progress,
-            prebuilt: Sequence[PrebuiltVariant] = (), provenance: Provenance | None = None) -> CompareResult:
+            prebuilt: Sequence[PrebuiltVariant] = (), provenance: Provenance | None = None, *,
+            signature: str | None = None, output: str | None = None) -> CompareResult:
     """Float model plus every supported (scheme, engine) pair, evaluated side by side.
 
     ``prebuilt`` models (built by other means, e.g. the demo's QAT and pruned models) are
@@ -84,14 +86,21 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
     (no sensitivity runs; the latencies measured here are reused) and its top
     findings are attached to its row. ``provenance`` (how the run was made) goes into
     compare.json; by default it is collected here, without a command line.
+
+    Fidelity is measured for every output; a row's SQNR, cosine and max error
+    are its worst output's, named in ``worst_output``. Top-1 is read from
+    ``output`` (default: the first). A variant that fails to build or to run
+    is a row with its one-line error, and the others are still measured.
     """
     if provenance is None:
         provenance = collect({"model": model, "data": data, "calibration": calibration})
     scheme_list, engine_list = parse_schemes(schemes), parse_engines(engines)
     check_measurement_options(threads, runs)
-    floats = resolve_model(model, unsafe)
+    floats = resolve_model(model, unsafe, signature)
+    _, label_notes = label_output(floats.signature, output)
     ds = load_checked_data(data, floats, resize, normalize)
-    global_warnings: list[str] = []
+
+    global_warnings: list[str] = list(label_notes) if ds.has_labels else []
     if calibration is None:
         calib_ds = select_samples(ds, samples if samples is not None else DEFAULT_SAMPLES)
         if any(s.needs_calibration for s in scheme_list):
@@ -119,12 +128,27 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
     progress("quantize", len(pairs), len(pairs))
 
     built = [v for v in variants if v[2] is not None]
-    runners = [Runner(floats.tflite, threads, "float")] + [Runner(q.tflite, threads, f"{s.value}/{e.value}")
-                                                           for s, e, q, _ in built]
-    runners += [Runner(p.tflite, threads, f"{p.scheme}/{p.engine}") for p in prebuilt]
-    reference = runners[0].predict(ds.x)
-    evals = evaluate_runners(runners, ds, reference, runs, warmup, progress)
+    # The float model must run: every figure is relative to it. A variant that cannot becomes an error row.
+    runners: list[Runner | None] = [Runner(floats.tflite, threads, "float")]
+    errors: dict[int, str] = {}
+    for k, (s, e, q, _) in enumerate(built, start=1):
+        runners.append(_runner(q.tflite, threads, f"{s.value}/{e.value}", errors, k))
+    for k, p in enumerate(prebuilt, start=1 + len(built)):
+        runners.append(_runner(p.tflite, threads, f"{p.scheme}/{p.engine}", errors, k))
+    reference = runners[0].predict(ds.inputs)
+    live = [i for i, r in enumerate(runners) if r is not None]
+    run_errors: dict[int, str] = {}
+    measured = evaluate_runners([runners[i] for i in live], ds, reference, runs, warmup, progress, output=output,
+                                errors=run_errors)
+    if 0 in run_errors:
+        raise InputError(f"the float model fails to run: {run_errors[0]}")
+    evals: list[Evaluation | None] = [None] * len(runners)
+    for pos, i in enumerate(live):
+        evals[i] = measured[pos]
+        if pos in run_errors:
+            errors[i] = run_errors[pos]
     base = evals[0]
+    assert base is not None
     paths: dict[tuple[str, str], Path] = {}
     if out is not None:
         paths[("float", "")] = atomic_write(out / "float.tflite", floats.tflite)
@@ -138,8 +162,10 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
                                          None, []), gzip_bytes=gzip_size(floats.tflite))
     rows: list[Variant] = []
     ev_by_pair = {(s, e): ev for (s, e, _, _), ev in zip(built, evals[1:])}
+    err_by_pair = {(s, e): errors[k] for k, (s, e, _, _) in enumerate(built, start=1) if k in errors}
     for scheme, eng, q, err in variants:
         ev = ev_by_pair.get((scheme, eng))
+        err = err or err_by_pair.get((scheme, eng))
         warnings: list[str] = []
         if ev is not None and q is not None:
             warnings += _slow_warning(ev, base, q)
@@ -150,9 +176,9 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
         if analyze and ev is not None and q is not None:
             row = _with_findings(row, q, floats, ds, base, ev, runs, warmup, threads, progress, provenance)
         rows.append(row)
-    for p, ev in zip(prebuilt, evals[1 + len(built):]):
+    for k, (p, ev) in enumerate(zip(prebuilt, evals[1 + len(built):]), start=1 + len(built)):
         row = _row(p.scheme, p.engine, IOType.FLOAT.value, paths.get((p.scheme, p.engine)), ev, base, None,
-                   _slow_warning(ev, base, p))
+                   _slow_warning(ev, base, p) if ev is not None else [], errors.get(k))
         rows.append(dataclasses.replace(row, quantize_seconds=p.seconds, notes=p.notes,
                                         gzip_bytes=gzip_size(p.tflite)))
     result = CompareResult(model=str(floats.source), data=ds.source, samples=len(ds),
@@ -182,6 +208,15 @@ def _with_findings(row: Variant, q: QuantizedModel, floats: FloatModel, ds: Data
     except EdgequantError as exc:
         return dataclasses.replace(row, warnings=row.warnings + (f"analysis failed: {exc}",))
     return dataclasses.replace(row, findings=tuple(found[:ANALYZE_TOP_FINDINGS]))
+
+
+def _runner(tflite: bytes, threads: int, what: str, errors: dict[int, str], position: int) -> Runner | None:
+    """A runner for one variant, or None with its one-line reason in ``errors``."""
+    try:
+        return Runner(tflite, threads, what)
+    except EdgequantError as exc:
+        errors[position] = str(exc)
+        return None
 
 
 def _skip_reason(scheme: Scheme, engine: EngineName, floats: FloatModel) -> str | None:

@@ -13,6 +13,7 @@ __all__ = [
     "UnsafeModelError",
     "UnsupportedError",
     "EngineError",
+    "ModelRunError",
 ]
 
 
@@ -40,3 +41,11 @@ class EngineError(EdgequantError):
     """A quantization engine failed on input that passed our checks."""
 
     exit_code = 1
+
+
+class ModelRunError(InputError):
+    """A model loaded but LiteRT failed to run it (resize, allocate, invoke or reading a tensor).
+
+    Bad input when the model is the user's; the pipeline turns it into an
+    EngineError when the model is one an engine produced.
+    """

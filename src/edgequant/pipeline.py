@@ -22,17 +22,18 @@ from edgequant.calibrate import CalibrationStats, Observer, collect_stats, parse
 from edgequant.calibrate.plan import calibration_candidates
 from edgequant.engines import ENGINES, Engine, check_supported, get_engine
 from edgequant.errors import EngineError, InputError, UnsupportedError
-from edgequant.evaluate import evaluate_runners, fidelity
+from edgequant.evaluate import evaluate_runners, fidelity_by_output, label_output, worst_output
 from edgequant.frontends import load_model
 from edgequant.recipe import Recipe, plan
 from edgequant.recipe import parse_transforms  # noqa: F401 - kept importable here, where it lived before recipe/
-from edgequant.runtime import Runner
+from edgequant.graph import index_limits
+from edgequant.runtime import Inputs, Runner
 from edgequant.transforms import TransformName, get_transform, ordered, stored_mismatches
 from edgequant.types import (CalibrationInput, Dataset, EngineName, Evaluation, FloatModel, IOType, Precision,
-                             QuantizedModel, Record, Scheme)
+                             QuantizedModel, Record, Scheme, Signature)
 
 __all__ = ["convert", "calibrate", "quantize", "run", "evaluate", "RunResult", "DEFAULT_SAMPLES", "resolve_model",
-           "load_checked_data", "read_tflite"]
+           "load_checked_data", "check_data_for", "input_limits", "read_tflite"]
 
 # Transforms on by default, per scheme, where the benchmark measured a gain
 # (litert engine, 200 calibration samples, output SQNR vs float on held-out
@@ -64,7 +65,7 @@ DEFAULT_SAMPLES = 200
 class RunResult(Record):
     """Outputs of one inference, and how integer I/O was converted."""
 
-    outputs: np.ndarray = dataclasses.field(repr=False, metadata={"json": False})
+    outputs: dict[str, np.ndarray] = dataclasses.field(repr=False, metadata={"json": False})
     input_dtype: str
     output_dtype: str
     notes: tuple[str, ...] = ()
@@ -77,19 +78,36 @@ def check_measurement_options(threads: int, runs: int) -> None:
         raise InputError(f"--runs: expected 0 or more, found {runs}")
 
 
-def resolve_model(model: FloatModel | str | Path, unsafe: bool = False) -> FloatModel:
-    return model if isinstance(model, FloatModel) else load_model(model, unsafe=unsafe)
+def resolve_model(model: FloatModel | str | Path, unsafe: bool = False, signature: str | None = None) -> FloatModel:
+    return model if isinstance(model, FloatModel) else load_model(model, unsafe=unsafe, signature=signature)
+
+
+def input_limits(tflite: bytes, runner: Runner | None = None) -> dict[str, int]:
+    """Rows of the embedding table each integer input indexes, by input name (ids beyond are refused)."""
+    runner = runner or Runner(tflite, what="model")
+    by_index = index_limits(tflite) if runner.subgraph == 0 else {}
+    return {name: by_index[i] for name, i in runner.input_indices.items() if i in by_index}
+
+
+def check_data_for(data: DataLike, tflite: bytes, signature: Signature, resize: tuple[int, int] | None = None,
+                   normalize: tuple[float, float] | None = None) -> Dataset:
+    """Load ``data`` and check it against the model's inputs by name: shapes, dtypes, token-id ranges."""
+    images = [t for t in signature.inputs if t.is_float and len(t.shape) == 4]
+    # An image folder feeds a one-image-input model; its channel count comes from the model.
+    channels = images[0].shape[-1] if len(signature.inputs) == 1 and images else None
+    limits = input_limits(tflite) if any(t.is_integer for t in signature.inputs) else {}
+    return check_against_model(load_data(data, resize, normalize, channels), signature, limits)
 
 
 def load_checked_data(data: DataLike, model: FloatModel, resize: tuple[int, int] | None = None,
                       normalize: tuple[float, float] | None = None) -> Dataset:
-    channels = model.input_shape[-1] if len(model.input_shape) == 4 else None
-    return check_against_model(load_data(data, resize, normalize, channels), model.input_shape, model.input_dtype)
+    return check_data_for(data, model.tflite, model.signature, resize, normalize)
 
 
-def convert(model: str | Path, output: str | Path | None = None, unsafe: bool = False) -> FloatModel:
+def convert(model: str | Path, output: str | Path | None = None, unsafe: bool = False, *,
+            signature: str | None = None) -> FloatModel:
     """Load a Keras/.h5/SavedModel/.tflite model as a checked float .tflite; optionally write it."""
-    loaded = load_model(model, unsafe=unsafe)
+    loaded = load_model(model, unsafe=unsafe, signature=signature)
     if output is not None:
         atomic_write(Path(output), loaded.tflite)
     return loaded
@@ -101,7 +119,8 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
              resize: tuple[int, int] | None = None, normalize: tuple[float, float] | None = None,
              observer: Observer | str | None = None, stats: CalibrationStats | str | Path | None = None,
              transforms: Sequence[str] | str | None = None, progress: Progress = no_progress,
-             recipe: Recipe | Mapping[str, Any] | str | Path | None = None) -> QuantizedModel:
+             recipe: Recipe | Mapping[str, Any] | str | Path | None = None,
+             signature: str | None = None) -> QuantizedModel:
     """Quantize ``model`` with one scheme and engine; the result is checked to load and run in LiteRT.
 
     Static schemes need ``calibration`` data or saved ``stats`` (from
@@ -122,13 +141,13 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
     explicit = chosen.transforms is not None
     names = chosen.transforms if chosen.transforms is not None else DEFAULT_TRANSFORMS.get(scheme_, ())
     overrides = chosen.tensor_observers()
-    original = floats = resolve_model(model, unsafe)
+    original = floats = resolve_model(model, unsafe, signature)
     if precisions:
         eng.check_precisions(floats, scheme_, precisions, lambda name: chosen.field(f"tensors.{name}.precision"))
     candidates: list[CalibrationInput | None] = [None]
     n_samples = chosen.samples if chosen.samples is not None else DEFAULT_SAMPLES
     x = None if calibration is None else select_samples(
-        load_checked_data(calibration, floats, resize, normalize), n_samples).x
+        load_checked_data(calibration, floats, resize, normalize), n_samples).inputs
     transformed = False
     if names and stats is not None and not explicit:
         # Saved statistics describe the untransformed model; keep them usable.
@@ -160,7 +179,7 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
     built = []
     for k, calib in enumerate(candidates, start=1):
         tflite, notes = eng.rewrite(floats, scheme_, io_, calib, progress, precisions or None)
-        built.append((calib, tflite, notes, _validated(tflite, floats, scheme_, eng)))
+        built.append((calib, tflite, notes, _validated(tflite, floats, scheme_, eng, x)))
         progress("quantize", k, len(candidates))
     # Candidates are scored against the user's float model, not a transformed one.
     calib, tflite, notes, runner = _best(built, original, notes_in)
@@ -177,7 +196,7 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
     extra = calib.repairs if calib is not None else ()
     return QuantizedModel(scheme=scheme_, engine=eng.name, io=io_, tflite=tflite, path=path, seconds=seconds,
                           calibration_samples=0 if calib is None else calib.samples,
-                          notes=notes + tuple(notes_in) + extra + runner.io_notes(), recipe=ran)
+                          notes=floats.notes + notes + tuple(notes_in) + extra + runner.io_notes(), recipe=ran)
 
 
 def _tensor_bits(scheme: Scheme, precisions: Mapping[str, Precision]) -> dict[str, int]:
@@ -193,7 +212,7 @@ def _tensor_bits(scheme: Scheme, precisions: Mapping[str, Precision]) -> dict[st
 
 
 def _apply_transforms(names: Sequence[TransformName], explicit: bool, eng: Engine, scheme: Scheme,
-                      floats: FloatModel, x: np.ndarray | None, progress: Progress,
+                      floats: FloatModel, x: Inputs | None, progress: Progress,
                       precisions: Mapping[str, Precision]) -> tuple[FloatModel, list[str], dict[str, np.ndarray]]:
     """Run float-graph transforms in their fixed order; the engine then quantizes the edited float model.
 
@@ -239,23 +258,32 @@ def _check_grid(tflite: bytes, grid_values: dict[str, np.ndarray], eng: Engine, 
                  f"{values:,} values)")
 
 
-def _validated(tflite: bytes, floats: FloatModel, scheme: Scheme, eng: Engine) -> Runner:
-    """The engine's output must load and run once in LiteRT before we call it a model."""
+def _validated(tflite: bytes, floats: FloatModel, scheme: Scheme, eng: Engine, x: Inputs | None) -> Runner:
+    """The engine's output must load and run in LiteRT before we call it a model.
+
+    It runs on a real sample (the first calibration sample) where there is one:
+    zeros can be an input no real model sees (an int8 DIV kernel divided by zero on one).
+    """
     try:
         runner = Runner(tflite, what=f"{scheme.value}/{eng.name.value} output")
-        runner.predict(np.zeros((1,) + tuple(abs(d) for d in floats.input_shape[1:]), np.float32))
+        runner.predict({n: v[:1] for n, v in x.items()} if x is not None else runner.zeros())
     except InputError as exc:
         raise EngineError(f"engine {eng.name.value} produced a model LiteRT cannot run: {exc}") from None
     return runner
 
 
 def _best(built: list, floats: FloatModel, notes_in: list[str]) -> tuple:
-    """One candidate: itself. Several: the one whose outputs match float best (SQNR) on the calibration samples."""
+    """One candidate: itself. Several: the one whose outputs match float best (worst output's SQNR) on the
+    calibration samples."""
     if len(built) == 1:
         return built[0]
     x = built[0][0].x
     reference = Runner(floats.tflite).predict(x)
-    scored = [(fidelity(runner.predict(x), reference).sqnr_db, item) for item in built for runner in [item[3]]]
+
+    def score(runner: Runner) -> float:
+        return worst_output(fidelity_by_output(runner.predict(x), reference))[1].sqnr_db
+
+    scored = [(score(item[3]), item) for item in built]
     best_sqnr, best = max(scored, key=lambda s: s[0])
     listing = ", ".join(f"{item[0].observer} {sqnr:.1f} dB" for sqnr, item in scored)
     notes_in.append(f"observer auto-selected: {best[0].observer} (output SQNR vs float on the calibration "
@@ -265,25 +293,28 @@ def _best(built: list, floats: FloatModel, notes_in: list[str]) -> tuple:
 
 def calibrate(model: FloatModel | str | Path, data: DataLike, samples: int | None = None,
               output: str | Path | None = None, unsafe: bool = False, resize: tuple[int, int] | None = None,
-              normalize: tuple[float, float] | None = None, progress: Progress = no_progress) -> CalibrationStats:
+              normalize: tuple[float, float] | None = None, progress: Progress = no_progress, *,
+              signature: str | None = None) -> CalibrationStats:
     """Gather activation statistics of the float model in LiteRT; reusable with ``quantize(stats=...)``."""
-    floats = resolve_model(model, unsafe)
+    floats = resolve_model(model, unsafe, signature)
     x = select_samples(load_checked_data(data, floats, resize, normalize),
-                       samples if samples is not None else DEFAULT_SAMPLES).x
+                       samples if samples is not None else DEFAULT_SAMPLES).inputs
     stats = collect_stats(floats.tflite, x, progress=progress)
     if output is not None:
         stats.save(Path(output))
     return stats
 
 
-def run(model: str | Path | bytes, x: DataLike) -> RunResult:
-    """One inference in LiteRT; integer I/O is converted from and to float with the model's own parameters."""
+def run(model: str | Path | bytes, x: DataLike, *, signature: str | None = None) -> RunResult:
+    """One inference in LiteRT; integer I/O is converted from and to float with the model's own parameters.
+
+    ``x`` is named inputs (a .npz of one array per input name, a mapping), or
+    one array for a one-input model. The result holds every output by name.
+    """
     tflite = model if isinstance(model, bytes) else read_tflite(Path(model))
-    runner = Runner(tflite, what=str(model) if not isinstance(model, bytes) else "model")
-    ds = load_data(x)
-    shape = runner.input_signature
-    ds = check_against_model(ds, shape, "float32")
-    return RunResult(outputs=runner.predict(ds.x), input_dtype=runner.input_dtype,
+    runner = Runner(tflite, what=str(model) if not isinstance(model, bytes) else "model", signature=signature)
+    ds = check_data_for(x, tflite, runner.signature)
+    return RunResult(outputs=runner.predict(ds.inputs), input_dtype=runner.input_dtype,
                      output_dtype=runner.output_dtype, notes=runner.io_notes())
 
 
@@ -302,22 +333,24 @@ def read_tflite(path: Path) -> bytes:
 def evaluate(model: str | Path | bytes, data: DataLike | None = None, reference: FloatModel | str | Path | None = None,
              threads: int = 1, runs: int = 50, warmup: int = 5, resize: tuple[int, int] | None = None,
              normalize: tuple[float, float] | None = None, unsafe: bool = False,
-             progress: Progress = no_progress) -> Evaluation:
-    """Size, top-1 (with labels), fidelity to ``reference`` and batch-1 latency of one .tflite model."""
+             progress: Progress = no_progress, *, signature: str | None = None,
+             output: str | None = None) -> Evaluation:
+    """Size, top-1 (with labels, read from ``output``), fidelity of every output to ``reference`` and batch-1
+    latency of one .tflite model."""
     check_measurement_options(threads, runs)
     tflite = model if isinstance(model, bytes) else read_tflite(Path(model))
-    runner = Runner(tflite, threads=threads, what=str(model) if not isinstance(model, bytes) else "model")
-    shape = runner.input_signature
-    channels = shape[-1] if len(shape) == 4 else None
-    ds = check_against_model(load_data(data, resize, normalize, channels), shape) if data is not None else None
+    runner = Runner(tflite, threads=threads, what=str(model) if not isinstance(model, bytes) else "model",
+                    signature=signature)
+    label_output(runner.signature, output)  # an unknown --output fails before any work
+    ds = check_data_for(data, tflite, runner.signature, resize, normalize) if data is not None else None
     ref_out = None
     if reference is not None:
         if ds is None:
             raise InputError("--reference compares outputs on data: expected --data DATA, found none")
-        ref_model = resolve_model(reference, unsafe)
-        ref_out = Runner(ref_model.tflite, threads=threads, what="reference").predict(ds.x)
-    sample = ds.x if ds is not None else np.zeros((1,) + tuple(abs(d) for d in shape[1:]), np.float32)
-    result = evaluate_runners([runner], ds, ref_out, runs, warmup, progress, sample=sample)[0]
+        ref_model = resolve_model(reference, unsafe, signature)
+        ref_out = Runner(ref_model.tflite, threads=threads, what="reference").predict(ds.inputs)
+    sample = ds.inputs if ds is not None else runner.zeros()
+    result = evaluate_runners([runner], ds, ref_out, runs, warmup, progress, sample=sample, output=output)[0]
     path = None if isinstance(model, bytes) else Path(model)
     return dataclasses.replace(result, path=path)
 

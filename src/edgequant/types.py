@@ -33,6 +33,7 @@ __all__ = [
     "TensorSpec",
     "Signature",
     "UNNAMED",
+    "ModelOptions",
     "FloatModel",
     "Dataset",
     "QuantizedModel",
@@ -231,6 +232,15 @@ class Signature(Record):
 UNNAMED = "x"
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelOptions(Record):
+    """How to load a model, travelling together: ``unsafe`` allows Keras models holding Python code;
+    ``signature`` picks one of a .tflite's signatures (default: the only one, or serving_default)."""
+
+    unsafe: bool = False
+    signature: str | None = None
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class FloatModel(Record):
     """A loaded model as a float .tflite, its signature, and where it came from.
@@ -311,10 +321,11 @@ class CalibrationInput:
     """What a static scheme's engine gets: the samples, and edgequant's ranges for them.
 
     ``ranges`` maps tensor names to (lo, hi) chosen by an edgequant observer;
-    an engine that calibrates by itself (TensorFlow's converter) uses ``x``.
+    an engine that calibrates by itself (TensorFlow's converter) uses ``x``,
+    the samples as named inputs (input name -> array, batch first).
     """
 
-    x: np.ndarray | None = dataclasses.field(repr=False)
+    x: Any = dataclasses.field(repr=False)  # Mapping[str, np.ndarray] | None
     ranges: dict[str, tuple[float, float]] | None = dataclasses.field(repr=False)
     samples: int
     description: str = ""
@@ -393,7 +404,12 @@ class PairedTop1(Record):
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation(Record):
-    """Everything ``evaluate`` measured on one model."""
+    """Everything ``evaluate`` measured on one model.
+
+    ``fidelity`` is the worst output's (lowest SQNR), named by ``worst_output``;
+    ``outputs`` holds the fidelity of every output by name. Top-1 is read from
+    ``label_output``.
+    """
 
     path: Path | None
     size: SizeInfo
@@ -404,6 +420,9 @@ class Evaluation(Record):
     fidelity: Fidelity | None
     latency: Latency | None
     notes: tuple[str, ...] = ()
+    outputs: dict[str, Fidelity] = dataclasses.field(default_factory=dict)
+    worst_output: str | None = None
+    label_output: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -451,6 +470,10 @@ class Variant(Record):
     findings: tuple[Finding, ...] = ()
     # Size after gzip (level 9): what pruning saves shows only here, not in size_bytes.
     gzip_bytes: int | None = None
+    # Models with several outputs: sqnr_db/cosine/max_abs_error above are the worst output's (lowest SQNR),
+    # named here; ``outputs`` has every output's figures by name.
+    worst_output: str | None = None
+    outputs: dict[str, Fidelity] = dataclasses.field(default_factory=dict)
 
     @property
     def label(self) -> str:

@@ -27,7 +27,8 @@ from edgequant.data import DataLike, check_against_model, select_samples
 from edgequant.errors import InputError, UnsupportedError
 from edgequant.evaluate.explain import slow_reasons
 from edgequant.evaluate.latency import measure_interleaved
-from edgequant.evaluate.metrics import fidelity, top1
+from edgequant.evaluate import label_output
+from edgequant.evaluate.metrics import fidelity_by_output, top1, worst_output
 from edgequant.graph import read_graph
 from edgequant.graph.submodel import GraphModel
 from edgequant.provenance import Provenance, collect
@@ -58,7 +59,8 @@ def analyze(model: str | Path | bytes, reference: FloatModel | str | Path, data:
             threads: int = 1, resize: tuple[int, int] | None = None, normalize: tuple[float, float] | None = None,
             unsafe: bool = False, timer: Timer = measure_interleaved,
             model_latency: tuple[Latency, Latency] | None = None, progress: Progress = no_progress,
-            provenance: Provenance | None = None) -> Analysis:
+            provenance: Provenance | None = None, *, signature: str | None = None,
+            output: str | None = None) -> Analysis:
     """Explain one quantized .tflite against its float reference, layer by layer, on ``data``.
 
     ``top_k`` layers (by local error) get a sensitivity run (0 skips it);
@@ -77,22 +79,25 @@ def analyze(model: str | Path | bytes, reference: FloatModel | str | Path, data:
     what = "quantized model" if isinstance(model, bytes) else str(model)
     q_bytes = model if isinstance(model, bytes) else read_tflite(Path(model))
     qg = GraphModel(q_bytes, what)
-    q_runner = Runner(q_bytes, threads, what)
+    q_runner = Runner(q_bytes, threads, what, signature=signature)
+    label, label_notes = label_output(q_runner.signature, output)
     scheme = infer_scheme(qg)
     if scheme is None:
         raise InputError(f"{what} has no quantized tensor and no reduced-precision weight: expected a quantized "
                          ".tflite to analyze against the float reference")
-    floats = reference if isinstance(reference, FloatModel) else resolve_model(reference, unsafe)
+    floats = reference if isinstance(reference, FloatModel) else resolve_model(reference, unsafe, signature)
     fg = GraphModel(floats.tflite, "reference model")
     matching = match_graphs(fg, qg)
-    ds = check_against_model(load_checked_data(data, floats, resize, normalize), q_runner.input_signature)
+    ds = check_against_model(load_checked_data(data, floats, resize, normalize), q_runner.signature)
     ds = select_samples(ds, samples)
 
     taken, f_taken = xnnpack_ops(qg, threads), xnnpack_ops(fg, threads)
-    layers, used = measure_layers(fg, qg, matching, ds.x, taken, f_taken, progress)
+    layers, used = measure_layers(fg, qg, matching, ds.inputs, taken, f_taken, progress)
     layers = _ranked(layers)
-    ref_out = Runner(floats.tflite, threads, "reference").predict(ds.x)
-    q_out = q_runner.predict(ds.x)
+    ref_out = Runner(floats.tflite, threads, "reference").predict(ds.inputs)
+    q_out = q_runner.predict(ds.inputs)
+    by_output = fidelity_by_output(q_out, ref_out)
+    worst, worst_fid = worst_output(by_output)
     notes = [f"{len(ds)} samples ({ds.source}); layer statistics over {used} of them"] if used != len(ds) else \
         [f"{len(ds)} samples ({ds.source})"]
     notes += [f"{m.value}-matched layers: {sum(1 for e in layers if e.match is m)}" for m in MatchMethod
@@ -107,11 +112,16 @@ def analyze(model: str | Path | bytes, reference: FloatModel | str | Path, data:
                                           q_bytes, progress)
         except UnsupportedError as exc:
             notes.append(f"sensitivity not measured: {exc}")
-    runtime = runtime_report(fg, qg, matching, ds.x, runs, warmup, threads, timer, taken, model_latency, progress)
+    if ds.y is not None:
+        notes += label_notes
+    if len(by_output) > 1:
+        notes.append(f"fidelity is the worst of {len(by_output)} outputs: '{worst}' ("
+                     + ", ".join(f"{n} {f.sqnr_db:.1f} dB" for n, f in by_output.items()) + ")")
+    runtime = runtime_report(fg, qg, matching, ds.inputs, runs, warmup, threads, timer, taken, model_latency, progress)
     result = Analysis(model=what, reference=str(floats.source), data=ds.source, samples=len(ds),
-                      scheme=scheme.value, accuracy=top1(q_out, ds.y) if ds.y is not None else None,
-                      float_accuracy=top1(ref_out, ds.y) if ds.y is not None else None,
-                      fidelity=fidelity(q_out, ref_out), layers=tuple(layers), unmatched=matching.unmatched,
+                      scheme=scheme.value, accuracy=top1(q_out[label], ds.y) if ds.y is not None else None,
+                      float_accuracy=top1(ref_out[label], ds.y) if ds.y is not None else None,
+                      fidelity=worst_fid, layers=tuple(layers), unmatched=matching.unmatched,
                       sensitivity=sensitivity, runtime=runtime, size=size_breakdown(fg, qg), findings=(),
                       notes=tuple(notes), provenance=provenance)
     return dataclasses.replace(result, findings=findings(result, slow_reasons(read_graph(q_bytes, what))))

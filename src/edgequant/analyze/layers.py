@@ -20,18 +20,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from edgequant._util import Progress, no_progress, quiet
+from edgequant._util import Progress, no_progress
 from edgequant.analyze.local import LocalProbe, to_float
 from edgequant.analyze.match import LayerPair, Matching
 from edgequant.analyze.records import LayerError
 from edgequant.calibrate.histogram import BINS, TensorStats
 from edgequant.errors import EdgequantError, InputError
 from edgequant.graph.submodel import GraphModel
+from edgequant.runtime import Inputs, Runner, rows
 
 __all__ = ["ErrorSums", "PreservedRun", "measure_layers", "BATCH_BUDGET_BYTES", "central_range"]
 
@@ -111,41 +111,20 @@ def central_range(stats: TensorStats, share: float = CENTRAL_SHARE) -> tuple[flo
 
 
 class PreservedRun:
-    """A model in LiteRT with every intermediate tensor readable after invoke."""
+    """A model in LiteRT with every intermediate tensor readable after invoke (through runtime.Runner)."""
 
     def __init__(self, tflite: bytes, what: str) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+        self.runner = Runner(tflite, what=what, preserve=True)
+        self.dynamic = self.runner.dynamic_batch
+        first = self.runner.signature.inputs[0].shape if self.runner.signature.inputs else ()
+        self.batch = int(first[0]) if first and first[0] > 0 else 1
 
-        try:
-            with quiet(), warnings.catch_warnings():
-                # LiteRT warns that preserving tensors is "for debugging": we want exactly that.
-                warnings.simplefilter("ignore")
-                self.interp = Interpreter(model_content=bytes(tflite), experimental_preserve_all_tensors=True)
-                self.interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise InputError(f"{what} is not a loadable .tflite model: {str(exc).strip().splitlines()[0]}") from None
-        self.detail = self.interp.get_input_details()[0]
-        sig = self.detail.get("shape_signature", self.detail["shape"])
-        self.dynamic = len(sig) > 0 and int(sig[0]) == -1
-        self.batch = int(self.detail["shape"][0]) if len(self.detail["shape"]) else 1
-        scale, zero = self.detail["quantization"]
-        self.conversion = (scale, zero) if np.dtype(self.detail["dtype"]).kind in "iu" and scale else None
-
-    def run(self, x: np.ndarray) -> None:
-        if self.dynamic and len(x) != self.batch:
-            self.interp.resize_tensor_input(self.detail["index"], [len(x), *self.detail["shape"][1:]])
-            self.interp.allocate_tensors()
-            self.batch = len(x)
-        value = x
-        if self.conversion is not None:
-            # Integer model input: quantize with the model's own parameters, as runtime.Runner does.
-            info = np.iinfo(np.dtype(self.detail["dtype"]))
-            value = np.clip(np.round(x / self.conversion[0]) + self.conversion[1], info.min, info.max)
-        self.interp.set_tensor(self.detail["index"], np.asarray(value, self.detail["dtype"]))
-        self.interp.invoke()
+    def run(self, inputs: Mapping[str, np.ndarray]) -> None:
+        self.runner.set_inputs(self.runner.named(inputs))
+        self.runner.invoke()
 
     def get(self, tensor: int) -> np.ndarray:
-        return np.array(self.interp.get_tensor(tensor))
+        return self.runner.tensor(tensor)
 
 
 def _batches(f: PreservedRun, q: PreservedRun, n: int, per_sample_bytes: int) -> Iterator[tuple[int, int]]:
@@ -163,7 +142,7 @@ def _batches(f: PreservedRun, q: PreservedRun, n: int, per_sample_bytes: int) ->
         yield start, min(n, start + step)
 
 
-def measure_layers(fg: GraphModel, qg: GraphModel, matching: Matching, x: np.ndarray,
+def measure_layers(fg: GraphModel, qg: GraphModel, matching: Matching, x: Inputs,
                    delegated: set[int] | None = None, f_delegated: set[int] | None = None,
                    progress: Progress = no_progress) -> tuple[list[LayerError], int]:
     """Accumulated, local and inherited error of every paired layer, and the samples used.
@@ -200,12 +179,12 @@ def measure_layers(fg: GraphModel, qg: GraphModel, matching: Matching, x: np.nda
     q_needed = sorted(set(watched) | {t for p in probes.values() for t in p.q.inputs})
     per_sample = sum(int(np.prod([abs(d) for d in g.tensor_shape(t)[1:]] or [1])) * 4
                      for g, ts in ((fg, f_needed), (qg, q_needed)) for t in ts)
-    spans = list(_batches(f_model, q_model, len(x), per_sample))
+    spans = list(_batches(f_model, q_model, rows(x), per_sample))
     if not spans:
-        raise InputError(f"data: expected at least {q_model.batch} samples for this fixed-batch model, found {len(x)}")
+        raise InputError(f"data: expected at least {q_model.batch} samples for this fixed-batch model, found {rows(x)}")
     own_fed: dict[int, set[int]] = {}
     for k, (start, stop) in enumerate(spans, start=1):
-        part = np.asarray(x[start:stop], np.float32)
+        part = {n: v[start:stop] for n, v in x.items()}
         f_model.run(part)
         q_model.run(part)
         fb = {t: f_model.get(t) for t in f_needed}

@@ -29,6 +29,8 @@ counts), and the layer says so.
 
 from __future__ import annotations
 
+import time
+
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -163,6 +165,11 @@ class OpModel:
 
     def invoke(self) -> None:
         self.interp.invoke()
+
+    def timed_invoke(self) -> float:
+        start = time.perf_counter()
+        self.interp.invoke()
+        return time.perf_counter() - start
 
 
 def local_feeds(model: OpModel, qg: GraphModel, counterpart: Mapping[int, int], f_batch: Mapping[int, np.ndarray],

@@ -34,7 +34,7 @@ from edgequant.evaluate.latency import measure_interleaved
 from edgequant.graph import WEIGHTED_OPS
 from edgequant.graph.edit import SHAPE_ONLY_OPS
 from edgequant.graph.submodel import GraphModel
-from edgequant.runtime import Runner
+from edgequant.runtime import Inputs, Runner
 from edgequant.types import Latency, Scheme
 
 __all__ = ["Timer", "infer_scheme", "xnnpack_ops", "runtime_report", "label"]
@@ -135,7 +135,7 @@ def _float_reason(op: str, scheme: Scheme | None, engine_ops: frozenset[str]) ->
             "engine leaves it float")
 
 
-def runtime_report(fg: GraphModel, qg: GraphModel, matching: Matching, x: np.ndarray, runs: int, warmup: int = 5,
+def runtime_report(fg: GraphModel, qg: GraphModel, matching: Matching, x: Inputs, runs: int, warmup: int = 5,
                    threads: int = 1, timer: Timer = measure_interleaved, taken: set[int] | None = None,
                    model_latency: tuple[Latency, Latency] | None = None,
                    progress: Progress = no_progress) -> RuntimeReport:
@@ -157,14 +157,15 @@ def runtime_report(fg: GraphModel, qg: GraphModel, matching: Matching, x: np.nda
     times: dict[int, float] = {}
     float_times: dict[int, float] = {}
     float_latency = latency = None
+    first = {n: v[:1] for n, v in x.items()}
     timing = "not measured (runs = 0)"
     if runs > 0:
         if model_latency is not None:
             float_latency, latency = model_latency
         else:
             float_latency, latency = timer([Runner(fg.tflite, threads, "reference"),
-                                            Runner(qg.tflite, threads, "quantized")], x[:1], runs, warmup, progress)
-        times, float_times, skipped = _time_ops(fg, qg, matching, x[:1], runs, warmup, threads, timer, progress,
+                                            Runner(qg.tflite, threads, "quantized")], first, runs, warmup, progress)
+        times, float_times, skipped = _time_ops(fg, qg, matching, first, runs, warmup, threads, timer, progress,
                                                 taken, dq_weights)
         timing = (f"each op alone in a one-op model, batch 1, XNNPACK on where it takes the op, median of {runs} runs "
                   f"interleaved with every other op; includes LiteRT's per-invoke overhead")
@@ -220,7 +221,7 @@ def _conversions(qg: GraphModel, ops: Sequence[OpRuntime], times: dict[int, floa
     return out
 
 
-def _time_ops(fg: GraphModel, qg: GraphModel, matching: Matching, sample: np.ndarray, runs: int, warmup: int,
+def _time_ops(fg: GraphModel, qg: GraphModel, matching: Matching, sample: Inputs, runs: int, warmup: int,
               threads: int, timer: Timer, progress: Progress, taken: set[int],
               dq_weights: set[int]) -> tuple[dict[int, float], dict[int, float], list[str]]:
     """Batch-1 median per op of the quantized model, and of the float ops paired with its layers.
@@ -231,7 +232,7 @@ def _time_ops(fg: GraphModel, qg: GraphModel, matching: Matching, sample: np.nda
     values = {}
     for name, g in (("q", qg), ("f", fg)):
         model = PreservedRun(g.tflite, "model")
-        model.run(np.asarray(sample, np.float32))
+        model.run(sample)
         values[name] = (g, model)
     f_producers = fg.producers()
     jobs: list[tuple[str, int, OpModel]] = []

@@ -27,9 +27,10 @@ from edgequant.analyze.match import match_graphs
 from edgequant.analyze.records import LayerSensitivity, Sensitivity
 from edgequant.data import DataLike, select_samples
 from edgequant.errors import EngineError, InputError, UnsupportedError
-from edgequant.evaluate.metrics import fidelity, top1
+from edgequant.evaluate import Outputs
+from edgequant.evaluate.metrics import fidelity_by_output, top1, worst_output
 from edgequant.graph.submodel import GraphModel
-from edgequant.runtime import Runner
+from edgequant.runtime import Inputs, Runner, rows
 from edgequant.types import CalibrationInput, Dataset, FloatModel, Scheme, parse_enum
 
 __all__ = ["layer_sensitivity", "sensitivity_for", "Ranked"]
@@ -39,12 +40,12 @@ Ranked = tuple[str, str, float | None]
 CALIBRATION_SAMPLES = 200
 
 
-def _ranges(floats: FloatModel, x: np.ndarray, scheme: Scheme, quantized: bytes | None) -> tuple[dict, list[str]]:
+def _ranges(floats: FloatModel, x: Inputs, scheme: Scheme, quantized: bytes | None) -> tuple[dict, list[str]]:
     from edgequant.calibrate import collect_stats, compute_ranges
 
     bits = 16 if scheme is Scheme.INT16X8 else 8
     ranges, _ = compute_ranges(collect_stats(floats.tflite, x), "minmax", bits)
-    notes = [f"baseline ranges: min-max over {len(x)} samples"]
+    notes = [f"baseline ranges: min-max over {rows(x)} samples"]
     if quantized is not None:
         fg, qg = GraphModel(floats.tflite, "reference model"), GraphModel(quantized, "quantized model")
         taken = 0
@@ -67,8 +68,10 @@ def _difference(value: float, baseline: float) -> float:
     return 0.0 if value == baseline else value - baseline
 
 
-def _metric(out: np.ndarray, reference: np.ndarray, y: np.ndarray | None) -> tuple[float | None, float]:
-    return (top1(out, y) if y is not None else None), fidelity(out, reference).sqnr_db
+def _metric(out: Outputs, reference: Outputs, y: np.ndarray | None) -> tuple[float | None, float]:
+    """Top-1 on the first output (with labels) and the worst output's SQNR."""
+    first = next(iter(reference))
+    return (top1(out[first], y) if y is not None else None), worst_output(fidelity_by_output(out, reference))[1].sqnr_db
 
 
 def sensitivity_for(floats: FloatModel, ds: Dataset, scheme: Scheme, ranked: Sequence[Ranked],
@@ -82,18 +85,19 @@ def sensitivity_for(floats: FloatModel, ds: Dataset, scheme: Scheme, ranked: Seq
     notes: list[str] = []
     calib = None
     if scheme.needs_calibration:
-        x_cal = select_samples(ds, CALIBRATION_SAMPLES).x
+        x_cal = select_samples(ds, CALIBRATION_SAMPLES).inputs
         ranges, notes = _ranges(floats, x_cal, scheme, quantized)
-        calib = CalibrationInput(x_cal, ranges, len(x_cal), "analysis baseline")
-    reference = Runner(floats.tflite, what="reference").predict(ds.x)
+        calib = CalibrationInput(x_cal, ranges, rows(x_cal), "analysis baseline")
+    reference = Runner(floats.tflite, what="reference").predict(ds.inputs)
     total = len(ranked) + 1
     progress("analyze sensitivity", 0, total)
     baseline = rewrite_keeping_float(floats, scheme, calib)
-    base_out = Runner(baseline, what="sensitivity baseline").predict(ds.x)
+    base_out = Runner(baseline, what="sensitivity baseline").predict(ds.inputs)
     base_acc, base_sqnr = _metric(base_out, reference, ds.y)
     reproduction = None
     if quantized is not None:
-        reproduction = fidelity(base_out, Runner(quantized, what="quantized model").predict(ds.x)).sqnr_db
+        reproduction = worst_output(fidelity_by_output(
+            base_out, Runner(quantized, what="quantized model").predict(ds.inputs)))[1].sqnr_db
     progress("analyze sensitivity", 1, total)
     layers = []
     for k, (tensor, op, local) in enumerate(ranked, start=2):
@@ -102,7 +106,7 @@ def sensitivity_for(floats: FloatModel, ds: Dataset, scheme: Scheme, ranked: Seq
         except EngineError as exc:
             notes.append(f"{tensor}: not measured ({exc})")
             continue
-        acc, sqnr = _metric(Runner(kept, what=f"{tensor} in float").predict(ds.x), reference, ds.y)
+        acc, sqnr = _metric(Runner(kept, what=f"{tensor} in float").predict(ds.inputs), reference, ds.y)
         gain = (acc - base_acc) if acc is not None and base_acc is not None else _difference(sqnr, base_sqnr)
         layers.append(LayerSensitivity(tensor=tensor, op=op, local_sqnr_db=local, accuracy=acc, sqnr_db=sqnr,
                                        gain=gain))
@@ -163,11 +167,11 @@ def layer_sensitivity(reference: FloatModel | str | Path, quantized: bytes | str
                                        f"produce scheme {scheme.value}")
             calib = None
             if scheme.needs_calibration:
-                x_cal = select_samples(ds, CALIBRATION_SAMPLES).x
-                calib = CalibrationInput(x_cal, _ranges(floats, x_cal, scheme, None)[0], len(x_cal), "ranking")
+                x_cal = select_samples(ds, CALIBRATION_SAMPLES).inputs
+                calib = CalibrationInput(x_cal, _ranges(floats, x_cal, scheme, None)[0], rows(x_cal), "ranking")
             target = rewrite_keeping_float(floats, scheme, calib)
         fg, qg = GraphModel(floats.tflite, "reference model"), GraphModel(target, "quantized model")
-        errors, _ = measure_layers(fg, qg, match_graphs(fg, qg), ds.x, progress=progress)
+        errors, _ = measure_layers(fg, qg, match_graphs(fg, qg), ds.inputs, progress=progress)
         worst = sorted((e for e in errors if e.local_sqnr_db is not None), key=lambda e: e.local_sqnr_db)
         ranked = [(e.tensor, e.op, e.local_sqnr_db) for e in worst[:top_k]]
     return sensitivity_for(floats, ds, scheme, ranked, q_bytes, progress)

@@ -23,7 +23,7 @@ from edgequant._util import Progress, atomic_dir_file, no_progress
 from edgequant.calibrate.histogram import BINS, TensorStats
 from edgequant.calibrate.observers import Observer, ObserverName, observe, parse_observer
 from edgequant.errors import InputError
-from edgequant.runtime import open_interpreter, stream_tensors
+from edgequant.runtime import Inputs, Runner, rows
 from edgequant.types import Record
 
 __all__ = ["CalibrationStats", "collect_stats", "Repair", "compute_ranges", "Observer", "ObserverName",
@@ -179,23 +179,26 @@ def check_tensor_names(stats: CalibrationStats, names: Iterable[str],
                              f"statistics; expected one of {shown or 'none (no tensors)'}")
 
 
-def collect_stats(tflite: bytes, x: np.ndarray, batch_size: int = 32, progress: Progress = no_progress) -> CalibrationStats:
-    """Run the float model on ``x`` and accumulate stats for the input and every float op output."""
-    interp = open_interpreter(tflite, "float model")
-    details = {d["index"]: d for d in interp.get_tensor_details()}
-    inp = interp.get_input_details()[0]
-    watch: dict[int, str] = {int(inp["index"]): inp["name"]}
-    for op in interp._get_ops_details():
-        for i in op["outputs"]:
-            if i >= 0 and int(i) in details:
-                watch[int(i)] = details[int(i)]["name"]
+def collect_stats(tflite: bytes, x: Inputs | np.ndarray, batch_size: int = 32,
+                  progress: Progress = no_progress) -> CalibrationStats:
+    """Run the float model on named inputs ``x`` and accumulate stats for its float inputs and every float op output.
+
+    Integer inputs (token ids, masks) and integer tensors are never calibrated: they pass through unquantized.
+    """
+    runner = Runner(tflite, what="float model", preserve=True)
+    details = {int(d["index"]): d for d in runner.tensor_details()}
+    watch: dict[int, str] = {i: details[i]["name"] for i in runner.input_indices.values()}
+    for i in runner.op_outputs():
+        if i in details:
+            watch[i] = details[i]["name"]
     watch = {i: n for i, n in watch.items() if np.dtype(details[i]["dtype"]) == np.float32}
     stats = {n: TensorStats(n, len(details[i]["shape"])) for i, n in watch.items()}
-    total = max(1, -(-len(x) // batch_size))
-    for k, batch in enumerate(stream_tensors(tflite, x, list(watch), batch_size), start=1):
+    n_samples = rows(x)
+    total = max(1, -(-n_samples // batch_size))
+    for k, (start, batch) in enumerate(runner.batches(x, batch_size, drop_partial=True), start=1):
         for i, n in watch.items():
-            value = batch[i]
+            value = runner.tensor(i)
             # Tensors without a batch axis (rare) count as one sample.
-            stats[n].update(value if value.ndim and value.shape[0] == batch[inp["index"]].shape[0] else value[None])
+            stats[n].update(value if value.ndim and value.shape[0] == batch else value[None])
         progress("calibrate", min(k, total), total)
-    return CalibrationStats(model_digest(tflite), len(x), stats)
+    return CalibrationStats(model_digest(tflite), n_samples, stats)

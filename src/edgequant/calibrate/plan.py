@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import numpy as np
 
 from edgequant._util import Progress
 from edgequant.calibrate import (AUTO_CANDIDATES, DEFAULT_OBSERVER, CalibrationStats, Observer, collect_stats,
                                  compute_ranges, model_digest)
 from edgequant.errors import InputError
+from edgequant.runtime import Inputs, rows
 from edgequant.types import CalibrationInput, Scheme
 
 __all__ = ["calibration_candidates"]
@@ -32,7 +32,7 @@ def _load_stats(stats: CalibrationStats | str | Path, tflite: bytes) -> Calibrat
 
 
 def calibration_candidates(engine_name: str, calibrates_itself: bool, scheme: Scheme, tflite: bytes,
-                           x: np.ndarray | None, observer: Observer | None,
+                           x: Inputs | None, observer: Observer | None,
                            stats: CalibrationStats | str | Path | None,
                            progress: Progress, overrides: Mapping[str, Observer | None] | None = None,
                            label: Callable[[str], str] | None = None,
@@ -55,7 +55,7 @@ def calibration_candidates(engine_name: str, calibrates_itself: bool, scheme: Sc
         if own:
             notes.append(f"per-tensor observers ({own}) do not apply: engine {engine_name} computes "
                          "its own min-max ranges")
-        return [CalibrationInput(x, None, len(x), f"the engine's own min-max over {len(x)} samples")], notes
+        return [CalibrationInput(x, None, rows(x), f"the engine's own min-max over {rows(x)} samples")], notes
     if stats is not None:
         collected = _load_stats(stats, tflite)
     elif x is not None:

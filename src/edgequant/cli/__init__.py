@@ -44,6 +44,16 @@ OBSERVER_HELP = ("activation ranges (litert engine): minmax, ema-minmax, percent
                  "default: the best of minmax, mse, percentile:99.99/99.9, ema-minmax on the calibration samples")
 
 
+def _add_model_options(p: argparse.ArgumentParser, output: bool = False) -> None:
+    """What every command that reads a model shares: the signature to run, and (where top-1 is measured) the
+    output labels are read from."""
+    p.add_argument("--signature", metavar="KEY", help="the signature of a .tflite with several (default: the only "
+                   "one, else serving_default)")
+    if output:
+        p.add_argument("--output", dest="label_output", metavar="NAME",
+                       help="the output top-1 is read from, for a model with several (default: the first)")
+
+
 TRANSFORMS_HELP = ("float-graph transforms before quantizing (litert engine), comma-separated: cle, "
                    "adaround, bias-correction (run in that order), or none; default: adaround for dynamic, "
                    "int8, int16x8, w4a8 and weight-only-int4 when --calibration is given, none otherwise")
@@ -75,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--unsafe", action="store_true", help="allow Keras models that hold Python code (Lambda)")
+    _add_model_options(p)
 
     p = sub.add_parser("calibrate", help="gather activation statistics in LiteRT, saved as JSON for --stats")
     p.add_argument("model", type=Path)
@@ -82,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, help="samples to use (default 200), picked deterministically")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--unsafe", action="store_true")
+    _add_model_options(p)
     _add_data_options(p)
 
     p = sub.add_parser("quantize", help="quantize a model with one scheme and engine")
@@ -102,12 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-recipe", type=Path, metavar="FILE",
                    help="write the recipe that ran (observer and transforms resolved) for reuse with --recipe")
     p.add_argument("--unsafe", action="store_true")
+    _add_model_options(p)
     _add_data_options(p)
 
     p = sub.add_parser("run", help="one inference in LiteRT, integer I/O handled")
     p.add_argument("model", type=Path)
-    p.add_argument("--input", type=Path, required=True, help=".npy, .npz (array x) or image folder of inputs, batch first")
-    p.add_argument("-o", "--output", type=Path, help="save the float outputs as .npy")
+    p.add_argument("--input", type=Path, required=True, help=".npy, .npz (one array per input name, or x) or image "
+                   "folder of inputs, batch first")
+    p.add_argument("-o", "--output", type=Path, help="save the outputs: .npy for a one-output model, else .npz with "
+                   "one array per output name")
+    _add_model_options(p)
 
     p = sub.add_parser("eval", help="size, accuracy, fidelity and latency of a .tflite model")
     p.add_argument("model", type=Path)
@@ -117,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=50, help="timed runs after 5 warm-up runs")
     p.add_argument("--json", type=Path)
     p.add_argument("--unsafe", action="store_true")
+    _add_model_options(p, output=True)
     _add_data_options(p)
 
     p = sub.add_parser("analyze", help="where a quantized model's error comes from, layer by layer, and why it is "
@@ -136,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "--json with .html, else MODEL-STEM-analysis.html in the current folder)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--unsafe", action="store_true")
+    _add_model_options(p, output=True)
     _add_data_options(p)
 
     p = sub.add_parser("compare", help="float model and every variant, measured side by side")
@@ -153,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run 'edgequant analyze' on every variant and attach its top findings to compare.json")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report (DIR/report.html)")
     p.add_argument("--unsafe", action="store_true")
+    _add_model_options(p, output=True)
     _add_data_options(p)
 
     p = sub.add_parser("qat", help="quantization-aware training of a Keras 3 model, exported as an integer .tflite")
@@ -193,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run whose history is in --out")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report (DIR/report.html)")
     p.add_argument("--unsafe", action="store_true")
+    _add_model_options(p, output=True)
     _add_data_options(p)
 
     p = sub.add_parser("demo", help="train the seed CNN on bundled digits and compare every variant")
@@ -236,51 +256,60 @@ def _run_command(args: argparse.Namespace) -> int:
     progress = make_progress()
     out = sys.stdout
     if args.command == "convert":
-        m = eq.convert(args.model, args.output, unsafe=args.unsafe)
+        m = eq.convert(args.model, args.output, unsafe=args.unsafe, signature=args.signature)
         args.result = m  # each model-producing command hands its result to the run registry (cli/runs.py)
         print(f"float .tflite from {m.kind.value}: {len(m.tflite):,} bytes -> {args.output}", file=out)
+        print(f"signature {m.signature.key!r}: {m.signature.describe()}", file=out)
+        for n in m.notes:
+            print(f"note: {n}", file=out)
     elif args.command == "calibrate":
         st = eq.calibrate(args.model, args.data, samples=args.samples, output=args.output, unsafe=args.unsafe,
-                          resize=args.resize, normalize=args.normalize, progress=progress)
+                          resize=args.resize, normalize=args.normalize, progress=progress, signature=args.signature)
         print(report.stats_text(st), file=out)
         print(f"saved -> {args.output}", file=out)
     elif args.command == "quantize":
         q = eq.quantize(args.model, args.scheme, args.engine, calibration=args.calibration, samples=args.samples,
                         io=args.io, output=args.output, unsafe=args.unsafe, resize=args.resize,
                         normalize=args.normalize, observer=args.observer, stats=args.stats,
-                        transforms=args.transforms, progress=progress, recipe=args.recipe)
+                        transforms=args.transforms, progress=progress, recipe=args.recipe, signature=args.signature)
         args.result = q
         print(report.quantized_text(q), file=out)
         if args.save_recipe and q.recipe is not None:
             q.recipe.save(args.save_recipe)
             print(f"recipe -> {args.save_recipe}", file=out)
     elif args.command == "run":
-        r = eq.run(args.model, args.input)
+        r = eq.run(args.model, args.input, signature=args.signature)
         for n in r.notes:
             print(f"note: {n}", file=out)
-        print(f"outputs: shape {r.outputs.shape}, float32", file=out)
-        if r.outputs.ndim == 2 and r.outputs.shape[1] > 1:
-            print("top-1: " + " ".join(str(int(i)) for i in r.outputs.argmax(axis=1)[:20])
-                  + (" ..." if len(r.outputs) > 20 else ""), file=out)
+        for name, value in r.outputs.items():
+            print(f"output '{name}': shape {value.shape}, {value.dtype}", file=out)
+            if value.ndim == 2 and value.shape[1] > 1 and value.dtype.kind == "f":
+                print("  top-1: " + " ".join(str(int(i)) for i in value.argmax(axis=1)[:20])
+                      + (" ..." if len(value) > 20 else ""), file=out)
         if args.output:
             import io
 
             import numpy as np
 
             buf = io.BytesIO()
-            np.save(buf, r.outputs)
+            if len(r.outputs) == 1:
+                np.save(buf, next(iter(r.outputs.values())))
+            else:
+                np.savez(buf, **r.outputs)
             atomic_write(args.output, buf.getvalue())
             print(f"saved -> {args.output}", file=out)
     elif args.command == "eval":
         ev = eq.evaluate(args.model, args.data, args.reference, threads=args.threads, runs=args.runs,
-                         resize=args.resize, normalize=args.normalize, unsafe=args.unsafe, progress=progress)
+                         resize=args.resize, normalize=args.normalize, unsafe=args.unsafe, progress=progress,
+                         signature=args.signature, output=args.label_output)
         print(report.evaluation_text(ev), file=out)
         if args.json:
             atomic_dir_file(args.json, report.to_json(ev))
     elif args.command == "analyze":
         an = eq.analyze(args.model, args.reference, args.data, top_k=args.top_k, samples=args.samples,
                         runs=args.runs, threads=args.threads, resize=args.resize, normalize=args.normalize,
-                        unsafe=args.unsafe, progress=progress, provenance=command_provenance(args))
+                        unsafe=args.unsafe, progress=progress, provenance=command_provenance(args),
+                        signature=args.signature, output=args.label_output)
         print(report.analysis_text(an), file=out)
         if args.json:
             atomic_dir_file(args.json, report.to_json(an))
@@ -291,7 +320,8 @@ def _run_command(args: argparse.Namespace) -> int:
         res = eq.compare(args.model, args.data, args.calibration, args.schemes, args.engines, args.samples,
                          args.out, threads=args.threads, runs=args.runs, unsafe=args.unsafe, resize=args.resize,
                          normalize=args.normalize, observer=args.observer, analyze=args.analyze,
-                         progress=progress, provenance=command_provenance(args))
+                         progress=progress, provenance=command_provenance(args), signature=args.signature,
+                         output=args.label_output)
         args.result = res
         print(report.compare_table(res), file=out)
         print(f"\nwrote {args.out / 'compare.json'}, {args.out / 'compare.csv'} and the .tflite files", file=out)
@@ -353,7 +383,7 @@ def _tune(args: argparse.Namespace, progress: Progress) -> int:
                      schemes=args.schemes, samples=args.samples, runs=args.runs, unsafe=args.unsafe,
                      resize=args.resize, normalize=args.normalize, progress=progress,
                      on_trial=lambda report: print(trial_line(report), flush=True),
-                     provenance=command_provenance(args))
+                     provenance=command_provenance(args), signature=args.signature, output=args.label_output)
     args.result = result
     calibration = args.calibration or args.data
     reproduce = (f"edgequant quantize {args.model} --recipe {args.out / 'best-recipe.json'} "

@@ -16,6 +16,7 @@ import numpy as np
 from edgequant._util import Progress
 from edgequant.errors import UnsupportedError
 from edgequant.frontends.keras import run_converter
+from edgequant.runtime import as_inputs, rows
 from edgequant.types import CalibrationInput, EngineName, FloatModel, IOType, Precision, Scheme, SourceKind
 
 __all__ = ["TFLiteConverterEngine"]
@@ -44,16 +45,19 @@ class TFLiteConverterEngine:
                 f"engine tflite-converter needs the Keras or SavedModel source, found a .tflite "
                 f"({model.source.name}): use --engine litert")
         notes: list[str] = []
-        calibration = calib.x if calib is not None else None
-        total = len(calibration) if calibration is not None else 0
+        calibration = as_inputs(calib.x) if calib is not None and calib.x is not None else None
+        total = rows(calibration) if calibration is not None else 0
+        # The converter takes a list for a one-input model and a dict by signature input name otherwise.
+        single = calibration is not None and len(calibration) == 1
 
-        def representative() -> Iterator[list[np.ndarray]]:
+        def representative() -> Iterator[list[np.ndarray] | dict[str, np.ndarray]]:
             assert calibration is not None
             for i in range(total):
                 # The converter calls this generator once per sample; report as it goes.
                 if i % max(1, total // 10) == 0:
                     progress("calibrate", i, total)
-                yield [calibration[i:i + 1]]
+                sample = {n: v[i:i + 1] for n, v in calibration.items()}
+                yield list(sample.values()) if single else sample
             progress("calibrate", total, total)
 
         def setup(conv: Any) -> None:

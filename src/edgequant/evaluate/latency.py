@@ -8,8 +8,7 @@ ratios between models stay meaningful even when absolute times drift.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -20,19 +19,22 @@ from edgequant.types import Latency
 __all__ = ["measure_interleaved"]
 
 
-def measure_interleaved(runners: Sequence[Runner], sample: np.ndarray, runs: int = 50, warmup: int = 5,
-                        progress: Progress = no_progress) -> list[Latency]:
-    """Median and p90 of ``runs`` batch-1 invokes per runner, interleaved round-robin."""
+def measure_interleaved(runners: Sequence[Runner], sample: Mapping[str, np.ndarray] | np.ndarray, runs: int = 50,
+                        warmup: int = 5, progress: Progress = no_progress) -> list[Latency]:
+    """Median and p90 of ``runs`` batch-1 invokes per runner, interleaved round-robin.
+
+    ``sample`` holds named inputs (batch first); each runner takes its first row.
+    Each invoke is timed where it runs, so a runner in another process adds no
+    messaging time to its figure.
+    """
     for r in runners:
-        r.prepare_single(sample[:1])
+        r.prepare_single(sample)
         for _ in range(warmup):
             r.invoke()
     times = np.zeros((len(runners), runs))
     for k in range(runs):
         for i, r in enumerate(runners):
-            start = time.perf_counter()
-            r.invoke()
-            times[i, k] = time.perf_counter() - start
+            times[i, k] = r.timed_invoke()
         if k % 10 == 9 or k == runs - 1:
             progress("latency", k + 1, runs)
     return [Latency(median_ms=float(np.median(t) * 1e3), p90_ms=float(np.percentile(t, 90) * 1e3),

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
+from edgequant.errors import InputError
 from edgequant.types import Fidelity, PairedTop1
 
-__all__ = ["top1", "fidelity", "predictions", "gzip_size", "paired_top1", "mcnemar_p", "changed_top1"]
+__all__ = ["top1", "fidelity", "predictions", "gzip_size", "paired_top1", "mcnemar_p", "changed_top1",
+           "fidelity_by_output", "worst_output"]
 
 
 def gzip_size(data: bytes) -> int:
@@ -52,6 +55,23 @@ def fidelity(outputs: np.ndarray, reference: np.ndarray) -> Fidelity:
     cos = np.where(norms > 0, dots / np.where(norms > 0, norms, 1), np.where(dots == 0, 1.0, 0.0))
     return Fidelity(sqnr_db=sqnr, cosine=float(cos.mean()), max_abs_error=float(np.max(np.abs(ref - out))),
                     samples=len(ref))
+
+
+def fidelity_by_output(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> dict[str, Fidelity]:
+    """Fidelity of every output the reference model has, by name (the two models share a signature)."""
+    missing = [n for n in reference if n not in outputs]
+    if missing:
+        raise InputError(f"expected the outputs of the reference model ({', '.join(reference)}), found "
+                         f"{', '.join(outputs)} (missing {', '.join(missing)})")
+    return {n: fidelity(np.asarray(outputs[n]), np.asarray(ref)) for n, ref in reference.items()}
+
+
+def worst_output(by_output: Mapping[str, Fidelity]) -> tuple[str | None, Fidelity | None]:
+    """The output with the lowest SQNR (the first of equals), and its figures."""
+    if not by_output:
+        return None, None
+    name = min(by_output, key=lambda n: by_output[n].sqnr_db)
+    return name, by_output[name]
 
 
 def mcnemar_p(a_only: int, b_only: int) -> float:

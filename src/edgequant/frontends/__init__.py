@@ -12,30 +12,30 @@ from pathlib import Path
 
 from edgequant.errors import InputError, UnsupportedError
 from edgequant.frontends.tflite import inspect_float_tflite, load_tflite
-from edgequant.types import FloatModel, SourceKind
+from edgequant.types import FloatModel, ModelOptions, SourceKind
 
 __all__ = ["detect_kind", "load_model", "LOADERS", "inspect_float_tflite"]
 
 
-def _load_keras_kind(path: Path, unsafe: bool) -> FloatModel:
+def _load_keras_kind(path: Path, options: ModelOptions) -> FloatModel:
     # Imported lazily: TensorFlow takes seconds to import, and a .tflite-only
     # workflow never needs it.
     from edgequant.frontends.keras import load_keras_as_tflite
 
-    return load_keras_as_tflite(path, unsafe)
+    return load_keras_as_tflite(path, options.unsafe, options.signature)
 
 
-def _load_saved_model(path: Path, unsafe: bool) -> FloatModel:
+def _load_saved_model(path: Path, options: ModelOptions) -> FloatModel:
     from edgequant.frontends.keras import load_saved_model_as_tflite
 
-    return load_saved_model_as_tflite(path)
+    return load_saved_model_as_tflite(path, options.signature)
 
 
-LOADERS: dict[SourceKind, Callable[[Path, bool], FloatModel]] = {
+LOADERS: dict[SourceKind, Callable[[Path, ModelOptions], FloatModel]] = {
     SourceKind.KERAS: _load_keras_kind,
     SourceKind.H5: _load_keras_kind,
     SourceKind.SAVED_MODEL: _load_saved_model,
-    SourceKind.TFLITE: lambda path, unsafe: load_tflite(path),
+    SourceKind.TFLITE: lambda path, options: load_tflite(path, options.signature),
 }
 
 _SUFFIXES = {".keras": SourceKind.KERAS, ".h5": SourceKind.H5, ".hdf5": SourceKind.H5,
@@ -60,9 +60,10 @@ def detect_kind(path: Path) -> SourceKind:
     return kind
 
 
-def load_model(path: Path | str, unsafe: bool = False) -> FloatModel:
-    """Load any supported model and return it as a checked float .tflite."""
+def load_model(path: Path | str, unsafe: bool = False, *, signature: str | None = None,
+               options: ModelOptions | None = None) -> FloatModel:
+    """Load any supported model and return it as a checked float .tflite with its signature."""
     path = Path(path)
+    options = options or ModelOptions(unsafe=unsafe, signature=signature)
     kind = detect_kind(path)
-    model = LOADERS[kind](path, unsafe)
-    return model
+    return LOADERS[kind](path, options)

@@ -92,11 +92,11 @@ def convert_keras_model(model: Any, what: str) -> bytes:
                           f"{last_error_line(captured, _first_line(exc))}") from None
 
 
-def load_keras_as_tflite(path: Path, unsafe: bool = False) -> FloatModel:
+def load_keras_as_tflite(path: Path, unsafe: bool = False, signature: str | None = None) -> FloatModel:
     kind = SourceKind.H5 if path.suffix.lower() in (".h5", ".hdf5") else SourceKind.KERAS
-    return inspect_float_tflite(run_converter(path, kind, unsafe), path, kind, unsafe)
+    return inspect_float_tflite(run_converter(path, kind, unsafe), path, kind, unsafe, signature)
 
 
-def load_saved_model_as_tflite(path: Path) -> FloatModel:
+def load_saved_model_as_tflite(path: Path, signature: str | None = None) -> FloatModel:
     return inspect_float_tflite(run_converter(path, SourceKind.SAVED_MODEL, False), path,
-                                SourceKind.SAVED_MODEL)
+                                SourceKind.SAVED_MODEL, signature=signature)

@@ -1,41 +1,59 @@
-"""Float .tflite pass-through: check that the file is a loadable float LiteRT model."""
+"""Float .tflite pass-through: check that the file is a loadable float LiteRT model and read its signature.
+
+Published models come in shapes the other stages should not have to know
+about, so they are normalised here, each with a note: float16 weights behind
+DEQUANTIZE ops become the float32 weights they stand for, a model without a
+signature gets a default one, and of several signatures the chosen one is kept.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 
 from edgequant.errors import InputError, UnsupportedError
 from edgequant.graph import read_graph
-from edgequant.runtime import open_interpreter
-from edgequant.types import FloatModel, Signature, SourceKind, TensorSpec
+from edgequant.graph.signature import select_signature, widen_fp16_weights, with_default_signature
+from edgequant.runtime import Runner
+from edgequant.types import FloatModel, SourceKind
 
 __all__ = ["load_tflite", "inspect_float_tflite"]
 
 
-def inspect_float_tflite(tflite: bytes, source: Path, kind: SourceKind, unsafe: bool = False) -> FloatModel:
-    """Check ``tflite`` is a float model with one input and wrap it as a FloatModel."""
+def inspect_float_tflite(tflite: bytes, source: Path, kind: SourceKind, unsafe: bool = False,
+                         signature: str | None = None) -> FloatModel:
+    """Check ``tflite`` is a float model, normalise it (see the module doc) and wrap it as a FloatModel."""
+    what = source.name
     graph = read_graph(tflite, str(source))
     if graph.quantized_tensors:
         raise InputError(
-            f"expected a float model, found a quantized one in {source.name} "
+            f"expected a float model, found a quantized one in {what} "
             f"({graph.quantized_tensors} quantized tensors); quantize from the float model instead")
-    interp = open_interpreter(tflite, what=str(source))
-    ins, outs = interp.get_input_details(), interp.get_output_details()
-    if len(ins) != 1:
-        raise UnsupportedError(f"expected a model with one input, found {len(ins)} in {source.name}")
-    if ins[0]["dtype"].__name__ != "float32":
-        raise InputError(f"expected a float32 model input, found {ins[0]['dtype'].__name__} in {source.name}")
-    def spec(d: dict) -> TensorSpec:
-        return TensorSpec(d["name"], tuple(int(v) for v in d.get("shape_signature", d["shape"])),
-                          np.dtype(d["dtype"]).name)
+    notes = []
+    tflite, widened = widen_fp16_weights(tflite, what)
+    if widened:
+        notes.append(f"{widened} weight tensors stored as float16 (behind DEQUANTIZE) read as float32: the float "
+                     "model they stand for")
+    tflite, added = with_default_signature(tflite, what)
+    # Resolving the key first gives the one-line error listing the keys when the choice is unclear.
+    key = Runner(tflite, what=what, signature=signature).key
+    chosen = select_signature(tflite, key, what)
+    if chosen != tflite:
+        notes.append(f"signature {key!r} kept of several; the others are left out of the float model")
+    runner = Runner(chosen, what=what)
+    sig = runner.signature
+    if added:
+        notes.append(f"the model had no signature: gave it {sig.key!r}, naming its inputs and outputs by tensor name")
+    for spec in sig.inputs:
+        if not (spec.dtype == "float32" or spec.is_integer):
+            raise UnsupportedError(f"input '{spec.name}' of {what} is {spec.dtype}: expected float32 or integer "
+                                   "inputs")
+    if not any(spec.dtype == "float32" for spec in sig.outputs) and not sig.outputs:
+        raise UnsupportedError(f"{what} has no outputs: expected at least one")
+    return FloatModel(source=source, kind=kind, tflite=chosen, signature=sig, unsafe=unsafe, notes=tuple(notes))
 
-    signature = Signature("serving_default", tuple(spec(d) for d in ins), tuple(spec(d) for d in outs))
-    return FloatModel(source=source, kind=kind, tflite=bytes(tflite), signature=signature, unsafe=unsafe)
 
-
-def load_tflite(path: Path) -> FloatModel:
+def load_tflite(path: Path, signature: str | None = None) -> FloatModel:
     """Read a float .tflite from disk and check it."""
     try:
         data = Path(path).read_bytes()
@@ -43,4 +61,4 @@ def load_tflite(path: Path) -> FloatModel:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
     if not data:
         raise InputError(f"expected a .tflite flatbuffer in {path}, found an empty file")
-    return inspect_float_tflite(data, Path(path), SourceKind.TFLITE)
+    return inspect_float_tflite(data, Path(path), SourceKind.TFLITE, signature=signature)

@@ -13,7 +13,7 @@ import dataclasses
 from edgequant.graph.flatbuffer import TFLITE_MAGIC, builtin_name, enum_names, load_object_model
 from edgequant.types import Record
 
-__all__ = ["OpInfo", "GraphSummary", "read_graph", "TFLITE_MAGIC"]
+__all__ = ["OpInfo", "GraphSummary", "read_graph", "TFLITE_MAGIC", "index_limits"]
 
 
 # Ops whose weights dominate compute; used to tell hybrid (dynamic-range) and
@@ -109,3 +109,56 @@ def read_graph(tflite: bytes, what: str = "model") -> GraphSummary:
                 ops.append(OpInfo(idx, name, dtype_of(ins[0]) if ins else "none",
                                   dtype_of(outs[0]) if outs else "none", weight, out_name))
     return GraphSummary(tuple(ops), sum(by_dtype.values()), dict(by_dtype), quantized, inputs, outputs)
+
+
+# Ops that only move or retype integer indices on their way to a lookup.
+_INDEX_PASSTHROUGH = frozenset({"CAST", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "IDENTITY"})
+
+
+def index_limits(tflite: bytes) -> dict[int, int]:
+    """Rows of the table each model input indexes: {input tensor index: rows}, for token-id checks.
+
+    An input that reaches a GATHER (on a constant table, along its axis) or an
+    EMBEDDING_LOOKUP through casts and reshapes only is an index into that
+    table; an id at or above its row count reads outside it. Several tables
+    behind one input give the smallest.
+    """
+    from edgequant.graph.submodel import GraphModel
+
+    g = GraphModel(tflite)
+    inputs = set(g.graph_inputs)
+    producers = g.producers()
+
+    def source(tensor: int) -> int | None:
+        seen = 0
+        while tensor not in inputs:
+            op = producers.get(tensor)
+            if op is None or g.op_names[op] not in _INDEX_PASSTHROUGH or seen > 8:
+                return None
+            tensor, seen = g.op_inputs(op)[0], seen + 1
+        return tensor
+
+    def constant(tensor: int) -> bool:
+        # A table stored as fp16 or int8 reaches the lookup through a DEQUANTIZE of the constant.
+        op = producers.get(tensor)
+        return g.is_constant(tensor) or (op is not None and g.op_names[op] == "DEQUANTIZE"
+                                         and g.is_constant(g.op_inputs(op)[0]))
+
+    limits: dict[int, int] = {}
+    for op, name in enumerate(g.op_names):
+        ins = g.op_inputs(op)
+        if name == "GATHER" and len(ins) >= 2 and constant(ins[0]):
+            table, ids = ins[0], ins[1]
+            opts = g.sg.operators[op].builtinOptions
+            axis = int(getattr(opts, "axis", 0) or 0)
+        elif name == "EMBEDDING_LOOKUP" and len(ins) >= 2 and constant(ins[1]):
+            table, ids, axis = ins[1], ins[0], 0
+        else:
+            continue
+        shape = g.tensor_shape(table)
+        origin = source(ids)
+        if origin is None or not shape:
+            continue
+        rows = int(shape[axis if axis >= 0 else len(shape) + axis])
+        limits[origin] = min(rows, limits.get(origin, rows))
+    return limits

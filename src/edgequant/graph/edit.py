@@ -175,6 +175,28 @@ class GraphEditor:
                 # Now inline: the offset pointed into the original file's tail.
                 buf.offset, buf.size = 0, 0
 
+    def write_constant_new(self, tensor: int, values: np.ndarray) -> None:
+        """Make ``tensor`` (an activation until now, e.g. a DEQUANTIZE output) a float32 constant of ``values``."""
+        from ai_edge_litert import schema_py_generated as schema
+
+        values = np.asarray(values, np.float32)
+        buf = schema.BufferT()
+        buf.data = np.frombuffer(values.astype("<f4").tobytes(), dtype=np.uint8).copy()
+        self.model.buffers.append(buf)
+        t = self._sg.tensors[tensor]
+        t.buffer = len(self.model.buffers) - 1
+        t.type = next(k for k, v in self._dtypes.items() if v == "FLOAT32")
+        t.shape = np.asarray(values.shape, np.int32)
+        t.quantization = None
+
+    def drop_constant(self, tensor: int) -> None:
+        """Empty a constant's buffer (a tensor no op reads any more), unless another tensor shares it."""
+        t = self._sg.tensors[tensor]
+        shared = [o for sg in self.model.subgraphs for o in (sg.tensors or []) if o.buffer == t.buffer and o is not t]
+        buf = self._buffer(tensor)
+        if buf is not None and not shared:
+            buf.data, buf.offset, buf.size = None, 0, 0
+
     def to_bytes(self) -> bytes:
         """The edited model as a .tflite flatbuffer."""
         from ai_edge_litert.tools import flatbuffer_utils

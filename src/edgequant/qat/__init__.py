@@ -144,7 +144,7 @@ def qat(model: str | Path, data: DataLike, val: DataLike | None = None, scheme: 
     # The check: the exported model in LiteRT against the fake-quantized Keras model it came from.
     with quiet():
         sim_out = infer(sim.model, check.x)
-    lite_out = Runner(tflite, what="QAT model").predict(check.x)
+    lite_out = Runner(tflite, what="QAT model").predict_output(check.x)
     notes = [f"loss: {'cross-entropy on labels' if kind is LossKind.LABELS else 'distillation from the float model'}"
              + (f" (outputs are {graph.output_activation} probabilities)" if graph.output_activation else
                 " (outputs are logits)"),

@@ -177,7 +177,7 @@ def prune(model: str | Path, data: DataLike, sparsity: float = 0.8,
     check = val_ds if val_ds is not None else train
     accs: list[float | None] = [None, None]
     if check.y is not None:
-        accs = [top1(Runner(t, what=w).predict(check.x), check.y)
+        accs = [top1(Runner(t, what=w).predict_output(check.x), check.y)
                 for t, w in ((before, "float model"), (after, "pruned model"))]
     size = SizeReport(len(before), gzip_size(before), len(after), gzip_size(after), len(saved), gzip_size(saved))
     notes = [f"schedule {sched.value}: " + (f"sparsity ramped from 0 over {int(round(steps * RAMP_SHARE))} of "

@@ -57,6 +57,11 @@ def compare_table(result: CompareResult) -> str:
     """The seed-003-style table, then warnings, failures and skipped pairs, as plain text."""
     headers = ["variant", "size", "x smaller", "gzip", "accuracy", "delta", "SQNR", "latency", "x faster", "flag"]
     rows = [_cells(result.float)] + [_cells(v) for v in result.variants]
+    if any(v.worst_output for v in result.variants):
+        # Several outputs: SQNR is the worst output's, named in its own column (compare.json has them all).
+        headers.insert(7, "worst output")
+        for row, v in zip(rows, (result.float, *result.variants)):
+            row.insert(7, "-" if v.error or v.worst_output is None else v.worst_output[-24:])
     parts = [_table(headers, rows),
              f"\n{result.samples} samples, {result.calibration_samples} calibration samples; latency: median of "
              f"{result.latency_runs} interleaved batch-1 runs, {result.threads} thread(s)."]
@@ -98,8 +103,12 @@ def evaluation_text(ev: Evaluation) -> str:
         lines.append(f"top-1 accuracy: {ev.accuracy * 100:.2f}% on {ev.samples} samples")
     if ev.fidelity is not None:
         f = ev.fidelity
-        lines.append(f"fidelity vs reference: SQNR {_fmt(f.sqnr_db, '.2f', ' dB')}, cosine {f.cosine:.6f}, "
+        worst = f" (worst of {len(ev.outputs)} outputs: '{ev.worst_output}')" if ev.worst_output else ""
+        lines.append(f"fidelity vs reference{worst}: SQNR {_fmt(f.sqnr_db, '.2f', ' dB')}, cosine {f.cosine:.6f}, "
                      f"max abs error {f.max_abs_error:.6g}")
+        if ev.worst_output:
+            lines += [f"  output '{n}': SQNR {_fmt(o.sqnr_db, '.2f', ' dB')}, cosine {o.cosine:.6f}, max abs error "
+                      f"{o.max_abs_error:.6g}" for n, o in ev.outputs.items()]
     if ev.latency is not None:
         lat = ev.latency
         lines.append(f"latency: median {lat.median_ms:.3f} ms, p90 {lat.p90_ms:.3f} ms "

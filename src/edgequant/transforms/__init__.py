@@ -26,7 +26,7 @@ import numpy as np
 
 from edgequant._util import quiet
 from edgequant.errors import InputError, UnsupportedError
-from edgequant.runtime import stream_tensors
+from edgequant.runtime import Inputs, as_inputs, rows, stream_tensors
 from edgequant.types import Precision, Record, Scheme
 
 __all__ = ["TransformName", "Transform", "TransformResult", "TRANSFORMS", "ORDER", "get_transform", "ordered",
@@ -60,9 +60,9 @@ class Transform(Protocol):
 
     name: TransformName
 
-    def apply(self, tflite: bytes, calibration: np.ndarray, weight_bits: int = 8) -> TransformResult: ...
+    def apply(self, tflite: bytes, calibration: Inputs, weight_bits: int = 8) -> TransformResult: ...
 
-    def apply_for(self, tflite: bytes, calibration: np.ndarray | None, scheme: Scheme,
+    def apply_for(self, tflite: bytes, calibration: Inputs | None, scheme: Scheme,
                   precisions: Mapping[str, Precision] | None = None) -> TransformResult:
         """Apply with the settings ``scheme`` implies (the pipeline's entry point).
 
@@ -73,11 +73,11 @@ class Transform(Protocol):
         ...
 
 
-def check_calibration(calibration: np.ndarray | None, what: str) -> np.ndarray:
+def check_calibration(calibration: Inputs | np.ndarray | None, what: str) -> dict[str, np.ndarray]:
     """The calibration inputs as float32, or an InputError saying what the transform needs."""
-    if calibration is None or len(calibration) == 0:
+    if calibration is None or rows(calibration) == 0:
         raise InputError(f"{what} measures activations: expected calibration inputs, found none")
-    return np.asarray(calibration, dtype=np.float32)
+    return as_inputs(calibration)
 
 
 # The implementations import the types above, so they are imported after them.

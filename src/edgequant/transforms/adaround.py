@@ -39,6 +39,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from edgequant.graph.edit import GraphEditor, OpRef
+from edgequant.runtime import rows as n_samples
 from edgequant.transforms import TransformName, TransformResult, check_calibration, stream_tensors
 from edgequant.transforms.grid import OnEngineGrid, layer_weight_bits, op_grid, same_padding
 
@@ -254,7 +255,7 @@ class AdaRound(OnEngineGrid):
             ratio = _as_groups(la, ratio)
             # The element that sets each channel's max|w| keeps +-qmax, so the engine's scale is unchanged.
             fixed = np.abs(ratio) >= np.abs(ratio).max(axis=-1, keepdims=True) * (1 - 1e-6)
-            rows, k = _rows_per_layer(la, ed, len(x)), la.mat.shape[-1]
+            rows, k = _rows_per_layer(la, ed, n_samples(x)), la.mat.shape[-1]
             # Fewer rows than weights per output: many roundings fit the calibration
             # rows exactly, and a learned one overfits them. Such a layer gets
             # nearest rounding, still placed on the grid with its mean error folded.

@@ -28,7 +28,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from edgequant.graph.edit import SHAPE_ONLY_OPS, GraphEditor, OpRef
-from edgequant.transforms import TransformName, TransformResult, stream_tensors
+from edgequant.runtime import rows as n_samples
+from edgequant.transforms import TransformName, TransformResult, check_calibration, stream_tensors
 from edgequant.types import Precision, Scheme
 
 __all__ = ["CrossLayerEqualization", "RELU6_MARGIN", "MAX_ROUNDS"]
@@ -172,10 +173,10 @@ def _find_pairs(ed: GraphEditor) -> tuple[list[_Pair], list[str]]:
 
 def _relu6_maxima(tflite: bytes, calibration: np.ndarray | None, tensors: list[int]) -> dict[int, np.ndarray]:
     """Per-channel maxima of the given tensors over the calibration data (running max: bounded memory)."""
-    if not tensors or calibration is None or len(calibration) == 0:
+    if not tensors or calibration is None or n_samples(calibration) == 0:
         return {}
     maxima: dict[int, np.ndarray] = {}
-    for batch in stream_tensors(tflite, np.asarray(calibration, np.float32), tensors):
+    for batch in stream_tensors(tflite, check_calibration(calibration, 'cross-layer equalization'), tensors):
         for t, v in batch.items():
             m = v.reshape(-1, v.shape[-1]).max(axis=0)
             maxima[t] = np.maximum(maxima[t], m) if t in maxima else m

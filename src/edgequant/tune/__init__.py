@@ -147,7 +147,7 @@ class _Session:
         stored = self.rundir.stored_ranking(base.id, by)
         if stored is not None:
             return stored
-        data = self.data if self.budget.metric is Metric.TOP1 else Dataset(self.data.x, None, self.data.source)
+        data = self.data if self.budget.metric is Metric.TOP1 else self.data.without_labels()
         sens = layer_sensitivity(self.floats, self.model_bytes(base), data, top_k=RANK_TOP_K,
                                  progress=self.progress)
         ranked = [RankedLayer(tensor=s.tensor, op=s.op, gain=s.gain if math.isfinite(s.gain) else None,
@@ -225,7 +225,8 @@ def tune(model: FloatModel | str | Path, data: DataLike, max_drop: float, out: s
          samples: int | None = None, runs: int = DEFAULT_RUNS, unsafe: bool = False,
          resize: tuple[int, int] | None = None, normalize: tuple[float, float] | None = None,
          progress: Progress = no_progress, on_trial: OnTrial | None = None,
-         provenance: Provenance | None = None) -> TuneResult:
+         provenance: Provenance | None = None, *, signature: str | None = None,
+         output: str | None = None) -> TuneResult:
     """Search recipes for the best model by ``objective`` whose ``metric`` stays within ``max_drop``.
 
     ``metric`` is top1 (needs labels; the default with labels), sqnr (the
@@ -238,8 +239,9 @@ def tune(model: FloatModel | str | Path, data: DataLike, max_drop: float, out: s
     """
     from edgequant.calibrate import collect_stats
     from edgequant.pipeline import DEFAULT_SAMPLES, load_checked_data, resolve_model
-    from edgequant.runtime import Runner
+    from edgequant.evaluate import label_output
     from edgequant.evaluate.metrics import top1
+    from edgequant.runtime import Runner, rows
 
     # Every option is checked before any model work or file.
     objective_ = parse_enum(Objective, objective, "objective")
@@ -248,14 +250,15 @@ def tune(model: FloatModel | str | Path, data: DataLike, max_drop: float, out: s
     _check_options(max_drop, trials, runs, samples, objective_)
     schemes_ = _schemes(schemes)
     started = time.monotonic()
-    floats = resolve_model(model, unsafe)
+    floats = resolve_model(model, unsafe, signature)
+    label, label_notes = label_output(floats.signature, output)
     ds = load_checked_data(data, floats, resize, normalize)
     if metric_ is None:
         metric_ = Metric.TOP1 if ds.has_labels else Metric.SQNR
     if metric_ is Metric.TOP1 and not ds.has_labels:
         raise InputError("--metric top1 needs labels: expected DATA with labels (array y in a .npz, or one "
                          "subfolder per class), found none; use --metric sqnr or --metric cosine")
-    notes: list[str] = []
+    notes: list[str] = list(label_notes) if metric_ is Metric.TOP1 else []
     n = samples if samples is not None else DEFAULT_SAMPLES
     if not uniform_recipes(schemes_, n) and not converter_recipes(schemes_, floats.kind, n):
         raise InputError(f"--schemes {','.join(s.value for s in schemes_)}: nothing to search for this model: fp16 "
@@ -266,18 +269,18 @@ def tune(model: FloatModel | str | Path, data: DataLike, max_drop: float, out: s
         notes.append("no --calibration: calibrating on --data, which flatters every static candidate's accuracy")
     else:
         calib_ds = load_checked_data(calibration, floats, resize, normalize)
-    x_cal = select_samples(calib_ds, n).x
-    rundir = RunDir(Path(out), resume, fingerprint(floats.tflite, ds.x, ds.y, x_cal))
-    float_out = Runner(floats.tflite, 1, "float model").predict(ds.x)
-    float_acc = top1(float_out, ds.y) if ds.y is not None else None
+    x_cal = select_samples(calib_ds, n).inputs
+    rundir = RunDir(Path(out), resume, fingerprint(floats.tflite, ds.inputs, ds.y, x_cal))
+    float_out = Runner(floats.tflite, 1, "float model").predict(ds.inputs)
+    float_acc = top1(float_out[label], ds.y) if ds.y is not None else None
     budget = Budget(metric_, float(max_drop), float_acc if metric_ is Metric.TOP1 else
                     (1.0 if metric_ is Metric.COSINE else None))
     if metric_ is Metric.SQNR:
         notes.append(f"metric sqnr: --max-drop is the lowest output SQNR accepted ({max_drop:g} dB), since the "
                      "float model's own SQNR is infinite")
     stats = collect_stats(floats.tflite, x_cal, progress=progress)
-    runner = TrialRunner(floats, ds, x_cal, stats, budget, runs)
-    run_info = {"run": {"model": str(floats.source), "data": ds.source, "samples": len(x_cal), "runs": runs,
+    runner = TrialRunner(floats, ds, x_cal, stats, budget, runs, label)
+    run_info = {"run": {"model": str(floats.source), "data": ds.source, "samples": rows(x_cal), "runs": runs,
                         "metric": metric_.value, "max_drop": float(max_drop), "objective": objective_.value,
                         "schemes": [s.value for s in schemes_]},
                 "float": {"size_bytes": len(floats.tflite), "accuracy": float_acc}, "notes": notes,

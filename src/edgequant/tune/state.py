@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +48,18 @@ def _digest(*arrays: np.ndarray | None) -> str:
     return h.hexdigest()
 
 
-def fingerprint(model: bytes, x: np.ndarray, y: np.ndarray | None, calibration: np.ndarray) -> dict[str, Any]:
+def _arrays(inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    # One input hashes as its array alone (as before inputs had names), so earlier run folders still resume.
+    if len(inputs) == 1:
+        return list(inputs.values())
+    return [a for name, v in inputs.items() for a in (np.frombuffer(name.encode(), np.uint8), v)]
+
+
+def fingerprint(model: bytes, x: Mapping[str, np.ndarray], y: np.ndarray | None,
+                calibration: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """The identity of a run: the float model, the data and the calibration samples (which --samples picks)."""
-    return {"model_sha256": hashlib.sha256(model).hexdigest(), "data_sha256": _digest(x, y),
-            "calibration_sha256": _digest(calibration)}
+    return {"model_sha256": hashlib.sha256(model).hexdigest(), "data_sha256": _digest(*_arrays(x), y),
+            "calibration_sha256": _digest(*_arrays(calibration))}
 
 
 class RunDir:

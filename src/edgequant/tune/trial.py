@@ -19,9 +19,9 @@ import numpy as np
 from edgequant.calibrate import CalibrationStats
 from edgequant.errors import EdgequantError
 from edgequant.evaluate.latency import measure_interleaved
-from edgequant.evaluate.metrics import fidelity, top1
+from edgequant.evaluate.metrics import fidelity_by_output, top1, worst_output
 from edgequant.recipe import Recipe
-from edgequant.runtime import Runner
+from edgequant.runtime import Inputs, Runner
 from edgequant.tune.records import Budget, Trial
 from edgequant.types import Dataset, FloatModel, QuantizedModel
 
@@ -47,8 +47,8 @@ def rejudge(trial: Trial, budget: Budget) -> Trial:
 class TrialRunner:
     """Builds and measures candidates of one float model on one data set."""
 
-    def __init__(self, floats: FloatModel, data: Dataset, calibration: np.ndarray, stats: CalibrationStats,
-                 budget: Budget, runs: int) -> None:
+    def __init__(self, floats: FloatModel, data: Dataset, calibration: Inputs, stats: CalibrationStats,
+                 budget: Budget, runs: int, output: str | None = None) -> None:
         self.floats = floats
         self.data = data
         self.calibration = calibration
@@ -56,7 +56,8 @@ class TrialRunner:
         self.budget = budget
         self.runs = runs
         self.float_runner = Runner(floats.tflite, 1, "float model")
-        self.reference = self.float_runner.predict(data.x)
+        self.reference = self.float_runner.predict(data.inputs)
+        self.label = output or floats.signature.output_names[0]
 
     def build(self, recipe: Recipe) -> QuantizedModel:
         """The model ``recipe`` describes, from ``quantize`` (raises EdgequantError if it cannot be built)."""
@@ -81,15 +82,19 @@ class TrialRunner:
             built = self.build(recipe)
             tflite = built.tflite
             runner = Runner(tflite, 1, f"trial {trial_id}")
-            out = runner.predict(self.data.x)
+            out = runner.predict(self.data.inputs)
         except EdgequantError as exc:
             return Trial(status="failed", error=str(exc), seconds=time.perf_counter() - start, **common), None
-        fid = fidelity(out, self.reference)
-        accuracy = top1(out, self.data.y) if self.data.y is not None else None
+        # The budget holds for every output: the worst one's fidelity is the trial's.
+        fid = worst_output(fidelity_by_output(out, self.reference))[1]
+        accuracy = top1(out[self.label], self.data.y) if self.data.y is not None else None
         value = self.budget.value(accuracy, fid.sqnr_db, fid.cosine)
         latency_ms = float_ms = ratio = None
         if self.runs > 0:
-            float_lat, lat = measure_interleaved([self.float_runner, runner], self.data.x, self.runs, WARMUP)
+            try:
+                float_lat, lat = measure_interleaved([self.float_runner, runner], self.data.inputs, self.runs, WARMUP)
+            except EdgequantError as exc:
+                return Trial(status="failed", error=str(exc), seconds=time.perf_counter() - start, **common), None
             latency_ms, float_ms = lat.median_ms, float_lat.median_ms
             ratio = lat.median_ms / float_lat.median_ms if float_lat.median_ms > 0 else None
         # The plan that ran, as quantize reports it: reusable with quantize --recipe and the calibration data.

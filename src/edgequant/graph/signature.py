@@ -1,0 +1,112 @@
+"""Edits that make a published .tflite a float model every stage can take, by name.
+
+- A model without a signature (many older published models) gets a default
+  one, ``serving_default``, naming its inputs and outputs by their tensor
+  names: LiteRT Quantizer calibrates and quantizes by signature, and edgequant
+  addresses every tensor by signature name.
+- A model with several signatures keeps the one the user chose; when that
+  signature runs another subgraph than the first, the two swap places, so every
+  graph reader (which works on subgraph 0) sees it.
+- Weights stored as float16 and widened by DEQUANTIZE ops at load (how many
+  published models ship) become float32 constants: the float model they mean.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgequant.errors import UnsupportedError
+from edgequant.graph.edit import GraphEditor
+from edgequant.graph.submodel import CONTROL_FLOW_OPS
+
+__all__ = ["with_default_signature", "select_signature", "widen_fp16_weights", "DEFAULT_KEY"]
+
+DEFAULT_KEY = "serving_default"
+
+
+def _unique(names: list[str], prefix: str) -> list[str]:
+    out: list[str] = []
+    for k, name in enumerate(names):
+        name = name or f"{prefix}_{k}"
+        out.append(name if name not in out else f"{name}_{k}")
+    return out
+
+
+def with_default_signature(tflite: bytes, what: str = "model") -> tuple[bytes, bool]:
+    """The model with a ``serving_default`` signature over subgraph 0 if it had none; (bytes, added)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    ed = GraphEditor(tflite, what)
+    if ed.model.signatureDefs:
+        return bytes(tflite), False
+    sg = ed.model.subgraphs[0]
+
+    def maps(indices: list[int], prefix: str) -> list:
+        names = _unique([ed.tensor_name(int(i)) for i in indices], prefix)
+        out = []
+        for name, index in zip(names, indices):
+            m = schema.TensorMapT()
+            m.name, m.tensorIndex = name, int(index)
+            out.append(m)
+        return out
+
+    sig = schema.SignatureDefT()
+    sig.signatureKey = DEFAULT_KEY
+    sig.subgraphIndex = 0
+    sig.inputs = maps(list(sg.inputs if sg.inputs is not None else []), "input")
+    sig.outputs = maps(list(sg.outputs if sg.outputs is not None else []), "output")
+    ed.model.signatureDefs = [sig]
+    return ed.to_bytes(), True
+
+
+def select_signature(tflite: bytes, key: str, what: str = "model") -> bytes:
+    """Keep only signature ``key``, with its subgraph moved to index 0 when it was elsewhere."""
+    ed = GraphEditor(tflite, what)
+    sigs = list(ed.model.signatureDefs or [])
+    keys = [s.signatureKey.decode() if isinstance(s.signatureKey, bytes) else str(s.signatureKey) for s in sigs]
+    if key not in keys:
+        raise UnsupportedError(f"unknown --signature {key!r}: expected one of {', '.join(keys) or 'none'}")
+    if len(sigs) == 1:
+        return bytes(tflite)
+    chosen = sigs[keys.index(key)]
+    index = int(chosen.subgraphIndex or 0)
+    if index != 0:
+        ops = enumerate_ops(ed)
+        if any(name in CONTROL_FLOW_OPS for name in ops):
+            raise UnsupportedError(f"--signature {key!r} runs subgraph {index} of a model with control flow "
+                                   f"({', '.join(sorted(set(ops) & CONTROL_FLOW_OPS))}): expected a signature on "
+                                   "subgraph 0 for such models")
+        subgraphs = ed.model.subgraphs
+        subgraphs[0], subgraphs[index] = subgraphs[index], subgraphs[0]
+        chosen.subgraphIndex = 0
+    ed.model.signatureDefs = [chosen]
+    return ed.to_bytes()
+
+
+def enumerate_ops(ed: GraphEditor) -> list[str]:
+    """Op names over every subgraph (control flow can live in any of them)."""
+    from edgequant.graph.flatbuffer import builtin_name, enum_names
+
+    names = enum_names("BuiltinOperator")
+    return [builtin_name(ed.model, op, names) for sg in ed.model.subgraphs for op in (sg.operators or [])]
+
+
+def widen_fp16_weights(tflite: bytes, what: str = "model") -> tuple[bytes, int]:
+    """Replace every DEQUANTIZE of a constant float16 tensor with the float32 constant; (bytes, count)."""
+    ed = GraphEditor(tflite, what)
+    sg = ed.model.subgraphs[0]
+    keep, widened = [], 0
+    for ref, op in zip(ed.ops, list(sg.operators or [])):
+        if (ref.op == "DEQUANTIZE" and len(ref.inputs) == 1 and ed.is_constant(ref.inputs[0])
+                and ed.tensor_dtype(ref.inputs[0]) == "float16" and not ed.is_graph_output(ref.outputs[0])):
+            values = ed.read_constant(ref.inputs[0]).astype(np.float32)
+            out = ref.outputs[0]
+            ed.write_constant_new(out, values)
+            ed.drop_constant(ref.inputs[0])
+            widened += 1
+            continue
+        keep.append(op)
+    if not widened:
+        return bytes(tflite), 0
+    sg.operators = keep
+    return ed.to_bytes(), widened

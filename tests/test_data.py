@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from edgequant.data import check_against_model, load_data, select_samples
+from edgequant.types import Signature, TensorSpec
 from edgequant.errors import InputError
 
 
@@ -30,7 +31,7 @@ def test_select_samples_is_deterministic_and_mixes() -> None:
 def test_shape_check_names_expected_and_found() -> None:
     ds = load_data(np.zeros((2, 8, 8, 1), np.float32))
     with pytest.raises(InputError, match=r"expected inputs of shape \(N, 28, 28, 1\).*found \(2, 8, 8, 1\)"):
-        check_against_model(ds, (-1, 28, 28, 1))
+        check_against_model(ds, Signature("k", (TensorSpec("x", (-1, 28, 28, 1), "float32"),), ()))
 
 
 def test_image_folder_with_classes_and_normalize(tmp_path) -> None:

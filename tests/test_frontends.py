@@ -32,8 +32,8 @@ def test_kinds_are_detected(exported, seed_cnn_path, float_tflite) -> None:
 def test_h5_and_saved_model_match_keras_outputs(name, exported, float_tflite, test_arrays) -> None:
     x, _ = test_arrays
     m = edgequant.convert(exported / name)
-    reference = edgequant.run(float_tflite, x[:20]).outputs
-    assert np.allclose(edgequant.run(m.tflite, x[:20]).outputs, reference, atol=1e-5)
+    reference = edgequant.run(float_tflite, x[:20]).output
+    assert np.allclose(edgequant.run(m.tflite, x[:20]).output, reference, atol=1e-5)
     assert m.input_shape[1:] == (28, 28, 1)
 
 

@@ -27,7 +27,7 @@ SIZE_BOUNDS = {Scheme.FP16: (0.45, 0.55), Scheme.DYNAMIC: (0.0, 0.30), Scheme.IN
 @pytest.fixture(scope="session")
 def float_top1(float_tflite: Path, test_arrays: tuple[np.ndarray, np.ndarray]) -> float:
     x, y = test_arrays
-    return top1(edgequant.run(float_tflite, x).outputs, y)
+    return top1(edgequant.run(float_tflite, x).output, y)
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +52,7 @@ def test_pair_loads_runs_and_meets_size_and_accuracy(scheme: Scheme, engine: Eng
     assert q.path is not None and q.path.exists()
     assert q.scheme is scheme and q.engine is engine and q.notes, "engines must state their defaults"
     x, y = test_arrays
-    out = edgequant.run(q.path, x).outputs
+    out = edgequant.run(q.path, x).output
     assert out.shape == (len(x), 10) and np.isfinite(out).all()
     ratio = q.path.stat().st_size / float_tflite.stat().st_size
     lo, hi = SIZE_BOUNDS[scheme]
@@ -77,11 +77,11 @@ def test_integer_io_gives_same_top1_as_float_io(engine: EngineName, io: IOType, 
     assert result.input_dtype == io.value and result.output_dtype == io.value
     assert any("quantized from float" in n for n in result.notes)
     assert any("dequantized to float" in n for n in result.notes)
-    float_io = edgequant.run(variants[(Scheme.INT8, engine)].path, x).outputs
+    float_io = edgequant.run(variants[(Scheme.INT8, engine)].path, x).output
     # Same quantized graph, different edges: the predicted classes must agree
     # on (almost) every sample; the top-1 must be equal within one sample.
-    assert abs(top1(result.outputs, y) - top1(float_io, y)) <= 1 / len(y) + 1e-9
-    assert (result.outputs.argmax(1) == float_io.argmax(1)).mean() >= 0.99
+    assert abs(top1(result.output, y) - top1(float_io, y)) <= 1 / len(y) + 1e-9
+    assert (result.output.argmax(1) == float_io.argmax(1)).mean() >= 0.99
 
 
 def test_static_schemes_report_calibration_samples(variants: dict) -> None:

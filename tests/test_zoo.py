@@ -91,8 +91,8 @@ def test_sequence_models_convert_and_run_in_litert(name: str, tmp_path: Path) ->
     assert "WHILE" not in ops and not any(op.startswith("FLEX") or op == "CUSTOM" for op in ops)
     with np.load(model.test_path) as z:
         x, y = z["x"], z["y"]
-    assert edgequant.run(converted.tflite, x[:8]).outputs.shape == (8, 10)
-    tflite_accuracy = float((edgequant.run(converted.tflite, x).outputs.argmax(axis=1) == y).mean())
+    assert edgequant.run(converted.tflite, x[:8]).output.shape == (8, 10)
+    tflite_accuracy = float((edgequant.run(converted.tflite, x).output.argmax(axis=1) == y).mean())
     keras_accuracy = json.loads((tmp_path / name / "meta.json").read_text())["keras_test_accuracy"]
     assert keras_accuracy > 0.9
     assert abs(tflite_accuracy - keras_accuracy) <= 0.01

@@ -70,6 +70,14 @@ class RunResult(Record):
     output_dtype: str
     notes: tuple[str, ...] = ()
 
+    @property
+    def output(self) -> np.ndarray:
+        """The only output of a one-output model; an error naming the outputs otherwise."""
+        if len(self.outputs) != 1:
+            raise InputError(f"the model has {len(self.outputs)} outputs: expected one of "
+                             f"{', '.join(self.outputs)} from outputs[NAME]")
+        return next(iter(self.outputs.values()))
+
 
 def check_measurement_options(threads: int, runs: int) -> None:
     if threads < 1:

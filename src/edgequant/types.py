@@ -165,19 +165,28 @@ def _dims(shape: tuple[int, ...]) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class TensorSpec(Record):
-    """One model input or output as the model declares it: name, shape (-1 where unknown) and dtype."""
+    """One model input or output as the model declares it: name, shape (-1 where unknown) and dtype.
+
+    ``quantized`` marks an integer tensor that stands for float values (a scale
+    and zero point): a full-integer model's I/O, which takes and gives floats
+    through edgequant's conversion. Other integer tensors (token ids, masks) are
+    integers in their own right.
+    """
 
     name: str
     shape: tuple[int, ...]
     dtype: str
+    quantized: bool = False
 
     @property
     def is_float(self) -> bool:
-        return np.dtype(self.dtype).kind == "f"
+        """Takes or gives float values: a float tensor, or a quantized integer one."""
+        return np.dtype(self.dtype).kind == "f" or self.quantized
 
     @property
     def is_integer(self) -> bool:
-        return np.dtype(self.dtype).kind in "iub"
+        """Holds integers in their own right (token ids, masks, indices), never quantized."""
+        return np.dtype(self.dtype).kind in "iub" and not self.quantized
 
     def describe(self) -> str:
         return f"{self.name} {self.dtype} {_dims(self.shape)}"

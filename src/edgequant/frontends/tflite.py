@@ -48,7 +48,7 @@ def inspect_float_tflite(tflite: bytes, source: Path, kind: SourceKind, unsafe: 
         if not (spec.dtype == "float32" or spec.is_integer):
             raise UnsupportedError(f"input '{spec.name}' of {what} is {spec.dtype}: expected float32 or integer "
                                    "inputs")
-    if not any(spec.dtype == "float32" for spec in sig.outputs) and not sig.outputs:
+    if not sig.outputs:
         raise UnsupportedError(f"{what} has no outputs: expected at least one")
     return FloatModel(source=source, kind=kind, tflite=chosen, signature=sig, unsafe=unsafe, notes=tuple(notes))
 

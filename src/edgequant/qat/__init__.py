@@ -27,7 +27,7 @@ from edgequant.calibrate import parse_observer
 from edgequant.evaluate.metrics import predictions, top1
 from edgequant.qat.finetune import FitOptions, OnEpoch, check_fit_options, infer, no_epoch_log, resolve_loss
 from edgequant.qat.records import EpochLog, LayerSparsity, LossKind, PruneResult, PruneSchedule, QATResult, SizeReport
-from edgequant.types import Dataset, Scheme, SourceKind, parse_enum
+from edgequant.types import UNNAMED, Dataset, Scheme, Signature, SourceKind, TensorSpec, parse_enum
 
 __all__ = ["qat", "prune", "QATResult", "PruneResult", "EpochLog", "LayerSparsity", "SizeReport", "LossKind",
            "PruneSchedule", "QAT_SCHEMES", "load_keras_source", "load_training_data"]
@@ -62,10 +62,17 @@ def load_keras_source(model: str | Path, unsafe: bool, command: str) -> tuple[Pa
 
 def load_training_data(data: DataLike, keras_model: Any, resize: tuple[int, int] | None,
                        normalize: tuple[float, float] | None, what: str) -> Dataset:
-    """``data`` checked against the Keras model's single input, as float32."""
+    """``data`` checked against the Keras model's single input, as float32.
+
+    The graph walker behind qat and prune follows one float input; a model with several is refused.
+    """
+    if len(keras_model.inputs) != 1:
+        raise UnsupportedError(f"qat and prune need a Keras model with one input, found {len(keras_model.inputs)}: "
+                               "their graph walker follows one input (docs/qat.md)")
     shape = tuple(-1 if d is None else int(d) for d in keras_model.inputs[0].shape)
     channels = shape[-1] if len(shape) == 4 else None
-    ds = check_against_model(load_data(data, resize, normalize, channels), shape, "float32")
+    signature = Signature("keras", (TensorSpec(UNNAMED, shape, "float32"),), ())
+    ds = check_against_model(load_data(data, resize, normalize, channels), signature)
     if ds.y is not None and len(keras_model.outputs[0].shape) == 2:
         # A one-unit output is a binary classifier: labels 0 and 1 (edgequant's top-1 thresholds it at 0.5).
         classes = max(2, int(keras_model.outputs[0].shape[-1]))

@@ -100,7 +100,9 @@ def _spec(name: str, detail: dict[str, Any]) -> TensorSpec:
     shape = detail.get("shape_signature", detail["shape"])
     if len(shape) == 0:
         shape = detail["shape"]
-    return TensorSpec(name, tuple(int(d) for d in shape), np.dtype(detail["dtype"]).name)
+    dtype = np.dtype(detail["dtype"])
+    quantized = dtype.kind in "iu" and bool(detail["quantization"][0])
+    return TensorSpec(name, tuple(int(d) for d in shape), dtype.name, quantized)
 
 
 def _signature_table(interp: Any, what: str, key: str | None) -> tuple[str, int, dict[str, int], dict[str, int]]:
@@ -233,8 +235,10 @@ class Runner:
         """``inputs`` keyed by this model's input names (a bare array, or one named 'x', feeds a one-input model)."""
         inputs = as_inputs(inputs)
         names = self.input_names
-        if len(names) == 1 and len(inputs) == 1 and UNNAMED in inputs:
-            return {names[0]: inputs[UNNAMED]}
+        if len(names) == 1 and len(inputs) == 1:
+            # One input: the data was matched to a model by name already (data.check_against_model); a model
+            # built from it (a QAT export, an engine's output) may call its one input otherwise.
+            return {names[0]: next(iter(inputs.values()))}
         missing = [n for n in names if n not in inputs]
         extra = [n for n in inputs if n not in names]
         if missing or extra:

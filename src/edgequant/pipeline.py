@@ -20,6 +20,7 @@ from edgequant._util import Progress, atomic_write, no_progress
 from edgequant.data import DataLike, check_against_model, load_data, select_samples
 from edgequant.calibrate import CalibrationStats, Observer, collect_stats, parse_observer
 from edgequant.calibrate.plan import calibration_candidates
+from edgequant.checks import check_labels, check_runs, check_samples, check_threads, classes_of
 from edgequant.engines import ENGINES, Engine, check_supported, get_engine
 from edgequant.errors import EngineError, InputError, UnsupportedError
 from edgequant.evaluate import evaluate_runners, fidelity
@@ -71,10 +72,8 @@ class RunResult(Record):
 
 
 def check_measurement_options(threads: int, runs: int) -> None:
-    if threads < 1:
-        raise InputError(f"--threads: expected a positive number, found {threads}")
-    if runs < 0:
-        raise InputError(f"--runs: expected 0 or more, found {runs}")
+    check_threads(threads)
+    check_runs(runs)
 
 
 def resolve_model(model: FloatModel | str | Path, unsafe: bool = False) -> FloatModel:
@@ -267,6 +266,7 @@ def calibrate(model: FloatModel | str | Path, data: DataLike, samples: int | Non
               output: str | Path | None = None, unsafe: bool = False, resize: tuple[int, int] | None = None,
               normalize: tuple[float, float] | None = None, progress: Progress = no_progress) -> CalibrationStats:
     """Gather activation statistics of the float model in LiteRT; reusable with ``quantize(stats=...)``."""
+    check_samples(samples)
     floats = resolve_model(model, unsafe)
     x = select_samples(load_checked_data(data, floats, resize, normalize),
                        samples if samples is not None else DEFAULT_SAMPLES).x
@@ -310,6 +310,9 @@ def evaluate(model: str | Path | bytes, data: DataLike | None = None, reference:
     shape = runner.input_signature
     channels = shape[-1] if len(shape) == 4 else None
     ds = check_against_model(load_data(data, resize, normalize, channels), shape) if data is not None else None
+    if ds is not None:  # before any inference: a label the output cannot predict makes top-1 meaningless
+        out = runner.interp.get_output_details()[0]
+        check_labels(ds.y, classes_of(tuple(out.get("shape_signature", out["shape"]))), ds.source)
     ref_out = None
     if reference is not None:
         if ds is None:

@@ -69,6 +69,8 @@ BAD_NUMBERS = [
     (["calibrate", "M", "--data", "D", "--samples", "0", "-o", "O/s.json"], r"--samples: .*found 0"),
     (["quantize", "M", "--scheme", "int8", "--samples", "0", "-o", "O/q.tflite"], r"--samples: .*found 0"),
     (["tune", "M", "--data", "D", "--max-drop", "1", "--runs", "100001", "--out", "O"], r"--runs: .*found 100001"),
+    (["qat", "M", "--data", "D", "--seed", "-1", "-o", "O/q.tflite"], r"--seed: expected a whole number from 0 to "
+                                                                      r"4,294,967,295, found -1"),
     (["demo", "--epochs", "0", "--out", "O"], r"--epochs: expected a whole number of at least 1, found 0"),
     (["demo", "--runs", "-1", "--out", "O"], r"--runs: expected a whole number from 0 to 100,000, found -1"),
 ]
@@ -117,6 +119,9 @@ def test_the_api_checks_numbers_before_any_work(float_tflite: Path, tmp_path: Pa
         (lambda: edgequant.demo(tmp_path / "demo", runs=-1), r"--runs: .*found -1"),
         (lambda: edgequant.demo(tmp_path / "demo", epochs=0), r"--epochs: .*found 0"),
         (lambda: edgequant.run(float_tflite, tmp_path / "none"), r"data not found"),
+        # Keras raised a bare ValueError (a traceback) for these.
+        (lambda: edgequant.prune(tmp_path / "none.keras", X, sparsity=0.5, seed=2**32), r"--seed: .*found 4294967296"),
+        (lambda: edgequant.qat(tmp_path / "none.keras", X, seed=-1), r"--seed: .*found -1"),
     ]
     for call, pattern in cases:
         with pytest.raises(InputError, match=pattern):
@@ -208,22 +213,14 @@ def saved_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("saved")
 
-    class Dense(tf.Module):
-        def __init__(self) -> None:
-            self.w = tf.Variable(tf.ones((4, 2)))
-
-        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32)])
-        def __call__(self, x):
-            return tf.matmul(x, self.w)
-
-    class Strings(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32)])
-        def __call__(self, x):
-            return tf.strings.to_number(tf.strings.as_string(x))
-
-    dense, strings = Dense(), Strings()
-    tf.saved_model.save(dense, str(root / "good"), signatures=dense.__call__)
-    tf.saved_model.save(strings, str(root / "strings"), signatures=strings.__call__)
+    dense = tf.Module()
+    dense.w = tf.Variable(tf.ones((4, 2)))
+    dense.serve = tf.function(lambda x: tf.matmul(x, dense.w), input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+    strings = tf.Module()
+    strings.serve = tf.function(lambda x: tf.strings.to_number(tf.strings.as_string(x)),
+                                input_signature=[tf.TensorSpec([None, 4], tf.float32)])
+    tf.saved_model.save(dense, str(root / "good"), signatures=dense.serve)
+    tf.saved_model.save(strings, str(root / "strings"), signatures=strings.serve)
     return root
 
 

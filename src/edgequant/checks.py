@@ -17,7 +17,7 @@ import numpy as np
 from edgequant.errors import InputError
 
 __all__ = ["MAX_RUNS", "max_threads", "check_int", "check_threads", "check_runs", "check_samples", "check_top_k",
-           "check_epochs", "check_resize", "check_normalize", "check_labels", "classes_of"]
+           "check_epochs", "check_seed", "check_resize", "check_normalize", "check_labels", "classes_of"]
 
 # Timed runs per model: 100,000 runs of even a 1 ms model take minutes per variant; more is a typo.
 MAX_RUNS = 100_000
@@ -66,6 +66,14 @@ def check_top_k(top_k: Any, option: str = "--top-k") -> int:
 
 def check_epochs(epochs: Any, option: str = "--epochs") -> int:
     return check_int(epochs, option, 1)
+
+
+# What Keras (and NumPy) accept as a random seed.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed: Any, option: str = "--seed") -> int:
+    return check_int(seed, option, 0, MAX_SEED)
 
 
 def check_resize(resize: Any, option: str = "--resize") -> tuple[int, int] | None:

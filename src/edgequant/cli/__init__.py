@@ -101,7 +101,7 @@ def _add_training_options(p: argparse.ArgumentParser, match: str, val_help: str,
     p.add_argument("--loss", default="auto", help=loss_help)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=learning_rate, help=rate_help)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_checked(int, checks.check_seed, "a whole number"), default=0)
     p.add_argument("--json", type=_path, help="also write the result as JSON")
     p.add_argument("--unsafe", action="store_true")
     _add_data_options(p)

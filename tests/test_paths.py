@@ -183,7 +183,7 @@ def test_every_command_with_files_is_in_the_table() -> None:
     for name, p in sub.choices.items():
         if name == "runs":
             continue
-        dests = {a.dest for a in p._actions if a.type is not None and getattr(a.type, "__name__", "") == "_path"}
+        dests = {a.dest for a in p._actions if a.type is not None and getattr(a.type, "__name__", "") == "path"}
         io = COMMANDS[name]
         declared = set(io.inputs) | {o.dest for o in io.outputs}
         assert dests - {"registry"} <= declared, f"{name}: {sorted(dests - declared)} not in cli/paths.COMMANDS"

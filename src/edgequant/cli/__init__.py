@@ -13,71 +13,26 @@ import argparse
 import os
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from edgequant import checks
 from edgequant._util import Progress, atomic_dir_file, atomic_write, set_verbose, staged_writes
+from edgequant.cli.args import RUNS, SAMPLES, THREADS, Parser, checked, pair, path
 from edgequant.cli.paths import check_paths
 from edgequant.cli.progress import make_progress
 from edgequant.cli.runs import add_registry_options, add_runs_parser, record_run, runs_command
-from edgequant.errors import EdgequantError, InputError
+from edgequant.errors import EdgequantError
 from edgequant.types import EngineName, IOType, Scheme
 
 __all__ = ["main", "build_parser"]
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse with usage errors as ONE line on stderr and exit 2, like every other bad input."""
-
-    def error(self, message: str) -> NoReturn:
-        where = self.prog.removeprefix("edgequant").strip()
-        text = " ".join(message.split())  # argparse's own messages can span lines
-        self.exit(2, f"edgequant: error: {where + ': ' if where else ''}{text} "
-                     f"(see edgequant {where + ' ' if where else ''}--help)\n")
-
-
-def _path(text: str) -> Path:
-    # Path("") is "." (the current folder): an empty argument must not quietly mean that.
-    if not text.strip():
-        raise argparse.ArgumentTypeError(f"expected a path, found {'an empty string' if not text else repr(text)}")
-    return Path(text)
-
-
-def _checked(parse: Callable[[str], Any], check: Callable[[Any], Any], wanted: str) -> Callable[[str], Any]:
-    """An argparse type: parse the text, then apply the API's own bound (edgequant.checks), so the
-    command refuses a bad number before it loads a model or records a run."""
-    def convert(text: str) -> Any:
-        try:
-            value = parse(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {wanted}, found {text!r}") from None
-        try:
-            return check(value)
-        except InputError as exc:  # "--threads: expected ..." -> "expected ..." (argparse names the option)
-            raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[-1]) from None
-    return convert
-
-
-def _pair(kind: type) -> Callable[[str], tuple[Any, Any]]:
-    def parse(text: str) -> tuple[Any, Any]:
-        parts = text.split(",")
-        if len(parts) != 2:
-            raise ValueError(text)
-        return kind(parts[0]), kind(parts[1])
-    return parse
-
-
-THREADS = _checked(int, checks.check_threads, "a whole number")
-RUNS = _checked(int, checks.check_runs, "a whole number")
-SAMPLES = _checked(int, checks.check_samples, "a whole number")
-
-
 def _add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--resize", type=_checked(_pair(int), checks.check_resize, "H,W (two whole numbers)"),
+    p.add_argument("--resize", type=checked(pair(int), checks.check_resize, "H,W (two whole numbers)"),
                    metavar="H,W", help="resize images of a DATA folder to H x W")
-    p.add_argument("--normalize", type=_checked(_pair(float), checks.check_normalize, "MEAN,STD (two numbers)"),
+    p.add_argument("--normalize", type=checked(pair(float), checks.check_normalize, "MEAN,STD (two numbers)"),
                    metavar="MEAN,STD", help="map image pixels (0..255) with (pixel - MEAN) / STD; default pixel / 255")
 
 
@@ -93,16 +48,16 @@ TRANSFORMS_HELP = ("float-graph transforms before quantizing (litert engine), co
 def _add_training_options(p: argparse.ArgumentParser, match: str, val_help: str, epochs: int, loss_help: str,
                           learning_rate: float, rate_help: str) -> None:
     """What qat and prune share: a Keras model, training data, fine-tuning settings, JSON and data options."""
-    p.add_argument("model", type=_path, help="the trained Keras model (.keras or .h5)")
-    p.add_argument("--data", type=_path, required=True,
+    p.add_argument("model", type=path, help="the trained Keras model (.keras or .h5)")
+    p.add_argument("--data", type=path, required=True,
                    help=f"training data; without labels the model learns to match {match} outputs")
-    p.add_argument("--val", type=_path, help=val_help)
+    p.add_argument("--val", type=path, help=val_help)
     p.add_argument("--epochs", type=int, default=epochs, help=f"fine-tuning epochs (default {epochs})")
     p.add_argument("--loss", default="auto", help=loss_help)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=learning_rate, help=rate_help)
-    p.add_argument("--seed", type=_checked(int, checks.check_seed, "a whole number"), default=0)
-    p.add_argument("--json", type=_path, help="also write the result as JSON")
+    p.add_argument("--seed", type=checked(int, checks.check_seed, "a whole number"), default=0)
+    p.add_argument("--json", type=path, help="also write the result as JSON")
     p.add_argument("--unsafe", action="store_true")
     _add_data_options(p)
 
@@ -113,62 +68,62 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("convert", help="Keras/.h5/SavedModel/float .tflite -> float .tflite")
-    p.add_argument("model", type=_path)
-    p.add_argument("-o", "--output", type=_path, required=True)
+    p.add_argument("model", type=path)
+    p.add_argument("-o", "--output", type=path, required=True)
     p.add_argument("--unsafe", action="store_true", help="allow Keras models that hold Python code (Lambda)")
 
     p = sub.add_parser("calibrate", help="gather activation statistics in LiteRT, saved as JSON for --stats")
-    p.add_argument("model", type=_path)
-    p.add_argument("--data", type=_path, required=True)
+    p.add_argument("model", type=path)
+    p.add_argument("--data", type=path, required=True)
     p.add_argument("--samples", type=SAMPLES, help="samples to use (default 200), picked deterministically")
-    p.add_argument("-o", "--output", type=_path, required=True)
+    p.add_argument("-o", "--output", type=path, required=True)
     p.add_argument("--unsafe", action="store_true")
     _add_data_options(p)
 
     p = sub.add_parser("quantize", help="quantize a model with one scheme and engine")
-    p.add_argument("model", type=_path)
-    p.add_argument("--recipe", type=_path, metavar="FILE",
+    p.add_argument("model", type=path)
+    p.add_argument("--recipe", type=path, metavar="FILE",
                    help="the plan as a recipe JSON file (docs/recipe.md); options given here override its fields")
     p.add_argument("--scheme", help="one of " + ", ".join(s.value for s in Scheme) + " (required unless --recipe "
                    "names one)")
     # Defaults live in the API (litert, float I/O), so an option left out never overrides a --recipe.
     p.add_argument("--engine", help="litert (default) or tflite-converter")
-    p.add_argument("--calibration", type=_path, help="representative data for int8 / int16x8")
+    p.add_argument("--calibration", type=path, help="representative data for int8 / int16x8")
     p.add_argument("--samples", type=SAMPLES, help="calibration samples to use (default 200), picked deterministically")
     p.add_argument("--io", help="int8 model I/O: float (default), int8 or uint8")
     p.add_argument("--observer", help=OBSERVER_HELP + "; 'auto' for that choice")
-    p.add_argument("--stats", type=_path, help="statistics from 'edgequant calibrate' instead of a new pass")
+    p.add_argument("--stats", type=path, help="statistics from 'edgequant calibrate' instead of a new pass")
     p.add_argument("--transforms", help=TRANSFORMS_HELP + "; 'default' for that choice")
-    p.add_argument("-o", "--output", type=_path, required=True)
-    p.add_argument("--save-recipe", type=_path, metavar="FILE",
+    p.add_argument("-o", "--output", type=path, required=True)
+    p.add_argument("--save-recipe", type=path, metavar="FILE",
                    help="write the recipe that ran (observer and transforms resolved) for reuse with --recipe")
     p.add_argument("--unsafe", action="store_true")
     _add_data_options(p)
 
     p = sub.add_parser("run", help="one inference in LiteRT, integer I/O handled")
-    p.add_argument("model", type=_path)
-    p.add_argument("--input", type=_path, required=True,
+    p.add_argument("model", type=path)
+    p.add_argument("--input", type=path, required=True,
                    help=".npy, .npz (array x) or image folder of inputs, batch first")
-    p.add_argument("-o", "--output", type=_path, help="save the float outputs as .npy")
+    p.add_argument("-o", "--output", type=path, help="save the float outputs as .npy")
 
     p = sub.add_parser("eval", help="size, accuracy, fidelity and latency of a .tflite model")
-    p.add_argument("model", type=_path)
-    p.add_argument("--data", type=_path)
-    p.add_argument("--reference", type=_path, help="float model to compare outputs with")
+    p.add_argument("model", type=path)
+    p.add_argument("--data", type=path)
+    p.add_argument("--reference", type=path, help="float model to compare outputs with")
     p.add_argument("--threads", type=THREADS, default=1,
                    help=f"LiteRT threads, 1 to {checks.max_threads()} on this machine (default 1)")
     p.add_argument("--runs", type=RUNS, default=50, help="timed runs after 5 warm-up runs")
-    p.add_argument("--json", type=_path)
+    p.add_argument("--json", type=path)
     p.add_argument("--unsafe", action="store_true")
     _add_data_options(p)
 
     p = sub.add_parser("analyze", help="where a quantized model's error comes from, layer by layer, and why it is "
                                        "slow or large")
-    p.add_argument("model", type=_path, help="the quantized .tflite")
-    p.add_argument("--reference", type=_path, required=True,
+    p.add_argument("model", type=path, help="the quantized .tflite")
+    p.add_argument("--reference", type=path, required=True,
                    help="the float model it was made from (any MODEL form)")
-    p.add_argument("--data", type=_path, required=True, help="data to measure on (labels give accuracy)")
-    p.add_argument("--top-k", type=_checked(int, checks.check_top_k, "a whole number"), default=3,
+    p.add_argument("--data", type=path, required=True, help="data to measure on (labels give accuracy)")
+    p.add_argument("--top-k", type=checked(int, checks.check_top_k, "a whole number"), default=3,
                    help="layers (by local error) to re-quantize with only that layer in float (default 3; 0 skips)")
     p.add_argument("--samples", type=SAMPLES, default=500, help="samples to measure on (default 500), picked "
                    "deterministically")
@@ -176,17 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"LiteRT threads, 1 to {checks.max_threads()} on this machine (default 1)")
     p.add_argument("--runs", type=RUNS, default=50, help="timed runs per model and per op after 5 warm-up runs; "
                    "0 skips timing")
-    p.add_argument("--json", type=_path, help="also write the whole analysis as JSON")
-    p.add_argument("--report", type=_path, metavar="HTML", help="where to write the HTML report (default: beside "
+    p.add_argument("--json", type=path, help="also write the whole analysis as JSON")
+    p.add_argument("--report", type=path, metavar="HTML", help="where to write the HTML report (default: beside "
                    "--json with .html, else MODEL-STEM-analysis.html in the current folder)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--unsafe", action="store_true")
     _add_data_options(p)
 
     p = sub.add_parser("compare", help="float model and every variant, measured side by side")
-    p.add_argument("model", type=_path)
-    p.add_argument("--data", type=_path, required=True)
-    p.add_argument("--calibration", type=_path)
+    p.add_argument("model", type=path)
+    p.add_argument("--data", type=path, required=True)
+    p.add_argument("--calibration", type=path)
     p.add_argument("--samples", type=SAMPLES)
     p.add_argument("--schemes", default="all", help="comma-separated schemes or 'all'")
     p.add_argument("--engines", default="all", help="comma-separated engines or 'all'")
@@ -194,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=THREADS, default=1,
                    help=f"LiteRT threads, 1 to {checks.max_threads()} on this machine (default 1)")
     p.add_argument("--runs", type=RUNS, default=50)
-    p.add_argument("--out", type=_path, required=True)
+    p.add_argument("--out", type=path, required=True)
     p.add_argument("--analyze", action="store_true",
                    help="also run 'edgequant analyze' on every variant and attach its top findings to compare.json")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report (DIR/report.html)")
@@ -211,19 +166,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default 200)")
     p.add_argument("--fixed-ranges", action="store_true", help="keep the calibrated activation ranges instead of "
                    "learning them")
-    p.add_argument("-o", "--output", type=_path, required=True, help="where to write the integer .tflite")
+    p.add_argument("-o", "--output", type=path, required=True, help="where to write the integer .tflite")
 
     p = sub.add_parser("prune", help="magnitude pruning of a Keras 3 model with a sparsity schedule")
     _add_training_options(p, "the original's", "validation data for the before/after accuracy", 4,
                           "auto (default), labels or distill", 1e-3, "Adam learning rate (default 1e-3)")
     p.add_argument("--sparsity", type=float, required=True, help="share of each kernel to zero, between 0 and 1")
     p.add_argument("--schedule", default="polynomial", help="polynomial (default) or constant")
-    p.add_argument("-o", "--output", type=_path, required=True, help="where to write the pruned .keras model")
+    p.add_argument("-o", "--output", type=path, required=True, help="where to write the pruned .keras model")
 
     p = sub.add_parser("tune", help="search for the smallest and fastest model within an accuracy budget")
-    p.add_argument("model", type=_path)
-    p.add_argument("--data", type=_path, required=True, help="data the budget is measured on (labels give top-1)")
-    p.add_argument("--calibration", type=_path, help="calibration data (default: --data, which flatters int8)")
+    p.add_argument("model", type=path)
+    p.add_argument("--data", type=path, required=True, help="data the budget is measured on (labels give top-1)")
+    p.add_argument("--calibration", type=path, help="calibration data (default: --data, which flatters int8)")
     p.add_argument("--max-drop", required=True, metavar="X",
                    help="budget in the metric's units: top-1 points, the lowest output SQNR in dB, or cosine")
     p.add_argument("--metric", help="top1 (default with labels), sqnr (default without labels) or cosine")
@@ -234,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "search, or 'all'")
     p.add_argument("--samples", type=SAMPLES, help="calibration samples (default 200), picked deterministically")
     p.add_argument("--runs", type=RUNS, default=50, help="interleaved latency runs per trial (default 50)")
-    p.add_argument("--out", type=_path, required=True, help="run folder: best.tflite, best.json, best-recipe.json, "
+    p.add_argument("--out", type=path, required=True, help="run folder: best.tflite, best.json, best-recipe.json, "
                    "trials.json")
     p.add_argument("--resume", action="store_true", help="continue the run whose history is in --out")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report (DIR/report.html)")
@@ -242,16 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
 
     p = sub.add_parser("demo", help="train the seed CNN on bundled digits and compare every variant")
-    p.add_argument("--out", type=_path, default=Path("demo-out"))
-    p.add_argument("--epochs", type=_checked(int, checks.check_epochs, "a whole number"), default=5)
+    p.add_argument("--out", type=path, default=Path("demo-out"))
+    p.add_argument("--epochs", type=checked(int, checks.check_epochs, "a whole number"), default=5)
     p.add_argument("--runs", type=RUNS, default=100)
     p.add_argument("--no-report", action="store_true", help="skip the HTML report (DIR/report.html)")
 
     p = sub.add_parser("report", help="one self-contained HTML page from the JSON of compare, analyze, tune or "
                                       "the benchmark")
-    p.add_argument("source", type=_path, nargs="+", help="folders of results (compare --out, tune --out, demo-out, "
+    p.add_argument("source", type=path, nargs="+", help="folders of results (compare --out, tune --out, demo-out, "
                    "benchmarks/results) or result JSON files; all go into one page")
-    p.add_argument("-o", "--output", type=_path, help="the HTML file (default: DIR/report.html, or FILE.html "
+    p.add_argument("-o", "--output", type=path, help="the HTML file (default: DIR/report.html, or FILE.html "
                    "beside a JSON file)")
     p.add_argument("--title", help="the page title (default: edgequant report)")
 

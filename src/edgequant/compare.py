@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgequant._util import Progress, atomic_write, no_progress
+from edgequant.checks import check_labels, check_samples, classes_of
 from edgequant.data import DataLike, select_samples
 from edgequant.engines import ENGINES
 from edgequant.errors import EdgequantError, InputError
@@ -96,10 +97,11 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
         provenance = collect({"model": model, "data": data, "calibration": calibration})
     scheme_list, engine_list = parse_schemes(schemes), parse_engines(engines)
     check_measurement_options(threads, runs)
+    check_samples(samples)
     floats = resolve_model(model, unsafe, signature)
-    _, label_notes = label_output(floats.signature, output)
+    label, label_notes = label_output(floats.signature, output)
     ds = load_checked_data(data, floats, resize, normalize)
-
+    check_labels(ds.y, classes_of(floats.signature.output(label).shape), ds.source)
     global_warnings: list[str] = list(label_notes) if ds.has_labels else []
     if calibration is None:
         calib_ds = select_samples(ds, samples if samples is not None else DEFAULT_SAMPLES)

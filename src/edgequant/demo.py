@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgequant._util import Progress, atomic_npz, no_progress
+from edgequant.checks import check_epochs, check_runs
 from edgequant.compare import compare
 from edgequant.pipeline import quantize
 from edgequant.provenance import collect
@@ -31,6 +32,11 @@ def demo(out_dir: str | Path = "demo-out", epochs: int = 5, runs: int = 100,
     """Train, save model and data under ``out_dir``, and run compare over every scheme and engine,
     plus the QAT int8 row ("int8/qat") and the pruned-then-int8 row ("int8/pruned-litert").
     ``command`` (the CLI's argv) goes into compare.json's provenance with the files made here."""
+    # Every number before training: a bad --runs must not cost 30 s of training first.
+    check_epochs(epochs)
+    check_epochs(qat_epochs, "qat_epochs")
+    check_epochs(prune_epochs, "prune_epochs")
+    check_runs(runs)
     out = Path(out_dir)
     train, test = split_digits()
     model_path = train_seed_cnn(train, out / "seed_cnn.keras", epochs=epochs, progress=progress)

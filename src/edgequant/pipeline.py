@@ -20,6 +20,7 @@ from edgequant._util import Progress, atomic_write, no_progress
 from edgequant.data import DataLike, check_against_model, load_data, select_samples
 from edgequant.calibrate import CalibrationStats, Observer, collect_stats, parse_observer
 from edgequant.calibrate.plan import calibration_candidates
+from edgequant.checks import check_labels, check_runs, check_samples, check_threads, classes_of
 from edgequant.engines import ENGINES, Engine, check_supported, get_engine
 from edgequant.errors import EngineError, InputError, UnsupportedError
 from edgequant.evaluate import evaluate_runners, fidelity_by_output, label_output, worst_output
@@ -80,10 +81,8 @@ class RunResult(Record):
 
 
 def check_measurement_options(threads: int, runs: int) -> None:
-    if threads < 1:
-        raise InputError(f"--threads: expected a positive number, found {threads}")
-    if runs < 0:
-        raise InputError(f"--runs: expected 0 or more, found {runs}")
+    check_threads(threads)
+    check_runs(runs)
 
 
 def resolve_model(model: FloatModel | str | Path, unsafe: bool = False, signature: str | None = None) -> FloatModel:
@@ -304,6 +303,7 @@ def calibrate(model: FloatModel | str | Path, data: DataLike, samples: int | Non
               normalize: tuple[float, float] | None = None, progress: Progress = no_progress, *,
               signature: str | None = None) -> CalibrationStats:
     """Gather activation statistics of the float model in LiteRT; reusable with ``quantize(stats=...)``."""
+    check_samples(samples)
     floats = resolve_model(model, unsafe, signature)
     x = select_samples(load_checked_data(data, floats, resize, normalize),
                        samples if samples is not None else DEFAULT_SAMPLES).inputs
@@ -349,8 +349,10 @@ def evaluate(model: str | Path | bytes, data: DataLike | None = None, reference:
     tflite = model if isinstance(model, bytes) else read_tflite(Path(model))
     runner = Runner(tflite, threads=threads, what=str(model) if not isinstance(model, bytes) else "model",
                     signature=signature)
-    label_output(runner.signature, output)  # an unknown --output fails before any work
+    label, _ = label_output(runner.signature, output)  # an unknown --output fails before any work
     ds = check_data_for(data, tflite, runner.signature, resize, normalize) if data is not None else None
+    if ds is not None:  # before any inference: a label the output cannot predict makes top-1 meaningless
+        check_labels(ds.y, classes_of(runner.signature.output(label).shape), ds.source)
     ref_out = None
     if reference is not None:
         if ds is None:

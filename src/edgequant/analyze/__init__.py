@@ -23,6 +23,7 @@ from edgequant.analyze.records import (Analysis, Conversion, LayerError, LayerSe
 from edgequant.analyze.runtime import Timer, infer_scheme, runtime_report, xnnpack_ops
 from edgequant.analyze.sensitivity import layer_sensitivity, sensitivity_for
 from edgequant.analyze.size import size_breakdown
+from edgequant.checks import check_labels, check_samples, check_top_k, classes_of
 from edgequant.data import DataLike, check_against_model, select_samples
 from edgequant.errors import InputError, UnsupportedError
 from edgequant.evaluate.explain import slow_reasons
@@ -70,8 +71,8 @@ def analyze(model: str | Path | bytes, reference: FloatModel | str | Path, data:
     """
     from edgequant.pipeline import read_tflite, check_measurement_options, load_checked_data, resolve_model
 
-    if top_k < 0:
-        raise InputError(f"--top-k: expected 0 or more, found {top_k}")
+    check_top_k(top_k)
+    check_samples(samples)
     check_measurement_options(threads, runs)
     if provenance is None:
         provenance = collect({"model": None if isinstance(model, bytes) else model, "reference": reference,
@@ -89,6 +90,7 @@ def analyze(model: str | Path | bytes, reference: FloatModel | str | Path, data:
     fg = GraphModel(floats.tflite, "reference model")
     matching = match_graphs(fg, qg)
     ds = check_against_model(load_checked_data(data, floats, resize, normalize), q_runner.signature)
+    check_labels(ds.y, classes_of(q_runner.signature.output(label).shape), ds.source)
     ds = select_samples(ds, samples)
 
     taken, f_taken = xnnpack_ops(qg, threads), xnnpack_ops(fg, threads)

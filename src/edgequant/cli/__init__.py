@@ -1,7 +1,10 @@
 """The ``edgequant`` command: a thin adapter over the public API.
 
-Exit codes: 0 ok, 1 a step or check failed, 2 bad input. Every EdgequantError
-becomes one line on stderr; anything else is a bug and keeps its traceback.
+Exit codes: 0 ok, 1 a step or check failed, 2 bad input (usage errors too), 130
+interrupted. Every EdgequantError becomes one line on stderr; anything else is a
+bug and keeps its traceback. Before any work, every output path is checked
+against every input (cli/paths.py); a command's files are written all or none
+(_util.staged_writes).
 """
 
 from __future__ import annotations
@@ -9,10 +12,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from edgequant._util import Progress, atomic_dir_file, atomic_write, set_verbose
+from edgequant import checks
+from edgequant._util import Progress, atomic_dir_file, atomic_write, set_verbose, staged_writes
+from edgequant.cli.args import RUNS, SAMPLES, THREADS, Parser, checked, pair, path
+from edgequant.cli.paths import check_paths
 from edgequant.cli.progress import make_progress
 from edgequant.cli.runs import add_registry_options, add_runs_parser, record_run, runs_command
 from edgequant.errors import EdgequantError
@@ -21,23 +29,11 @@ from edgequant.types import EngineName, IOType, Scheme
 __all__ = ["main", "build_parser"]
 
 
-def _pair(kind: type, names: str):
-    def parse(text: str):
-        parts = text.split(",")
-        try:
-            if len(parts) != 2:
-                raise ValueError
-            return kind(parts[0]), kind(parts[1])
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {names}, found {text!r}") from None
-    return parse
-
-
 def _add_data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--resize", type=_pair(int, "H,W (two integers)"), metavar="H,W",
-                   help="resize images of a DATA folder to H x W")
-    p.add_argument("--normalize", type=_pair(float, "MEAN,STD (two numbers)"), metavar="MEAN,STD",
-                   help="map image pixels (0..255) with (pixel - MEAN) / STD; default pixel / 255")
+    p.add_argument("--resize", type=checked(pair(int), checks.check_resize, "H,W (two whole numbers)"),
+                   metavar="H,W", help="resize images of a DATA folder to H x W")
+    p.add_argument("--normalize", type=checked(pair(float), checks.check_normalize, "MEAN,STD (two numbers)"),
+                   metavar="MEAN,STD", help="map image pixels (0..255) with (pixel - MEAN) / STD; default pixel / 255")
 
 
 OBSERVER_HELP = ("activation ranges (litert engine): minmax, ema-minmax, percentile:P, mse, entropy; "
@@ -62,94 +58,97 @@ TRANSFORMS_HELP = ("float-graph transforms before quantizing (litert engine), co
 def _add_training_options(p: argparse.ArgumentParser, match: str, val_help: str, epochs: int, loss_help: str,
                           learning_rate: float, rate_help: str) -> None:
     """What qat and prune share: a Keras model, training data, fine-tuning settings, JSON and data options."""
-    p.add_argument("model", type=Path, help="the trained Keras model (.keras or .h5)")
-    p.add_argument("--data", type=Path, required=True,
+    p.add_argument("model", type=path, help="the trained Keras model (.keras or .h5)")
+    p.add_argument("--data", type=path, required=True,
                    help=f"training data; without labels the model learns to match {match} outputs")
-    p.add_argument("--val", type=Path, help=val_help)
+    p.add_argument("--val", type=path, help=val_help)
     p.add_argument("--epochs", type=int, default=epochs, help=f"fine-tuning epochs (default {epochs})")
     p.add_argument("--loss", default="auto", help=loss_help)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--learning-rate", type=float, default=learning_rate, help=rate_help)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", type=Path, help="also write the result as JSON")
+    p.add_argument("--seed", type=checked(int, checks.check_seed, "a whole number"), default=0)
+    p.add_argument("--json", type=path, help="also write the result as JSON")
     p.add_argument("--unsafe", action="store_true")
     _add_data_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgequant", description="Quantize, run and compare LiteRT models.")
+    parser = Parser(prog="edgequant", description="Quantize, run and compare LiteRT models.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's and LiteRT's own output")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("convert", help="Keras/.h5/SavedModel/float .tflite -> float .tflite")
-    p.add_argument("model", type=Path)
-    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("model", type=path)
+    p.add_argument("-o", "--output", type=path, required=True)
     p.add_argument("--unsafe", action="store_true", help="allow Keras models that hold Python code (Lambda)")
     _add_model_options(p)
 
     p = sub.add_parser("calibrate", help="gather activation statistics in LiteRT, saved as JSON for --stats")
-    p.add_argument("model", type=Path)
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--samples", type=int, help="samples to use (default 200), picked deterministically")
-    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("model", type=path)
+    p.add_argument("--data", type=path, required=True)
+    p.add_argument("--samples", type=SAMPLES, help="samples to use (default 200), picked deterministically")
+    p.add_argument("-o", "--output", type=path, required=True)
     p.add_argument("--unsafe", action="store_true")
     _add_model_options(p)
     _add_data_options(p)
 
     p = sub.add_parser("quantize", help="quantize a model with one scheme and engine")
-    p.add_argument("model", type=Path)
-    p.add_argument("--recipe", type=Path, metavar="FILE",
+    p.add_argument("model", type=path)
+    p.add_argument("--recipe", type=path, metavar="FILE",
                    help="the plan as a recipe JSON file (docs/recipe.md); options given here override its fields")
     p.add_argument("--scheme", help="one of " + ", ".join(s.value for s in Scheme) + " (required unless --recipe "
                    "names one)")
     # Defaults live in the API (litert, float I/O), so an option left out never overrides a --recipe.
     p.add_argument("--engine", help="litert (default) or tflite-converter")
-    p.add_argument("--calibration", type=Path, help="representative data for int8 / int16x8")
-    p.add_argument("--samples", type=int, help="calibration samples to use (default 200), picked deterministically")
+    p.add_argument("--calibration", type=path, help="representative data for int8 / int16x8")
+    p.add_argument("--samples", type=SAMPLES, help="calibration samples to use (default 200), picked deterministically")
     p.add_argument("--io", help="int8 model I/O: float (default), int8 or uint8")
     p.add_argument("--observer", help=OBSERVER_HELP + "; 'auto' for that choice")
-    p.add_argument("--stats", type=Path, help="statistics from 'edgequant calibrate' instead of a new pass")
+    p.add_argument("--stats", type=path, help="statistics from 'edgequant calibrate' instead of a new pass")
     p.add_argument("--transforms", help=TRANSFORMS_HELP + "; 'default' for that choice")
-    p.add_argument("-o", "--output", type=Path, required=True)
-    p.add_argument("--save-recipe", type=Path, metavar="FILE",
+    p.add_argument("-o", "--output", type=path, required=True)
+    p.add_argument("--save-recipe", type=path, metavar="FILE",
                    help="write the recipe that ran (observer and transforms resolved) for reuse with --recipe")
     p.add_argument("--unsafe", action="store_true")
     _add_model_options(p)
     _add_data_options(p)
 
     p = sub.add_parser("run", help="one inference in LiteRT, integer I/O handled")
-    p.add_argument("model", type=Path)
-    p.add_argument("--input", type=Path, required=True, help=".npy, .npz (one array per input name, or x) or image "
+    p.add_argument("model", type=path)
+    p.add_argument("--input", type=path, required=True, help=".npy, .npz (one array per input name, or x) or image "
                    "folder of inputs, batch first")
-    p.add_argument("-o", "--output", type=Path, help="save the outputs: .npy for a one-output model, else .npz with "
+    p.add_argument("-o", "--output", type=path, help="save the outputs: .npy for a one-output model, else .npz with "
                    "one array per output name")
     _add_model_options(p)
 
     p = sub.add_parser("eval", help="size, accuracy, fidelity and latency of a .tflite model")
-    p.add_argument("model", type=Path)
-    p.add_argument("--data", type=Path)
-    p.add_argument("--reference", type=Path, help="float model to compare outputs with")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--runs", type=int, default=50, help="timed runs after 5 warm-up runs")
-    p.add_argument("--json", type=Path)
+    p.add_argument("model", type=path)
+    p.add_argument("--data", type=path)
+    p.add_argument("--reference", type=path, help="float model to compare outputs with")
+    p.add_argument("--threads", type=THREADS, default=1,
+                   help=f"LiteRT threads, 1 to {checks.max_threads()} on this machine (default 1)")
+    p.add_argument("--runs", type=RUNS, default=50, help="timed runs after 5 warm-up runs")
+    p.add_argument("--json", type=path)
     p.add_argument("--unsafe", action="store_true")
     _add_model_options(p, output=True)
     _add_data_options(p)
 
     p = sub.add_parser("analyze", help="where a quantized model's error comes from, layer by layer, and why it is "
                                        "slow or large")
-    p.add_argument("model", type=Path, help="the quantized .tflite")
-    p.add_argument("--reference", type=Path, required=True, help="the float model it was made from (any MODEL form)")
-    p.add_argument("--data", type=Path, required=True, help="data to measure on (labels give accuracy)")
-    p.add_argument("--top-k", type=int, default=3, help="layers (by local error) to re-quantize with only that layer "
-                   "in float (default 3; 0 skips)")
-    p.add_argument("--samples", type=int, default=500, help="samples to measure on (default 500), picked "
+    p.add_argument("model", type=path, help="the quantized .tflite")
+    p.add_argument("--reference", type=path, required=True,
+                   help="the float model it was made from (any MODEL form)")
+    p.add_argument("--data", type=path, required=True, help="data to measure on (labels give accuracy)")
+    p.add_argument("--top-k", type=checked(int, checks.check_top_k, "a whole number"), default=3,
+                   help="layers (by local error) to re-quantize with only that layer in float (default 3; 0 skips)")
+    p.add_argument("--samples", type=SAMPLES, default=500, help="samples to measure on (default 500), picked "
                    "deterministically")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--runs", type=int, default=50, help="timed runs per model and per op after 5 warm-up runs; "
+    p.add_argument("--threads", type=THREADS, default=1,
+                   help=f"LiteRT threads, 1 to {checks.max_threads()} on this machine (default 1)")
+    p.add_argument("--runs", type=RUNS, default=50, help="timed runs per model and per op after 5 warm-up runs; "
                    "0 skips timing")
-    p.add_argument("--json", type=Path, help="also write the whole analysis as JSON")
-    p.add_argument("--report", type=Path, metavar="HTML", help="where to write the HTML report (default: beside "
+    p.add_argument("--json", type=path, help="also write the whole analysis as JSON")
+    p.add_argument("--report", type=path, metavar="HTML", help="where to write the HTML report (default: beside "
                    "--json with .html, else MODEL-STEM-analysis.html in the current folder)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--unsafe", action="store_true")
@@ -157,16 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
 
     p = sub.add_parser("compare", help="float model and every variant, measured side by side")
-    p.add_argument("model", type=Path)
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--calibration", type=Path)
-    p.add_argument("--samples", type=int)
+    p.add_argument("model", type=path)
+    p.add_argument("--data", type=path, required=True)
+    p.add_argument("--calibration", type=path)
+    p.add_argument("--samples", type=SAMPLES)
     p.add_argument("--schemes", default="all", help="comma-separated schemes or 'all'")
     p.add_argument("--engines", default="all", help="comma-separated engines or 'all'")
     p.add_argument("--observer", help=OBSERVER_HELP)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--runs", type=int, default=50)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--threads", type=THREADS, default=1,
+                   help=f"LiteRT threads, 1 to {checks.max_threads()} on this machine (default 1)")
+    p.add_argument("--runs", type=RUNS, default=50)
+    p.add_argument("--out", type=path, required=True)
     p.add_argument("--analyze", action="store_true",
                    help="also run 'edgequant analyze' on every variant and attach its top findings to compare.json")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report (DIR/report.html)")
@@ -180,23 +180,23 @@ def build_parser() -> argparse.ArgumentParser:
                           3e-4, "Adam's starting learning rate, decaying to 0 along a cosine (default 3e-4)")
     p.add_argument("--scheme", default="int8", help="int8 (default) or w4a8")
     p.add_argument("--observer", default="mse", help="observer for the starting activation ranges (default mse)")
-    p.add_argument("--samples", type=int, default=200, help="training samples that calibrate the starting ranges "
+    p.add_argument("--samples", type=SAMPLES, default=200, help="training samples that calibrate the starting ranges "
                    "(default 200)")
     p.add_argument("--fixed-ranges", action="store_true", help="keep the calibrated activation ranges instead of "
                    "learning them")
-    p.add_argument("-o", "--output", type=Path, required=True, help="where to write the integer .tflite")
+    p.add_argument("-o", "--output", type=path, required=True, help="where to write the integer .tflite")
 
     p = sub.add_parser("prune", help="magnitude pruning of a Keras 3 model with a sparsity schedule")
     _add_training_options(p, "the original's", "validation data for the before/after accuracy", 4,
                           "auto (default), labels or distill", 1e-3, "Adam learning rate (default 1e-3)")
     p.add_argument("--sparsity", type=float, required=True, help="share of each kernel to zero, between 0 and 1")
     p.add_argument("--schedule", default="polynomial", help="polynomial (default) or constant")
-    p.add_argument("-o", "--output", type=Path, required=True, help="where to write the pruned .keras model")
+    p.add_argument("-o", "--output", type=path, required=True, help="where to write the pruned .keras model")
 
     p = sub.add_parser("tune", help="search for the smallest and fastest model within an accuracy budget")
-    p.add_argument("model", type=Path)
-    p.add_argument("--data", type=Path, required=True, help="data the budget is measured on (labels give top-1)")
-    p.add_argument("--calibration", type=Path, help="calibration data (default: --data, which flatters int8)")
+    p.add_argument("model", type=path)
+    p.add_argument("--data", type=path, required=True, help="data the budget is measured on (labels give top-1)")
+    p.add_argument("--calibration", type=path, help="calibration data (default: --data, which flatters int8)")
     p.add_argument("--max-drop", required=True, metavar="X",
                    help="budget in the metric's units: top-1 points, the lowest output SQNR in dB, or cosine")
     p.add_argument("--metric", help="top1 (default with labels), sqnr (default without labels) or cosine")
@@ -205,9 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, help="stop after this many trials (history included)")
     p.add_argument("--schemes", default="all", help="comma-separated schemes (and per-layer precisions) to "
                    "search, or 'all'")
-    p.add_argument("--samples", type=int, help="calibration samples (default 200), picked deterministically")
-    p.add_argument("--runs", type=int, default=50, help="interleaved latency runs per trial (default 50)")
-    p.add_argument("--out", type=Path, required=True, help="run folder: best.tflite, best.json, best-recipe.json, "
+    p.add_argument("--samples", type=SAMPLES, help="calibration samples (default 200), picked deterministically")
+    p.add_argument("--runs", type=RUNS, default=50, help="interleaved latency runs per trial (default 50)")
+    p.add_argument("--out", type=path, required=True, help="run folder: best.tflite, best.json, best-recipe.json, "
                    "trials.json")
     p.add_argument("--resume", action="store_true", help="continue the run whose history is in --out")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report (DIR/report.html)")
@@ -216,16 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
 
     p = sub.add_parser("demo", help="train the seed CNN on bundled digits and compare every variant")
-    p.add_argument("--out", type=Path, default=Path("demo-out"))
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--runs", type=int, default=100)
+    p.add_argument("--out", type=path, default=Path("demo-out"))
+    p.add_argument("--epochs", type=checked(int, checks.check_epochs, "a whole number"), default=5)
+    p.add_argument("--runs", type=RUNS, default=100)
     p.add_argument("--no-report", action="store_true", help="skip the HTML report (DIR/report.html)")
 
     p = sub.add_parser("report", help="one self-contained HTML page from the JSON of compare, analyze, tune or "
                                       "the benchmark")
-    p.add_argument("source", type=Path, nargs="+", help="folders of results (compare --out, tune --out, demo-out, "
+    p.add_argument("source", type=path, nargs="+", help="folders of results (compare --out, tune --out, demo-out, "
                    "benchmarks/results) or result JSON files; all go into one page")
-    p.add_argument("-o", "--output", type=Path, help="the HTML file (default: DIR/report.html, or FILE.html "
+    p.add_argument("-o", "--output", type=path, help="the HTML file (default: DIR/report.html, or FILE.html "
                    "beside a JSON file)")
     p.add_argument("--title", help="the page title (default: edgequant report)")
 
@@ -249,7 +249,21 @@ def command_provenance(args: argparse.Namespace):
     return args.provenance
 
 
+# Commands whose files are written all or none: held under temporary names until every write
+# succeeded (quantize -o + --save-recipe, analyze --json + --report ...). compare stages its model
+# and result files, then writes its page from them; demo and tune are left out: demo reads back the
+# model it trained, and tune keeps the best model so far on disk by design.
+STAGED = frozenset({"convert", "calibrate", "quantize", "run", "eval", "analyze", "qat", "prune", "report"})
+
+
 def _run_command(args: argparse.Namespace) -> int:
+    if args.command in STAGED:
+        with staged_writes():
+            return _dispatch(args)
+    return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     import edgequant as eq
     from edgequant import report
 
@@ -317,11 +331,12 @@ def _run_command(args: argparse.Namespace) -> int:
         if not args.no_report:
             _analysis_report(args, an)
     elif args.command == "compare":
-        res = eq.compare(args.model, args.data, args.calibration, args.schemes, args.engines, args.samples,
-                         args.out, threads=args.threads, runs=args.runs, unsafe=args.unsafe, resize=args.resize,
-                         normalize=args.normalize, observer=args.observer, analyze=args.analyze,
-                         progress=progress, provenance=command_provenance(args), signature=args.signature,
-                         output=args.label_output)
+        with staged_writes():  # the models and compare.json/csv together; the page is made from them after
+            res = eq.compare(args.model, args.data, args.calibration, args.schemes, args.engines, args.samples,
+                             args.out, threads=args.threads, runs=args.runs, unsafe=args.unsafe,
+                             resize=args.resize, normalize=args.normalize, observer=args.observer,
+                             analyze=args.analyze, progress=progress, provenance=command_provenance(args),
+                             signature=args.signature, output=args.label_output)
         args.result = res
         print(report.compare_table(res), file=out)
         print(f"\nwrote {args.out / 'compare.json'}, {args.out / 'compare.csv'} and the .tflite files", file=out)
@@ -418,6 +433,45 @@ def _analysis_report(args: argparse.Namespace, an) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit code. With ``argv`` None (the ``edgequant`` script and
+    ``python -m edgequant``) the process ends here, so a Ctrl-C at any point ends it with 130."""
+    try:
+        code = _main(argv)
+    except KeyboardInterrupt:  # before the command started (parsing) or while reporting its error
+        code = _interrupted()
+    if argv is None:
+        _end_process(code)
+    return code
+
+
+def _interrupted() -> int:
+    print("edgequant: interrupted", file=sys.stderr)
+    return 130
+
+
+def _end_process(code: int) -> None:
+    """Flush and leave without the interpreter's shutdown. Every file is written and closed by now; the
+    shutdown (TensorFlow's teardown takes about 0.1 s) first resets SIGINT to the default, so a Ctrl-C
+    in it would kill the process by the signal (-2) instead of the one line and 130."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        os.write(2, b"edgequant: interrupted\n")
+        os._exit(130)
+
+    try:
+        signal.signal(signal.SIGINT, stop)
+    except ValueError:  # not the main thread: leave as Python would
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that left (exit code 141 already chosen) or a closed stream
+            pass
+    os._exit(code)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -425,17 +479,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on bad usage; return it so in-process callers see it
         return int(exc.code or 0)
     args.argv = ["edgequant", *argv]
-    set_verbose(args.verbose or os.environ.get("EDGEQUANT_VERBOSE", "") not in ("", "0"))
+    verbose = args.verbose or os.environ.get("EDGEQUANT_VERBOSE", "") not in ("", "0")
+    set_verbose(verbose)
     try:
-        code = record_run(args, _run_command)  # model-producing commands are recorded (cli/runs.py)
+        with warnings.catch_warnings():
+            if not verbose:  # a library's warning (numpy, Keras ...) is not ours to show; -v shows it
+                warnings.simplefilter("ignore")
+            check_paths(args)  # before any work: no output may overwrite an input (cli/paths.py)
+            code = record_run(args, _run_command)  # model-producing commands are recorded (cli/runs.py)
         sys.stdout.flush()  # inside the try: a reader that left early fails here, not at interpreter exit
         return code
     except EdgequantError as exc:
         print(f"edgequant: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("edgequant: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
     except BrokenPipeError:
         # The reader of our output closed it (`edgequant runs list | head -1`): stop quietly, as a
         # command killed by SIGPIPE does. Point stdout at /dev/null so the exit flush cannot fail again.

@@ -15,9 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgequant._util import deferred_interrupt
 from edgequant.errors import EdgequantError, InputError
 
 __all__ = ["RECORDED", "add_registry_options", "add_runs_parser", "record_run", "runs_command"]
+
+# The error line of a run stopped with Ctrl-C (exit code 130).
+INTERRUPTED = "interrupted"
 
 # The commands that produce models, and so are recorded.
 RECORDED = ("convert", "quantize", "compare", "tune", "qat", "prune", "demo")
@@ -100,20 +104,27 @@ def record_run(args: argparse.Namespace, run: Callable[[argparse.Namespace], int
             code = run(args)
             _warn(f"run not recorded: could not hash an input: {exc}")
             return code
+        run_id: int | None = None
         try:
-            run_id = registry.begin(args.command, provenance)
+            with deferred_interrupt():  # a run recorded as begun is then always marked, however it ends
+                run_id = registry.begin(args.command, provenance)
         except EdgequantError as exc:
             if args.registry is not None:
                 raise
             _warn(f"run not recorded: {exc}")
             return run(args)
+        except KeyboardInterrupt:
+            if run_id is not None:
+                _fail(registry, args, run_id, INTERRUPTED, 130)
+            raise
         try:
             code = run(args)
         except EdgequantError as exc:
             _fail(registry, args, run_id, str(exc), exc.exit_code)
             raise
         except KeyboardInterrupt:
-            _fail(registry, args, run_id, "interrupted", 130)
+            # A Ctrl-C is a failed run like any other (docs/registry.md): marked before the 130 exit.
+            _fail(registry, args, run_id, INTERRUPTED, 130)
             raise
         except BaseException as exc:  # a bug: still not left "running"; the traceback follows
             _fail(registry, args, run_id, f"{type(exc).__name__}: {exc}", 1)
@@ -125,7 +136,9 @@ def record_run(args: argparse.Namespace, run: Callable[[argparse.Namespace], int
         try:
             # The demo's model and data exist only once it has run: its result's provenance names them.
             made = getattr(getattr(args.result, "provenance", None), "inputs", ())
-            registry.finish(run_id, *_captured(args), RunStatus.COMPLETE, code, inputs=made)
+            # Its files are written: a Ctrl-C now waits for the record (the run is complete), then exits 130.
+            with deferred_interrupt():
+                registry.finish(run_id, *_captured(args), RunStatus.COMPLETE, code, inputs=made)
         except EdgequantError as exc:  # the model is written already; losing the record is the lesser harm
             _warn(f"run {run_id} not recorded: {exc}")
             return code
@@ -153,7 +166,8 @@ def _fail(registry: Any, args: argparse.Namespace, run_id: int, error: str, exit
         except Exception:  # noqa: BLE001 - a bug here must not replace the command's own error
             pass
     try:
-        registry.finish(run_id, variants, recipe, RunStatus.FAILED, exit_code, error)
+        with deferred_interrupt():  # a second Ctrl-C must not leave the run "running"
+            registry.finish(run_id, variants, recipe, RunStatus.FAILED, exit_code, error)
     except EdgequantError as exc:  # never hide the command's own error behind the registry's
         _warn(f"run {run_id} not marked failed: {exc}")
 

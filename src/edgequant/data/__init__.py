@@ -18,6 +18,7 @@ from typing import Union
 
 import numpy as np
 
+from edgequant.checks import check_normalize, check_resize
 from edgequant.data.images import load_image_folder
 from edgequant.errors import InputError
 from edgequant.types import UNNAMED, Dataset, Signature, TensorSpec
@@ -90,6 +91,7 @@ def _stack(rows: list, source: str) -> Dataset:
 def load_data(data: DataLike, resize: tuple[int, int] | None = None,
               normalize: tuple[float, float] | None = None, channels: int | None = None) -> Dataset:
     """Load ``data`` into a Dataset and run the checks that need no model."""
+    resize, normalize = check_resize(resize), check_normalize(normalize)
     if isinstance(data, Dataset):
         ds = data
     elif isinstance(data, (str, Path)):

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from edgequant._util import Progress, atomic_write, no_progress
+from edgequant.checks import check_labels, classes_of
 from edgequant.data import DataLike, check_against_model, load_data, select_samples
 from edgequant.errors import InputError, UnsupportedError
 from edgequant.calibrate import parse_observer
@@ -74,11 +75,9 @@ def load_training_data(data: DataLike, keras_model: Any, resize: tuple[int, int]
     signature = Signature("keras", (TensorSpec(UNNAMED, shape, "float32"),), ())
     ds = check_against_model(load_data(data, resize, normalize, channels), signature)
     if ds.y is not None and len(keras_model.outputs[0].shape) == 2:
-        # A one-unit output is a binary classifier: labels 0 and 1 (edgequant's top-1 thresholds it at 0.5).
-        classes = max(2, int(keras_model.outputs[0].shape[-1]))
-        if ds.y.min() < 0 or ds.y.max() >= classes:
-            raise InputError(f"labels y in {ds.source} ({what}): expected class ids 0..{classes - 1} for the "
-                             f"model's {classes} outputs, found {int(ds.y.min())}..{int(ds.y.max())}")
+        # The same rule as eval, compare, analyze and tune (checks.classes_of: a one-unit output is binary).
+        shape = tuple(-1 if d is None else int(d) for d in keras_model.outputs[0].shape)
+        check_labels(ds.y, classes_of(shape), ds.source, what)
     return ds
 
 
@@ -101,7 +100,7 @@ def qat(model: str | Path, data: DataLike, val: DataLike | None = None, scheme: 
     if scheme_ not in QAT_SCHEMES:
         raise UnsupportedError(f"qat simulates integer activations: expected --scheme "
                                f"{' or '.join(s.value for s in QAT_SCHEMES)}, found {scheme_.value}")
-    check_fit_options(epochs, batch_size, learning_rate)
+    check_fit_options(epochs, batch_size, learning_rate, seed)
     parse_enum(LossKind, loss, "loss")
     obs = parse_observer(observer)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:

@@ -41,8 +41,11 @@ class FitOptions:
     cosine: bool = False
 
 
-def check_fit_options(epochs: int, batch_size: int, learning_rate: float) -> None:
+def check_fit_options(epochs: int, batch_size: int, learning_rate: float, seed: int = 0) -> None:
     """Fail before any model work on options that cannot train."""
+    from edgequant.checks import check_seed
+
+    check_seed(seed)  # Keras takes 0 .. 2**32 - 1 and raises a bare ValueError otherwise
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise InputError(f"--epochs: expected a whole number of at least 1, found {epochs}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

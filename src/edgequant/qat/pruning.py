@@ -131,7 +131,7 @@ def prune(model: str | Path, data: DataLike, sparsity: float = 0.8,
         raise InputError(f"--sparsity: expected a fraction strictly between 0 and 1 (0.8 prunes 80% of each kernel), "
                          f"found {sparsity}")
     sched = parse_enum(PruneSchedule, schedule, "schedule")
-    check_fit_options(epochs, batch_size, learning_rate)
+    check_fit_options(epochs, batch_size, learning_rate, seed)
     parse_enum(LossKind, loss, "loss")
     if output is not None and Path(output).suffix != ".keras":
         raise InputError(f"-o/--output: prune writes a Keras 3 model, expected a path ending in .keras, found "

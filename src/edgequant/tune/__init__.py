@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edgequant._util import Progress, no_progress
+from edgequant.checks import check_labels, check_runs, check_samples, classes_of
 from edgequant.data import DataLike, select_samples
 from edgequant.errors import InputError
 from edgequant.provenance import Provenance, collect
@@ -62,13 +63,11 @@ def _check_options(max_drop: float, trials: int | None, runs: int, samples: int 
         raise InputError(f"--max-drop: expected a number of 0 or more, in the metric's units, found {max_drop!r}")
     if trials is not None and trials < 1:
         raise InputError(f"--trials: expected 1 or more, found {trials}")
-    if runs < 0:
-        raise InputError(f"--runs: expected 0 or more, found {runs}")
+    check_runs(runs)
     if runs == 0 and objective is not Objective.SIZE:
         raise InputError(f"--runs 0 measures no latency: expected --runs 1 or more for objective {objective.value}, "
                          "or --objective size")
-    if samples is not None and samples < 1:
-        raise InputError(f"--samples: expected a positive number, found {samples}")
+    check_samples(samples)
 
 
 class _Session:
@@ -253,6 +252,7 @@ def tune(model: FloatModel | str | Path, data: DataLike, max_drop: float, out: s
     floats = resolve_model(model, unsafe, signature)
     label, label_notes = label_output(floats.signature, output)
     ds = load_checked_data(data, floats, resize, normalize)
+    check_labels(ds.y, classes_of(floats.signature.output(label).shape), ds.source)
     if metric_ is None:
         metric_ = Metric.TOP1 if ds.has_labels else Metric.SQNR
     if metric_ is Metric.TOP1 and not ds.has_labels:

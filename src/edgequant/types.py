@@ -28,6 +28,8 @@ __all__ = [
     "IOType",
     "Precision",
     "SourceKind",
+    "Layout",
+    "SourceOptions",
     "parse_enum",
     "Record",
     "TensorSpec",
@@ -112,6 +114,34 @@ class SourceKind(str, enum.Enum):
     H5 = "h5"
     SAVED_MODEL = "saved_model"
     TFLITE = "tflite"
+    PYTORCH = "pytorch"  # a net.py:build function, or a torch.export .pt2
+    ONNX = "onnx"
+
+    @property
+    def has_tensorflow_graph(self) -> bool:
+        """Whether TensorFlow's converter can rebuild from this source (Keras and SavedModel only)."""
+        return self in (SourceKind.KERAS, SourceKind.H5, SourceKind.SAVED_MODEL)
+
+
+class Layout(str, enum.Enum):
+    """The tensor layout of a converted PyTorch or ONNX model's 4-D inputs and outputs."""
+
+    NCHW = "nchw"  # as exported: channels first, PyTorch's and ONNX's own layout
+    NHWC = "nhwc"  # channels last, as other LiteRT vision models take
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceOptions:
+    """What converting a PyTorch or ONNX source needs beyond its path (other sources ignore it).
+
+    ``input_shapes`` fixes unknown ONNX dimensions, by input name; ``check_inputs``
+    are the user's input sets ({name: array} each, in the source's layout) for the
+    conversion check, which otherwise runs on generated inputs.
+    """
+
+    input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    layout: Layout = Layout.NCHW
+    check_inputs: tuple[Any, ...] = dataclasses.field(default=(), repr=False)
 
 
 def parse_enum(enum_type: type[enum.Enum], value: Any, what: str) -> Any:

@@ -297,5 +297,5 @@ def load_pytorch(path: Path, options: SourceOptions, builder: str | None = None)
     else:
         module, example = load_pt2(path)
         source_name = path.name
-    return convert_module(module, example, source=path, kind=SourceKind.PYTORCH, options=options,
-                          what=source_name)
+    return convert_module(module, example, source=path.with_name(source_name), kind=SourceKind.PYTORCH,
+                          options=options, what=source_name)

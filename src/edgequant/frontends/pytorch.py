@@ -184,7 +184,9 @@ def _wrap(module: Any, names: list[str], as_kwargs: bool, out_names: list[str], 
         def forward(self, **inputs: Any) -> dict:
             return dict(zip(out_names, self.inner(*[inputs[n] for n in names])))
 
-    return Named().eval()
+    named = Named()
+    named.training = False  # not .eval(): it recurses into the user's module, which a .pt2's refuses
+    return named
 
 
 def _to_last(a: np.ndarray) -> np.ndarray:
@@ -204,7 +206,10 @@ def convert_module(module: Any, example: tuple | dict, *, source: Path, kind: So
     """
     torch, litert_torch = require("torch", "litert_torch", what=what or source.name)
     what = what or source.name
-    module = module.eval()
+    try:
+        module = module.eval()
+    except NotImplementedError:  # a .pt2's module: its graph is already exported in eval mode
+        pass
     names = _input_names(module, example)
     tensors = list(example.values()) if isinstance(example, dict) else list(example)
     try:

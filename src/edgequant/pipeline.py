@@ -24,7 +24,7 @@ from edgequant.checks import check_labels, check_runs, check_samples, check_thre
 from edgequant.engines import ENGINES, Engine, check_supported, get_engine
 from edgequant.errors import EngineError, InputError, UnsupportedError
 from edgequant.evaluate import evaluate_runners, fidelity_by_output, label_output, worst_output
-from edgequant.frontends import load_model
+from edgequant.frontends import load_model, source_options
 from edgequant.recipe import Recipe, plan
 from edgequant.recipe import parse_transforms  # noqa: F401 - kept importable here, where it lived before recipe/
 from edgequant.graph import index_limits
@@ -111,10 +111,19 @@ def load_checked_data(data: DataLike, model: FloatModel, resize: tuple[int, int]
     return check_data_for(data, model.tflite, model.signature, resize, normalize)
 
 
-def convert(model: str | Path, output: str | Path | None = None, unsafe: bool = False, *,
+def convert(model: Any, output: str | Path | None = None, unsafe: bool = False, *, example_inputs: Any = None,
+            input_shapes: Any = None, layout: str | None = None, data: Any = None,
             signature: str | None = None) -> FloatModel:
-    """Load a Keras/.h5/SavedModel/.tflite model as a checked float .tflite; optionally write it."""
-    loaded = load_model(model, unsafe=unsafe, signature=signature)
+    """Load any MODEL form (or a torch.nn.Module with ``example_inputs``) as a checked float .tflite; optionally
+    write it. ``input_shapes``, ``layout`` and ``data`` (inputs for the conversion check) apply to PyTorch and
+    ONNX sources (frontends.source_options)."""
+    options = source_options(input_shapes, layout, data)
+    if isinstance(model, (str, Path)):
+        loaded = load_model(model, unsafe=unsafe, options=options, signature=signature)
+    else:
+        from edgequant.frontends.pytorch import convert_torch_module
+
+        loaded = convert_torch_module(model, example_inputs, options)
     if output is not None:
         atomic_write(Path(output), loaded.tflite)
     return loaded

@@ -28,12 +28,13 @@ __all__ = [
     "IOType",
     "Precision",
     "SourceKind",
+    "Layout",
+    "SourceOptions",
     "parse_enum",
     "Record",
     "TensorSpec",
     "Signature",
     "UNNAMED",
-    "ModelOptions",
     "FloatModel",
     "Dataset",
     "QuantizedModel",
@@ -113,6 +114,36 @@ class SourceKind(str, enum.Enum):
     H5 = "h5"
     SAVED_MODEL = "saved_model"
     TFLITE = "tflite"
+    PYTORCH = "pytorch"  # a net.py:build function, or a torch.export .pt2
+    ONNX = "onnx"
+
+    @property
+    def has_tensorflow_graph(self) -> bool:
+        """Whether TensorFlow's converter can rebuild from this source (Keras and SavedModel only)."""
+        return self in (SourceKind.KERAS, SourceKind.H5, SourceKind.SAVED_MODEL)
+
+
+class Layout(str, enum.Enum):
+    """The tensor layout of a converted PyTorch or ONNX model's 4-D inputs and outputs."""
+
+    NCHW = "nchw"  # as exported: channels first, PyTorch's and ONNX's own layout
+    NHWC = "nhwc"  # channels last, as other LiteRT vision models take
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceOptions:
+    """What converting a PyTorch or ONNX source needs beyond its path (other sources ignore it).
+
+    ``input_shapes`` fixes unknown ONNX dimensions, by input name; ``check_inputs``
+    are the user's input sets ({name: array} each, in the source's layout) for the
+    conversion check, which otherwise runs on generated inputs.
+    """
+
+    input_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    layout: Layout = Layout.NCHW
+    check_inputs: tuple[Any, ...] = dataclasses.field(default=(), repr=False)
+    # Every source: which of a .tflite's signatures to use (default: the only one, else serving_default).
+    signature: str | None = None
 
 
 def parse_enum(enum_type: type[enum.Enum], value: Any, what: str) -> Any:
@@ -239,15 +270,6 @@ class Signature(Record):
 # The name a bare array (a .npy, or the array 'x' of a .npz) takes before it meets the model: it then
 # feeds the model's one input, whatever that input is called.
 UNNAMED = "x"
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelOptions(Record):
-    """How to load a model, travelling together: ``unsafe`` allows Keras models holding Python code;
-    ``signature`` picks one of a .tflite's signatures (default: the only one, or serving_default)."""
-
-    unsafe: bool = False
-    signature: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

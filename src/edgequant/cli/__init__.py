@@ -36,6 +36,36 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
                    metavar="MEAN,STD", help="map image pixels (0..255) with (pixel - MEAN) / STD; default pixel / 255")
 
 
+def _add_source_options(p: argparse.ArgumentParser, what: str = "MODEL") -> None:
+    """PyTorch and ONNX sources (net.py:build, .pt2, .onnx): fixed input shapes and the I/O layout."""
+    p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,...",
+                   help=f"fix an ONNX input's shape for conversion ({what}), e.g. x=1,3,48,320; repeatable")
+    p.add_argument("--layout", choices=("nchw", "nhwc"),
+                   help=f"I/O layout of a converted PyTorch/ONNX {what}: nchw (default, as exported) or nhwc "
+                   "(channels-last)")
+
+
+def _source(args: argparse.Namespace, attr: str = "model"):
+    """MODEL as the API takes it: the path, or for a PyTorch/ONNX source the converted FloatModel, loaded once
+    per command with --input-shape and --layout."""
+    from edgequant.errors import InputError
+    from edgequant.frontends import detect_kind, load_model, source_options
+    from edgequant.types import SourceKind
+
+    path = getattr(args, attr)
+    if path is None:
+        return None
+    if detect_kind(path) not in (SourceKind.PYTORCH, SourceKind.ONNX):
+        if args.input_shape or args.layout:
+            raise InputError(f"--input-shape and --layout apply to PyTorch and ONNX models, found {path.name}")
+        return path
+    cache = f"_loaded_{attr}"
+    if getattr(args, cache, None) is None:
+        options = source_options(args.input_shape, args.layout)
+        setattr(args, cache, load_model(path, unsafe=getattr(args, "unsafe", False), options=options))
+    return getattr(args, cache)
+
+
 OBSERVER_HELP = ("activation ranges (litert engine): minmax, ema-minmax, percentile:P, mse, entropy; "
                  "default: the best of minmax, mse, percentile:99.99/99.9, ema-minmax on the calibration samples")
 
@@ -77,10 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's and LiteRT's own output")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("convert", help="Keras/.h5/SavedModel/float .tflite -> float .tflite")
-    p.add_argument("model", type=path)
+    p = sub.add_parser("convert", help="Keras/.h5/SavedModel/float .tflite/PyTorch/ONNX -> float .tflite")
+    p.add_argument("model", type=path, help="a .keras, .h5, SavedModel folder, .tflite, net.py:build (runs that "
+                   "file), .pt2 or .onnx")
     p.add_argument("-o", "--output", type=path, required=True)
     p.add_argument("--unsafe", action="store_true", help="allow Keras models that hold Python code (Lambda)")
+    p.add_argument("--data", type=path, help="PyTorch/ONNX: inputs (.npy, or .npz by input name) the conversion "
+                   "is checked on (default: example and generated inputs)")
+    _add_source_options(p)
     _add_model_options(p)
 
     p = sub.add_parser("calibrate", help="gather activation statistics in LiteRT, saved as JSON for --stats")
@@ -90,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=path, required=True)
     p.add_argument("--unsafe", action="store_true")
     _add_model_options(p)
+    _add_source_options(p)
     _add_data_options(p)
 
     p = sub.add_parser("quantize", help="quantize a model with one scheme and engine")
@@ -111,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the recipe that ran (observer and transforms resolved) for reuse with --recipe")
     p.add_argument("--unsafe", action="store_true")
     _add_model_options(p)
+    _add_source_options(p)
     _add_data_options(p)
 
     p = sub.add_parser("run", help="one inference in LiteRT, integer I/O handled")
@@ -131,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=path)
     p.add_argument("--unsafe", action="store_true")
     _add_model_options(p, output=True)
+    _add_source_options(p, "--reference")
     _add_data_options(p)
 
     p = sub.add_parser("analyze", help="where a quantized model's error comes from, layer by layer, and why it is "
@@ -153,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--unsafe", action="store_true")
     _add_model_options(p, output=True)
+    _add_source_options(p, "--reference")
     _add_data_options(p)
 
     p = sub.add_parser("compare", help="float model and every variant, measured side by side")
@@ -172,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="skip the HTML report (DIR/report.html)")
     p.add_argument("--unsafe", action="store_true")
     _add_model_options(p, output=True)
+    _add_source_options(p)
     _add_data_options(p)
 
     p = sub.add_parser("qat", help="quantization-aware training of a Keras 3 model, exported as an integer .tflite")
@@ -213,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="skip the HTML report (DIR/report.html)")
     p.add_argument("--unsafe", action="store_true")
     _add_model_options(p, output=True)
+    _add_source_options(p)
     _add_data_options(p)
 
     p = sub.add_parser("demo", help="train the seed CNN on bundled digits and compare every variant")
@@ -270,19 +310,27 @@ def _dispatch(args: argparse.Namespace) -> int:
     progress = make_progress()
     out = sys.stdout
     if args.command == "convert":
-        m = eq.convert(args.model, args.output, unsafe=args.unsafe, signature=args.signature)
+        data = None
+        if args.data is not None:
+            from edgequant.data import load_data
+
+            data = load_data(args.data, None, None, None).inputs
+        m = eq.convert(args.model, args.output, unsafe=args.unsafe, input_shapes=args.input_shape,
+                       layout=args.layout, data=data, signature=args.signature)
         args.result = m  # each model-producing command hands its result to the run registry (cli/runs.py)
+        for n in m.notes:
+            print(f"note: {n}", file=out)
         print(f"float .tflite from {m.kind.value}: {len(m.tflite):,} bytes -> {args.output}", file=out)
         print(f"signature {m.signature.key!r}: {m.signature.describe()}", file=out)
         for n in m.notes:
             print(f"note: {n}", file=out)
     elif args.command == "calibrate":
-        st = eq.calibrate(args.model, args.data, samples=args.samples, output=args.output, unsafe=args.unsafe,
+        st = eq.calibrate(_source(args), args.data, samples=args.samples, output=args.output, unsafe=args.unsafe,
                           resize=args.resize, normalize=args.normalize, progress=progress, signature=args.signature)
         print(report.stats_text(st), file=out)
         print(f"saved -> {args.output}", file=out)
     elif args.command == "quantize":
-        q = eq.quantize(args.model, args.scheme, args.engine, calibration=args.calibration, samples=args.samples,
+        q = eq.quantize(_source(args), args.scheme, args.engine, calibration=args.calibration, samples=args.samples,
                         io=args.io, output=args.output, unsafe=args.unsafe, resize=args.resize,
                         normalize=args.normalize, observer=args.observer, stats=args.stats,
                         transforms=args.transforms, progress=progress, recipe=args.recipe, signature=args.signature)
@@ -313,14 +361,14 @@ def _dispatch(args: argparse.Namespace) -> int:
             atomic_write(args.output, buf.getvalue())
             print(f"saved -> {args.output}", file=out)
     elif args.command == "eval":
-        ev = eq.evaluate(args.model, args.data, args.reference, threads=args.threads, runs=args.runs,
+        ev = eq.evaluate(args.model, args.data, _source(args, "reference"), threads=args.threads, runs=args.runs,
                          resize=args.resize, normalize=args.normalize, unsafe=args.unsafe, progress=progress,
                          signature=args.signature, output=args.label_output)
         print(report.evaluation_text(ev), file=out)
         if args.json:
             atomic_dir_file(args.json, report.to_json(ev))
     elif args.command == "analyze":
-        an = eq.analyze(args.model, args.reference, args.data, top_k=args.top_k, samples=args.samples,
+        an = eq.analyze(args.model, _source(args, "reference"), args.data, top_k=args.top_k, samples=args.samples,
                         runs=args.runs, threads=args.threads, resize=args.resize, normalize=args.normalize,
                         unsafe=args.unsafe, progress=progress, provenance=command_provenance(args),
                         signature=args.signature, output=args.label_output)
@@ -332,7 +380,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             _analysis_report(args, an)
     elif args.command == "compare":
         with staged_writes():  # the models and compare.json/csv together; the page is made from them after
-            res = eq.compare(args.model, args.data, args.calibration, args.schemes, args.engines, args.samples,
+            res = eq.compare(_source(args), args.data, args.calibration, args.schemes, args.engines, args.samples,
                              args.out, threads=args.threads, runs=args.runs, unsafe=args.unsafe,
                              resize=args.resize, normalize=args.normalize, observer=args.observer,
                              analyze=args.analyze, progress=progress, provenance=command_provenance(args),
@@ -393,7 +441,7 @@ def _tune(args: argparse.Namespace, progress: Progress) -> int:
         max_drop = float(args.max_drop)
     except ValueError:
         raise InputError(f"--max-drop: expected a number in the metric's units, found {args.max_drop!r}") from None
-    result = eq.tune(args.model, args.data, max_drop, args.out, calibration=args.calibration, metric=args.metric,
+    result = eq.tune(_source(args), args.data, max_drop, args.out, calibration=args.calibration, metric=args.metric,
                      objective=args.objective, time_budget=args.time_budget, trials=args.trials, resume=args.resume,
                      schemes=args.schemes, samples=args.samples, runs=args.runs, unsafe=args.unsafe,
                      resize=args.resize, normalize=args.normalize, progress=progress,

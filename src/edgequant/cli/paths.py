@@ -76,7 +76,7 @@ DEMO_WRITES = ("seed_cnn.keras", "seed_cnn_pruned.keras", "digits_test.npz", "di
 # Each command's file arguments (argparse dests). "registry" is an input of every recorded command:
 # writing a model over the run registry would lose every run.
 COMMANDS: dict[str, Io] = {
-    "convert": Io(("model", "registry"), (Out("output"),)),
+    "convert": Io(("model", "data", "registry"), (Out("output"),)),
     "calibrate": Io(("model", "data"), (Out("output"),)),
     "quantize": Io(("model", "recipe", "calibration", "stats", "registry"), (Out("output"), Out("save_recipe"))),
     "run": Io(("model", "input"), (Out("output"),)),

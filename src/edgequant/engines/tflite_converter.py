@@ -17,7 +17,7 @@ from edgequant._util import Progress
 from edgequant.errors import UnsupportedError
 from edgequant.frontends.keras import run_converter
 from edgequant.runtime import as_inputs, rows
-from edgequant.types import CalibrationInput, EngineName, FloatModel, IOType, Precision, Scheme, SourceKind
+from edgequant.types import CalibrationInput, EngineName, FloatModel, IOType, Precision, Scheme
 
 __all__ = ["TFLiteConverterEngine"]
 
@@ -40,9 +40,9 @@ class TFLiteConverterEngine:
                 calib: CalibrationInput | None, progress: Progress,
                 precisions: Mapping[str, Precision] | None = None) -> tuple[bytes, tuple[str, ...]]:
         # Per-layer precision was refused by check_precisions before any work; nothing reaches here.
-        if model.kind is SourceKind.TFLITE:
+        if not model.kind.has_tensorflow_graph:
             raise UnsupportedError(
-                f"engine tflite-converter needs the Keras or SavedModel source, found a .tflite "
+                f"engine tflite-converter needs the Keras or SavedModel source, found a {model.kind.value} model "
                 f"({model.source.name}): use --engine litert")
         notes: list[str] = []
         calibration = as_inputs(calib.x) if calib is not None and calib.x is not None else None

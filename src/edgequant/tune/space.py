@@ -56,7 +56,7 @@ def uniform_recipes(schemes: Sequence[Scheme], samples: int) -> list[Recipe]:
 
 def converter_recipes(schemes: Sequence[Scheme], source: SourceKind, samples: int) -> dict[Scheme, Recipe]:
     """TensorFlow's converter: int8 (its own min-max calibration) and fp16, for a Keras or SavedModel source."""
-    if source is SourceKind.TFLITE:
+    if not source.has_tensorflow_graph:
         return {}
     return {s: _base(s, samples, None, EngineName.TFLITE_CONVERTER) for s in (Scheme.INT8, Scheme.FP16)
             if s in schemes}

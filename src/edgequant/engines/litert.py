@@ -71,6 +71,40 @@ def _recipe(scheme: Scheme, io: IOType) -> list[dict[str, Any]]:
     return rules
 
 
+# Schemes whose weights are 8-bit: an embedding table (GATHER on a constant) is stored as int8 in each. The
+# quantizer's dynamic and weight-only recipes leave GATHER float, and its int16x8 recipe stores the table as
+# int16 (GATHER's output shares its input's scale), so a text encoder would keep most of its float size.
+_INT8_TABLES = frozenset({Scheme.DYNAMIC, Scheme.WEIGHT_ONLY_INT8, Scheme.INT16X8})
+
+
+def _gather_rule() -> dict[str, Any]:
+    """GATHER with int8 values: the table per-tensor int8, the gathered rows int8, then DEQUANTIZE or requantize."""
+    from litert_quantizer import recipe
+
+    base = recipe.static_wi8_ai8()[0]
+    return {"regex": ".*", "operation": "GATHER", "algorithm_key": base["algorithm_key"],
+            "op_config": copy.deepcopy(base["op_config"])}
+
+
+def table_ranges(tflite: bytes) -> dict[str, tuple[float, float]]:
+    """(min, max) of every GATHER output whose table is a constant: the values it can give are the table's.
+
+    These are the ranges the GATHER rule needs without any calibration data.
+    """
+    from edgequant.graph.edit import GraphEditor
+
+    ed = GraphEditor(tflite, "float model")
+    out: dict[str, tuple[float, float]] = {}
+    for op in ed.find_ops("GATHER"):
+        table = op.inputs[0]
+        if ed.is_constant(table) and ed.tensor_dtype(table) == "float32":
+            values = ed.read_constant(table)
+            lo, hi = float(min(values.min(), 0.0)), float(max(values.max(), 0.0))
+            out[ed.tensor_name(table)] = (lo, hi)
+            out[ed.tensor_name(op.outputs[0])] = (lo, hi)
+    return out
+
+
 def _qsvs(model: FloatModel, ranges: dict[str, tuple[float, float]]) -> dict[str, Any]:
     """edgequant's ranges in litert-quantizer's calibration-result format.
 
@@ -123,6 +157,10 @@ class LiteRTEngine:
             f"int{4 if scheme is Scheme.WEIGHT_ONLY_INT4 else 8}"
         notes = [f"litert-quantizer {_version()}: weights symmetric per-channel {bits}"]
         rules = _recipe(scheme, io)
+        tables = table_ranges(model.tflite) if scheme in _INT8_TABLES else {}
+        if tables:
+            rules.append(_gather_rule())
+            notes.append(f"embedding tables ({len(tables) // 2} GATHER on a constant) stored int8 per-tensor")
         if precisions:
             ops = layer_ops(model.tflite)
             # Appended last: litert-quantizer gives the later scope regex priority over the scheme's ".*".
@@ -136,9 +174,11 @@ class LiteRTEngine:
             with quiet() as captured:
                 qt = quantizer.Quantizer(bytearray(model.tflite), rules)
                 qsvs = None
-                if qt.need_calibration:
+                if qt.need_calibration and not scheme.needs_calibration:
+                    qsvs = _qsvs(model, tables)  # only the GATHER rule calibrates: its ranges are the tables'
+                elif qt.need_calibration:
                     assert calib is not None and calib.ranges is not None, "pipeline passes ranges for static schemes"
-                    qsvs = _qsvs(model, calib.ranges)
+                    qsvs = _qsvs(model, {**calib.ranges, **tables})
                     sym = "symmetric" if scheme is Scheme.INT16X8 else "asymmetric"
                     notes.append(f"activations {sym} per-tensor; {calib.description}")
                 result = qt.quantize(qsvs, enable_progress_report=False)

@@ -318,8 +318,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         m = eq.convert(args.model, args.output, unsafe=args.unsafe, input_shapes=args.input_shape,
                        layout=args.layout, data=data, signature=args.signature)
         args.result = m  # each model-producing command hands its result to the run registry (cli/runs.py)
-        for n in m.notes:
-            print(f"note: {n}", file=out)
         print(f"float .tflite from {m.kind.value}: {len(m.tflite):,} bytes -> {args.output}", file=out)
         print(f"signature {m.signature.key!r}: {m.signature.describe()}", file=out)
         for n in m.notes:

@@ -105,7 +105,21 @@ def table_ranges(tflite: bytes) -> dict[str, tuple[float, float]]:
     return out
 
 
-def _qsvs(model: FloatModel, ranges: dict[str, tuple[float, float]]) -> dict[str, Any]:
+def _prepared(model: FloatModel, scheme: Scheme, io: IOType,
+              ranges: dict[str, tuple[float, float]] | None) -> tuple[bytes, dict[str, tuple[float, float]] | None]:
+    """The float graph the quantizer gets, and the ranges for it: float model outputs that other ops also
+    read get a copy for those ops (graph.signature.split_consumed_outputs), with the output's range."""
+    if not (scheme.needs_calibration and io is IOType.FLOAT):
+        return model.tflite, ranges
+    from edgequant.graph.signature import split_consumed_outputs
+
+    tflite, copies = split_consumed_outputs(model.tflite, "float model")
+    if ranges is not None and copies:
+        ranges = {**ranges, **{c: ranges[o] for c, o in copies.items() if o in ranges}}
+    return tflite, ranges
+
+
+def _qsvs(tflite: bytes, ranges: dict[str, tuple[float, float]]) -> dict[str, Any]:
     """edgequant's ranges in litert-quantizer's calibration-result format.
 
     It keys QSVs by tensor name with min/max arrays of the tensor's rank (all
@@ -114,7 +128,7 @@ def _qsvs(model: FloatModel, ranges: dict[str, tuple[float, float]]) -> dict[str
     """
     from edgequant.runtime import open_interpreter
 
-    interp = open_interpreter(model.tflite, "float model")
+    interp = open_interpreter(tflite, "float model")
     ranks = {d["name"]: len(d["shape"]) for d in interp.get_tensor_details()}
     return {name: {"min": np.full((1,) * ranks.get(name, 1), lo, np.float32),
                    "max": np.full((1,) * ranks.get(name, 1), hi, np.float32)}
@@ -170,15 +184,16 @@ class LiteRTEngine:
                 counts[p.value] = counts.get(p.value, 0) + 1
             notes.append("per-layer precision: " + ", ".join(f"{n} op(s) {p}" for p, n in sorted(counts.items()))
                          + "; QUANTIZE/DEQUANTIZE ops join layers of different precision")
+        source, ranges = _prepared(model, scheme, io, calib.ranges if calib is not None else None)
         try:
             with quiet() as captured:
-                qt = quantizer.Quantizer(bytearray(model.tflite), rules)
+                qt = quantizer.Quantizer(bytearray(source), rules)
                 qsvs = None
                 if qt.need_calibration and not scheme.needs_calibration:
-                    qsvs = _qsvs(model, tables)  # only the GATHER rule calibrates: its ranges are the tables'
+                    qsvs = _qsvs(source, tables)  # only the GATHER rule calibrates: its ranges are the tables'
                 elif qt.need_calibration:
-                    assert calib is not None and calib.ranges is not None, "pipeline passes ranges for static schemes"
-                    qsvs = _qsvs(model, {**calib.ranges, **tables})
+                    assert ranges is not None, "pipeline passes ranges for static schemes"
+                    qsvs = _qsvs(source, {**ranges, **tables})
                     sym = "symmetric" if scheme is Scheme.INT16X8 else "asymmetric"
                     notes.append(f"activations {sym} per-tensor; {calib.description}")
                 result = qt.quantize(qsvs, enable_progress_report=False)
@@ -317,15 +332,16 @@ def rewrite_keeping_float(model: FloatModel, scheme: Scheme, calibration: Calibr
     from litert_quantizer import quantizer
 
     rules = _recipe(scheme, IOType.FLOAT) + [keep_float_rule(t) for t in keep_float]
+    source, ranges = _prepared(model, scheme, IOType.FLOAT, calibration.ranges if calibration is not None else None)
     try:
         with quiet() as captured:
-            qt = quantizer.Quantizer(bytearray(model.tflite), rules)
+            qt = quantizer.Quantizer(bytearray(source), rules)
             qsvs = None
             if qt.need_calibration:
-                if calibration is None or calibration.ranges is None:
+                if ranges is None:
                     raise EngineError(f"scheme {scheme.value} needs activation ranges: expected calibration ranges, "
                                       "found none")
-                qsvs = _qsvs(model, calibration.ranges)
+                qsvs = _qsvs(source, ranges)
             result = qt.quantize(qsvs, enable_progress_report=False)
     except EngineError:
         raise

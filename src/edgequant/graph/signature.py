@@ -13,13 +13,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from edgequant.errors import UnsupportedError
 from edgequant.graph.edit import GraphEditor
 from edgequant.graph.submodel import CONTROL_FLOW_OPS
 
-__all__ = ["with_default_signature", "select_signature", "widen_fp16_weights", "DEFAULT_KEY"]
+__all__ = ["with_default_signature", "select_signature", "widen_fp16_weights", "split_consumed_outputs", "DEFAULT_KEY"]
 
 DEFAULT_KEY = "serving_default"
 
@@ -110,3 +112,84 @@ def widen_fp16_weights(tflite: bytes, what: str = "model") -> tuple[bytes, int]:
         return bytes(tflite), 0
     sg.operators = keep
     return ed.to_bytes(), widened
+
+
+def split_consumed_outputs(tflite: bytes, what: str = "model") -> tuple[bytes, dict[str, str]]:
+    """Give every graph output that other ops also read a copy for those ops; (bytes, {copy: output name}).
+
+    LiteRT Quantizer keeps a float model output float by a rule on the graph
+    boundary, and that rule also makes the op reading the same tensor inside
+    the graph take float in and give int8 out, which LiteRT cannot run (a pooled
+    embedding that is both an output and the input of a classifier head). With
+    a copy (a RESHAPE to the same shape) the inside reads the copy, which is
+    quantized as usual; the copy's range is the output's.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    ed = GraphEditor(tflite, what)
+    sg = ed.model.subgraphs[0]
+    outputs = [int(t) for t in (sg.outputs if sg.outputs is not None else [])]
+    consumed = [t for t in outputs if ed.consumers(t)]
+    if not consumed:
+        return bytes(tflite), {}
+    codes = ed.model.operatorCodes
+
+    def opcode(op: str) -> int:
+        code = int(getattr(schema.BuiltinOperator, op))
+        for i, c in enumerate(codes):
+            if max(c.builtinCode, c.deprecatedBuiltinCode) == code:
+                return i
+        new = schema.OperatorCodeT()
+        new.builtinCode, new.deprecatedBuiltinCode, new.version = code, min(code, 127), 1
+        codes.append(new)
+        return len(codes) - 1
+
+    def tensor(like: Any, name: str, dtype: int | None = None, shape: list[int] | None = None) -> int:
+        t = schema.TensorT()
+        t.name = name
+        t.type = like.type if dtype is None else dtype
+        t.shape = np.asarray(like.shape if shape is None else shape, np.int32)
+        t.shapeSignature = None if shape is not None or like.shapeSignature is None else \
+            np.asarray(like.shapeSignature, np.int32)
+        t.buffer = 0
+        sg.tensors.append(t)
+        return len(sg.tensors) - 1
+
+    copies: dict[str, str] = {}
+    producers = {t: i for i, op in enumerate(sg.operators) for t in (op.outputs if op.outputs is not None else [])}
+    inserts: list[tuple[int, list[Any]]] = []
+    int32 = int(schema.TensorType.INT32)
+    for t in consumed:
+        original = sg.tensors[t]
+        name = ed.tensor_name(t)
+        copy_name = f"{name}/edgequant_copy"
+        new = tensor(original, copy_name)
+        signature = [int(d) for d in (original.shapeSignature if original.shapeSignature is not None
+                                      else original.shape)]
+        ops = []
+        if sum(1 for d in signature if d < 0) <= 1:
+            shape_t = tensor(original, f"{name}/edgequant_copy_shape", int32, [len(signature)])
+            buf = schema.BufferT()
+            buf.data = np.frombuffer(np.asarray(signature, "<i4").tobytes(), np.uint8).copy()
+            ed.model.buffers.append(buf)
+            sg.tensors[shape_t].buffer = len(ed.model.buffers) - 1
+        else:
+            # Several unknown dimensions: the copy takes its shape from the tensor at run time.
+            shape_t = tensor(original, f"{name}/edgequant_copy_shape", int32, [len(signature)])
+            shape_op = schema.OperatorT()
+            shape_op.opcodeIndex, shape_op.inputs, shape_op.outputs = opcode("SHAPE"), [t], [shape_t]
+            shape_op.builtinOptionsType = schema.BuiltinOptions.ShapeOptions
+            shape_op.builtinOptions = schema.ShapeOptionsT()
+            shape_op.builtinOptions.outType = int32
+            ops.append(shape_op)
+        reshape = schema.OperatorT()
+        reshape.opcodeIndex, reshape.inputs, reshape.outputs = opcode("RESHAPE"), [t, shape_t], [new]
+        ops.append(reshape)
+        for op in sg.operators:
+            if op.inputs is not None and t in list(op.inputs):
+                op.inputs = [new if i == t else i for i in op.inputs]
+        inserts.append((producers.get(t, -1) + 1, ops))
+        copies[copy_name] = name
+    for at, ops in sorted(inserts, key=lambda item: item[0], reverse=True):
+        sg.operators[at:at] = ops
+    return ed.to_bytes(), copies

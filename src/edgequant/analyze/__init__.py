@@ -99,7 +99,7 @@ def analyze(model: str | Path | bytes, reference: FloatModel | str | Path, data:
     ref_out = Runner(floats.tflite, threads, "reference").predict(ds.inputs)
     q_out = q_runner.predict(ds.inputs)
     by_output = fidelity_by_output(q_out, ref_out)
-    worst, worst_fid = worst_output(by_output)
+    worst_name, worst_fid = worst_output(by_output)
     notes = [f"{len(ds)} samples ({ds.source}); layer statistics over {used} of them"] if used != len(ds) else \
         [f"{len(ds)} samples ({ds.source})"]
     notes += [f"{m.value}-matched layers: {sum(1 for e in layers if e.match is m)}" for m in MatchMethod
@@ -117,7 +117,7 @@ def analyze(model: str | Path | bytes, reference: FloatModel | str | Path, data:
     if ds.y is not None:
         notes += label_notes
     if len(by_output) > 1:
-        notes.append(f"fidelity is the worst of {len(by_output)} outputs: '{worst}' ("
+        notes.append(f"fidelity is the worst of {len(by_output)} outputs: '{worst_name}' ("
                      + ", ".join(f"{n} {f.sqnr_db:.1f} dB" for n, f in by_output.items()) + ")")
     runtime = runtime_report(fg, qg, matching, ds.inputs, runs, warmup, threads, timer, taken, model_latency, progress)
     result = Analysis(model=what, reference=str(floats.source), data=ds.source, samples=len(ds),

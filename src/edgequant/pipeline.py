@@ -21,13 +21,13 @@ from edgequant.data import DataLike, check_against_model, load_data, select_samp
 from edgequant.calibrate import CalibrationStats, Observer, collect_stats, parse_observer
 from edgequant.calibrate.plan import calibration_candidates
 from edgequant.checks import check_labels, check_runs, check_samples, check_threads, classes_of
-from edgequant.engines import ENGINES, Engine, check_supported, get_engine
+from edgequant.engines import ENGINES, Engine, check_supported, get_engine, resolve_engine
 from edgequant.errors import EngineError, InputError, UnsupportedError
 from edgequant.evaluate import evaluate_runners, fidelity_by_output, label_output, worst_output
 from edgequant.frontends import load_model, source_options
 from edgequant.recipe import Recipe, plan
 from edgequant.recipe import parse_transforms  # noqa: F401 - kept importable here, where it lived before recipe/
-from edgequant.graph import index_limits
+from edgequant.graph import WEIGHTED_OPS, index_limits, read_graph
 from edgequant.runtime import Inputs, Runner
 from edgequant.transforms import TransformName, get_transform, ordered, stored_mismatches
 from edgequant.types import (CalibrationInput, Dataset, EngineName, Evaluation, FloatModel, IOType, Precision,
@@ -149,15 +149,18 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
     chosen, notes_in = plan(recipe, scheme=scheme, engine=engine, io=io, observer=observer,
                             transforms=transforms, samples=samples)
     scheme_, io_ = chosen.require_scheme(), chosen.io
-    eng = get_engine(chosen.engine)
-    check_supported(eng, scheme_, io_)
     precisions = chosen.precisions()
-    if precisions:
-        chosen.check_precisions(scheme_, eng.name, eng.layer_precisions)
+    auto = chosen.engine is EngineName.AUTO
+    if not auto:  # a named engine is checked before any model work; auto needs to know the source
+        _check_engine(get_engine(chosen.engine), chosen, scheme_, io_, precisions)
     explicit = chosen.transforms is not None
     names = chosen.transforms if chosen.transforms is not None else DEFAULT_TRANSFORMS.get(scheme_, ())
     overrides = chosen.tensor_observers()
     original = floats = resolve_model(model, unsafe, signature)
+    eng, auto_note = resolve_engine(chosen.engine, scheme_, io_, floats)
+    if auto:
+        _check_engine(eng, chosen, scheme_, io_, precisions)
+        notes_in.insert(0, auto_note)
     if precisions:
         eng.check_precisions(floats, scheme_, precisions, lambda name: chosen.field(f"tensors.{name}.precision"))
     candidates: list[CalibrationInput | None] = [None]
@@ -195,6 +198,7 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
     built = []
     for k, calib in enumerate(candidates, start=1):
         tflite, notes = eng.rewrite(floats, scheme_, io_, calib, progress, precisions or None)
+        notes = notes + (_weights_checked(tflite, floats, scheme_, eng),)
         built.append((calib, tflite, notes, _validated(tflite, floats, scheme_, eng, x)))
         progress("quantize", k, len(candidates))
     # Candidates are scored against the user's float model, not a transformed one.
@@ -213,6 +217,13 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
     return QuantizedModel(scheme=scheme_, engine=eng.name, io=io_, tflite=tflite, path=path, seconds=seconds,
                           calibration_samples=0 if calib is None else calib.samples,
                           notes=floats.notes + notes + tuple(notes_in) + extra + runner.io_notes(), recipe=ran)
+
+
+def _check_engine(eng: Engine, chosen: Recipe, scheme: Scheme, io: IOType,
+                  precisions: Mapping[str, Precision]) -> None:
+    check_supported(eng, scheme, io)
+    if precisions:
+        chosen.check_precisions(scheme, eng.name, eng.layer_precisions)
 
 
 def _tensor_bits(scheme: Scheme, precisions: Mapping[str, Precision]) -> dict[str, int]:
@@ -272,6 +283,23 @@ def _check_grid(tflite: bytes, grid_values: dict[str, np.ndarray], eng: Engine, 
     values = sum(v.size for v in grid_values.values())
     notes.append(f"checked: the engine stored exactly the learned weights ({len(grid_values)} tensors, "
                  f"{values:,} values)")
+
+
+def _weights_checked(tflite: bytes, floats: FloatModel, scheme: Scheme, eng: Engine) -> str:
+    """An engine's output must store what its scheme claims: a scheme with integer or fp16 weights that left
+    every weight as it was is a failed step, never a success. Returns the count, as a note."""
+    graph, before = read_graph(tflite), read_graph(floats.tflite)
+    weighted = [o for o in before.ops if o.op in WEIGHTED_OPS and o.weight_dtype == "float32"]
+    wanted = ("float16",) if scheme is Scheme.FP16 else ("int8", "int4", "int16")
+    done = [o for o in graph.ops if o.op in WEIGHTED_OPS and o.weight_dtype in wanted]
+    stored = sum(n for dtype, n in graph.weight_bytes_by_dtype.items() if dtype in wanted)
+    if weighted and not done and stored == 0:
+        raise EngineError(f"engine {eng.name.value} claimed scheme {scheme.value} but stored no weight as "
+                          f"{' or '.join(wanted)}: 0 of {len(weighted)} weighted ops quantized")
+    if scheme is Scheme.FP16:  # float16 weights reach their ops through DEQUANTIZE: count the bytes instead
+        return f"checked: {stored:,} bytes of weights stored as float16"
+    return (f"checked: {len(done)} of {len(weighted)} weighted ops store {'/'.join(wanted[:2])} weights"
+            if weighted else "checked: the model has no weighted op (conv, dense, matmul)")
 
 
 def _validated(tflite: bytes, floats: FloatModel, scheme: Scheme, eng: Engine, x: Inputs | None) -> Runner:

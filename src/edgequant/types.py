@@ -69,8 +69,9 @@ class Scheme(str, enum.Enum):
 
 
 class EngineName(str, enum.Enum):
-    """The graph rewriters edgequant can drive."""
+    """The graph rewriters edgequant can drive; ``auto`` picks one per scheme and source (engines.resolve_engine)."""
 
+    AUTO = "auto"
     LITERT = "litert"
     TFLITE_CONVERTER = "tflite-converter"
 

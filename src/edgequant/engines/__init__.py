@@ -13,7 +13,7 @@ from edgequant._util import Progress
 from edgequant.errors import UnsupportedError
 from edgequant.types import CalibrationInput, EngineName, FloatModel, IOType, Precision, Scheme, parse_enum
 
-__all__ = ["Engine", "ENGINES", "get_engine", "engines_for", "check_supported"]
+__all__ = ["Engine", "ENGINES", "get_engine", "engines_for", "check_supported", "resolve_engine", "AUTO_ORDER"]
 
 
 class Engine(Protocol):
@@ -61,9 +61,34 @@ def _registry() -> dict[EngineName, Engine]:
 ENGINES: dict[EngineName, Engine] = _registry()
 
 
+# What ``--engine auto`` tries, in order: LiteRT Quantizer first (it works on any float .tflite and takes
+# edgequant's own ranges), TensorFlow's converter where only it can build the scheme.
+AUTO_ORDER = (EngineName.LITERT, EngineName.TFLITE_CONVERTER)
+
+
 def get_engine(name: EngineName | str) -> Engine:
     """The engine registered under ``name``; unknown names list the supported ones."""
-    return ENGINES[parse_enum(EngineName, name, "engine")]
+    engine = parse_enum(EngineName, name, "engine")
+    if engine not in ENGINES:
+        raise UnsupportedError(f"engine {engine.value} is chosen per scheme and model (resolve_engine): expected one "
+                               f"of {', '.join(n.value for n in ENGINES)}")
+    return ENGINES[engine]
+
+
+def resolve_engine(name: EngineName | str, scheme: Scheme, io: IOType, model: FloatModel) -> tuple[Engine, str | None]:
+    """The engine for ``name``; ``auto`` picks the first of AUTO_ORDER that can build ``scheme`` with ``io`` for
+    this model's source, and says which (the note)."""
+    engine = parse_enum(EngineName, name, "engine")
+    if engine is not EngineName.AUTO:
+        return get_engine(engine), None
+    for candidate in AUTO_ORDER:
+        eng = ENGINES[candidate]
+        if scheme in eng.schemes and (io is IOType.FLOAT or io in eng.io_types) and \
+                (not eng.calibrates_itself or model.kind.has_tensorflow_graph):
+            return eng, f"engine auto: {candidate.value} (the first of {', '.join(n.value for n in AUTO_ORDER)} " \
+                        f"that builds {scheme.value} for a {model.kind.value} source)"
+    raise UnsupportedError(f"engine auto: no engine builds scheme {scheme.value} with {io.value} I/O for a "
+                           f"{model.kind.value} source")
 
 
 def engines_for(scheme: Scheme) -> list[EngineName]:

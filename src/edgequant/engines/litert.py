@@ -36,8 +36,20 @@ __all__ = ["LiteRTEngine", "quantizable_ops", "keep_float_rule", "rewrite_keepin
 W4A8_OPS = ("FULLY_CONNECTED", "CONV_2D")
 
 
+# The ops LiteRT Quantizer's float casting stores as float16 (its FLOAT_CASTING registrations).
+FP16_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_TRANSPOSE", "EMBEDDING_LOOKUP")
+
+
 def _recipe(scheme: Scheme, io: IOType) -> list[dict[str, Any]]:
     from litert_quantizer import recipe
+
+    if scheme is Scheme.FP16:
+        # Float casting: float16 weights, DEQUANTIZE widens them at load, compute stays float32.
+        cfg = {"weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT", "symmetric": False,
+                                        "granularity": "TENSORWISE"},
+               "compute_precision": "FLOAT", "explicit_dequantize": True}
+        return [{"regex": ".*", "operation": op, "algorithm_key": "float_casting", "op_config": copy.deepcopy(cfg)}
+                for op in FP16_OPS]
 
     builders = {
         Scheme.DYNAMIC: recipe.dynamic_wi8_afp32,
@@ -138,7 +150,7 @@ def _qsvs(tflite: bytes, ranges: dict[str, tuple[float, float]]) -> dict[str, An
 class LiteRTEngine:
     name = EngineName.LITERT
     schemes = frozenset({Scheme.DYNAMIC, Scheme.INT8, Scheme.INT16X8, Scheme.W4A8,
-                         Scheme.WEIGHT_ONLY_INT8, Scheme.WEIGHT_ONLY_INT4})
+                         Scheme.WEIGHT_ONLY_INT8, Scheme.WEIGHT_ONLY_INT4, Scheme.FP16})
     io_types = frozenset({IOType.FLOAT, IOType.INT8, IOType.UINT8})
     calibrates_itself = False
     layer_precisions = frozenset(Precision)
@@ -169,7 +181,9 @@ class LiteRTEngine:
 
         bits = "int4 for " + " and ".join(W4A8_OPS) + ", int8 elsewhere" if scheme is Scheme.W4A8 else \
             f"int{4 if scheme is Scheme.WEIGHT_ONLY_INT4 else 8}"
-        notes = [f"litert-quantizer {_version()}: weights symmetric per-channel {bits}"]
+        notes = [f"litert-quantizer {_version()}: weights symmetric per-channel {bits}" if scheme is not Scheme.FP16
+                 else f"litert-quantizer {_version()} float casting: weights of {', '.join(FP16_OPS[:3])} and "
+                      "transposed convolutions stored as float16, dequantized to float32 at load on CPU"]
         rules = _recipe(scheme, io)
         tables = table_ranges(model.tflite) if scheme in _INT8_TABLES else {}
         if tables:

@@ -132,7 +132,7 @@ class Recipe:
 
     version: int = 1
     scheme: Scheme | None = None
-    engine: EngineName = EngineName.LITERT
+    engine: EngineName = EngineName.AUTO
     io: IOType = IOType.FLOAT
     observer: Observer | None = None
     transforms: tuple[TransformName, ...] | None = None
@@ -329,7 +329,7 @@ class _Reader:
             rules[name] = TensorRule(observer=self.observer(rule.get("observer", AUTO), f"tensors.{name}.observer"),
                                      precision=precision)
         return Recipe(version=version, scheme=self.enum(data, "scheme", Scheme, None),
-                      engine=self.enum(data, "engine", EngineName, EngineName.LITERT),
+                      engine=self.enum(data, "engine", EngineName, EngineName.AUTO),
                       io=self.enum(data, "io", IOType, IOType.FLOAT),
                       observer=self.observer(data.get("observer", AUTO), "observer"),
                       transforms=self.transforms(data.get("transforms", DEFAULT)),

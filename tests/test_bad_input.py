@@ -310,9 +310,10 @@ CASES: list[Case] = [
      lambda c: ["quantize", c.float_tflite, "--scheme", "dynamic", "--engine", "onnx", "-o", c.out("m.tflite")],
      ("unknown engine", "onnx", *(re.escape(e) for e in ENGINE_NAMES))),
     # A scheme the engine cannot produce: the message names the engine that can.
-    ("fp16-litert",
-     lambda c: ["quantize", c.float_tflite, "--scheme", "fp16", "--engine", "litert", "-o", c.out("m.tflite")],
-     ("cannot produce scheme fp16", "tflite-converter")),
+    ("fp16-converter-on-tflite",
+     lambda c: ["quantize", c.float_tflite, "--scheme", "fp16", "--engine", "tflite-converter", "-o",
+                c.out("m.tflite")],
+     ("tflite-converter needs the Keras or SavedModel source", "--engine litert")),
     ("weight-only-int8-tflite-converter",
      lambda c: ["quantize", c.keras_model, "--scheme", "weight-only-int8", "--engine", "tflite-converter",
                 "-o", c.out("m.tflite")],

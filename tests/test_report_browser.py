@@ -86,7 +86,7 @@ def test_compare_report_draws_every_variant(browser, outputs: Path) -> None:
     _check_drawn(charts, 2)
     data = json.loads((outputs / "cmp" / "compare.json").read_text())
     built = [v for v in data["variants"] if v["error"] is None]
-    assert len(built) == 6  # int8, dynamic, w4a8 on litert; int8, dynamic, fp16 on the converter
+    assert len(built) == 7  # int8, dynamic, w4a8, fp16 on litert; int8, dynamic, fp16 on the converter
     # Independent count: float plus every built variant, on both charts (all were timed).
     assert [c["drawn"] for c in charts] == [1 + len(built)] * 2
     assert page.locator("svg circle.float").count() == 2

@@ -111,8 +111,10 @@ def read_graph(tflite: bytes, what: str = "model") -> GraphSummary:
     return GraphSummary(tuple(ops), sum(by_dtype.values()), dict(by_dtype), quantized, inputs, outputs)
 
 
-# Ops that only move or retype integer indices on their way to a lookup.
-_INDEX_PASSTHROUGH = frozenset({"CAST", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "IDENTITY"})
+# Ops that move, retype or wrap integer indices on their way to a lookup (Keras wraps negative ids with
+# SELECT_V2(LESS(ids, 0), ADD(ids, rows), ids)).
+_INDEX_PASSTHROUGH = frozenset({"CAST", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "IDENTITY", "SELECT", "SELECT_V2",
+                                "ADD", "LESS"})
 
 
 def index_limits(tflite: bytes) -> dict[int, int]:
@@ -130,13 +132,24 @@ def index_limits(tflite: bytes) -> dict[int, int]:
     producers = g.producers()
 
     def source(tensor: int) -> int | None:
-        seen = 0
-        while tensor not in inputs:
-            op = producers.get(tensor)
-            if op is None or g.op_names[op] not in _INDEX_PASSTHROUGH or seen > 8:
+        """The one model input the indices come from through pass-through ops only, else None."""
+        found: set[int] = set()
+        frontier, steps = [tensor], 0
+        while frontier and steps < 32:
+            t = frontier.pop()
+            steps += 1
+            if t in inputs:
+                found.add(t)
+                continue
+            op = producers.get(t)
+            if op is None:
+                if not g.is_constant(t):
+                    return None
+                continue
+            if g.op_names[op] not in _INDEX_PASSTHROUGH:
                 return None
-            tensor, seen = g.op_inputs(op)[0], seen + 1
-        return tensor
+            frontier += [i for i in g.op_inputs(op) if not g.is_constant(i)]
+        return next(iter(found)) if len(found) == 1 and not frontier else None
 
     def constant(tensor: int) -> bool:
         # A table stored as fp16 or int8 reaches the lookup through a DEQUANTIZE of the constant.

@@ -2,7 +2,7 @@
 
 - A model without a signature (many older published models) gets a default
   one, ``serving_default``, naming its inputs and outputs by their tensor
-  names: LiteRT Quantizer calibrates and quantizes by signature, and edgequant
+  names (without TensorFlow's "serving_default_" prefix and ":0" suffix): LiteRT Quantizer calibrates and quantizes by signature, and edgequant
   addresses every tensor by signature name.
 - A model with several signatures keeps the one the user chose; when that
   signature runs another subgraph than the first, the two swap places, so every
@@ -26,7 +26,17 @@ __all__ = ["with_default_signature", "select_signature", "widen_fp16_weights", "
 DEFAULT_KEY = "serving_default"
 
 
+def _clean(name: str) -> str:
+    """A tensor name as a signature name: TensorFlow's "serving_default_" prefix and ":0" suffix dropped."""
+    import re
+
+    return re.sub(r":\d+$", "", name.removeprefix("serving_default_"))
+
+
 def _unique(names: list[str], prefix: str) -> list[str]:
+    cleaned = [_clean(n) for n in names]
+    if len(set(cleaned)) == len(cleaned) and all(cleaned):
+        names = cleaned
     out: list[str] = []
     for k, name in enumerate(names):
         name = name or f"{prefix}_{k}"

@@ -14,7 +14,7 @@ A peer that fails to build or run is a row with its one-line reason.
 
 LiteRT Quantizer's default recipes are used as they are (its static recipes make
 float model I/O int8: the harness dequantizes an int8 output with its own scale).
-Rows named "+gather" add one rule that stores GATHER's constant tables (the word
+Rows named "edgequant ..." are edgequant's defaults for each scheme. Rows named "+gather" add one rule that stores GATHER's constant tables (the word
 embeddings) as int8 (GATHER_RULE); rows named "mask clamped" clamp the calibrated
 range of the attention mask's SELECT_V2 output (clamp_mask_ranges): diagnostics, not defaults.
 Writes benchmarks/results/<name>.json and .md.
@@ -202,6 +202,20 @@ def interleaved_latency(runners: dict[str, Runner], samples: list[dict[str, np.n
     return {n: float(np.median(v)) for n, v in times.items()}
 
 
+# edgequant's rows: its defaults (engine auto, auto observer, default transforms), calibrated on the same
+# calibration sentences as the peers, never on the test ones.
+EDGEQUANT_SCHEMES = ("dynamic", "int8", "int16x8", "w4a8", "fp16")
+
+
+def edgequant_rows(keras_path: Path, calibration: Path) -> dict[str, Callable[[], bytes]]:
+    import edgequant
+
+    def build(scheme: str) -> bytes:
+        return edgequant.quantize(keras_path, scheme, calibration=calibration).tflite
+
+    return {f"edgequant {scheme}": (lambda scheme=scheme: build(scheme)) for scheme in EDGEQUANT_SCHEMES}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.real.minilm_peers", description=__doc__.split("\n")[0])
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
@@ -232,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     builders.update(converter_peers(keras_path, calib))
     for name, (rules, clamp) in quantizer_recipes().items():
         builders[name] = lambda rules=rules, clamp=clamp: quantize_with(float_tflite, rules(), calib, signature, clamp)
+    builders.update(edgequant_rows(keras_path, folder / "calibration.npz"))
     if args.only:
         keys = [k.strip() for k in args.only.split(",")]
         builders = {n: b for n, b in builders.items() if n == "float" or any(k in n for k in keys)}

@@ -58,13 +58,13 @@ def test_compare_writes_json_csv_and_models(seed_cnn_path, digits, tmp_path, cap
     data = json.loads((out_dir / "compare.json").read_text())
     assert {"model", "float", "variants"} <= set(data)
     assert data["float"]["scheme"] == "float" and REQUIRED <= set(data["float"])
-    assert len(data["variants"]) == 5
+    assert len(data["variants"]) == 6  # fp16 on both engines, dynamic and int8 on both
     for v in data["variants"]:
         assert REQUIRED <= set(v)
         assert (out_dir / v["path"].split("/")[-1]).exists()
         assert 0 < v["size_ratio"] < 0.6 and v["speedup"] > 0
     rows = list(csv.DictReader((out_dir / "compare.csv").open()))
-    assert [r["scheme"] for r in rows][0] == "float" and len(rows) == 6
+    assert [r["scheme"] for r in rows][0] == "float" and len(rows) == 7
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys) -> None:

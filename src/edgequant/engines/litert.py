@@ -218,7 +218,15 @@ class LiteRTEngine:
             notes.append(f"model I/O {io.value}" + (" (QUANTIZE after the input, DEQUANTIZE before the output)" if io is IOType.FLOAT else ""))
         if scheme is Scheme.WEIGHT_ONLY_INT4:
             notes.append("int4 weights are per-channel: litert-quantizer allows blockwise int4 only for dynamic recipes")
-        return bytes(result.quantized_model), tuple(notes)
+        quantized = bytes(result.quantized_model)
+        if scheme is Scheme.FP16:
+            from edgequant.graph.signature import narrow_tables_fp16
+
+            quantized, count = narrow_tables_fp16(quantized, f"{scheme.value} output")
+            if count:
+                notes.append(f"embedding tables ({count} GATHER on a constant) stored float16 behind DEQUANTIZE, "
+                             "which float casting leaves float32")
+        return quantized, tuple(notes)
 
 
 def _version() -> str:

@@ -203,3 +203,46 @@ def split_consumed_outputs(tflite: bytes, what: str = "model") -> tuple[bytes, d
     for at, ops in sorted(inserts, key=lambda item: item[0], reverse=True):
         sg.operators[at:at] = ops
     return ed.to_bytes(), copies
+
+
+def narrow_tables_fp16(tflite: bytes, what: str = "model") -> tuple[bytes, int]:
+    """Store every float32 constant table a GATHER reads as float16 behind a DEQUANTIZE; (bytes, count).
+
+    LiteRT Quantizer's float casting covers the weighted ops but not GATHER, so an
+    encoder's embedding table (most of its bytes) would stay float32 in fp16.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    ed = GraphEditor(tflite, what)
+    sg = ed.model.subgraphs[0]
+    tables = sorted({op.inputs[0] for op in ed.find_ops("GATHER")
+                     if ed.is_constant(op.inputs[0]) and ed.tensor_dtype(op.inputs[0]) == "float32"})
+    if not tables:
+        return bytes(tflite), 0
+    codes = ed.model.operatorCodes
+    code = int(schema.BuiltinOperator.DEQUANTIZE)
+    index = next((i for i, c in enumerate(codes) if max(c.builtinCode, c.deprecatedBuiltinCode) == code), None)
+    if index is None:
+        new = schema.OperatorCodeT()
+        new.builtinCode, new.deprecatedBuiltinCode, new.version = code, code, 1
+        codes.append(new)
+        index = len(codes) - 1
+    ops = []
+    for t in tables:
+        values = ed.read_constant(t).astype(np.float16)
+        half = schema.TensorT()
+        half.name = f"{ed.tensor_name(t)}/fp16"
+        half.type = int(schema.TensorType.FLOAT16)
+        half.shape = np.asarray(values.shape, np.int32)
+        buf = schema.BufferT()
+        buf.data = np.frombuffer(values.astype("<f2").tobytes(), np.uint8).copy()
+        ed.model.buffers.append(buf)
+        half.buffer = len(ed.model.buffers) - 1
+        sg.tensors.append(half)
+        ed.drop_constant(t)
+        sg.tensors[t].buffer = 0  # now an activation: the DEQUANTIZE writes it at load
+        op = schema.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = index, [len(sg.tensors) - 1], [t]
+        ops.append(op)
+    sg.operators[0:0] = ops  # constants only: they can run first
+    return ed.to_bytes(), len(tables)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from clitools import one_line, run_cli
 from edgequant import _util
 from edgequant.cli import build_parser, main
 from edgequant.cli.paths import COMMANDS, check_paths
@@ -27,21 +28,6 @@ from edgequant.errors import InputError
 CLASH = r"expected outputs that overwrite no input and no other output, found the same file"
 
 
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(code: int, err: str, *patterns: str) -> str:
-    lines = err.splitlines()
-    assert code == 2, f"exit {code}; stderr:\n{err}"
-    assert len(lines) == 1 and lines[0].startswith("edgequant: error: "), err
-    assert "Traceback" not in err
-    for p in patterns:
-        assert re.search(p, lines[0]), f"{p!r} not in {lines[0]}"
-    return lines[0]
 
 
 def no_temp_files(folder: Path) -> None:

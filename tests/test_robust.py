@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import edgequant
+from clitools import one_line, run_cli
 from edgequant import checks
 from edgequant.cli import main
 from edgequant.errors import InputError
@@ -29,20 +30,6 @@ from edgequant.registry import Registry, RunStatus
 X = np.zeros((4, 28, 28, 1), np.float32)
 
 
-def run_cli(argv: list, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(code: int, err: str, *patterns: str) -> str:
-    lines = err.splitlines()
-    assert code == 2, f"exit {code}; stderr:\n{err}"
-    assert len(lines) == 1 and lines[0].startswith("edgequant: error: "), err
-    for p in patterns:
-        assert re.search(p, lines[0]), f"{p!r} not in {lines[0]}"
-    return lines[0]
 
 
 # --------------------------------------------------------------------------- numbers

@@ -89,17 +89,21 @@ def _recipe(scheme: Scheme, io: IOType) -> list[dict[str, Any]]:
 _INT8_TABLES = frozenset({Scheme.DYNAMIC, Scheme.WEIGHT_ONLY_INT8, Scheme.INT16X8})
 
 
-def _gather_rule() -> dict[str, Any]:
-    """GATHER with int8 values: the table per-tensor int8, the gathered rows int8, then DEQUANTIZE or requantize."""
+# The lookups whose constant table is stored int8: Keras' Embedding becomes GATHER, litert-torch's GATHER_ND.
+LOOKUP_OPS = ("GATHER", "GATHER_ND")
+
+
+def _gather_rules() -> list[dict[str, Any]]:
+    """The lookups with int8 values: the table per-tensor int8, the rows read int8, then DEQUANTIZE or requantize."""
     from litert_quantizer import recipe
 
     base = recipe.static_wi8_ai8()[0]
-    return {"regex": ".*", "operation": "GATHER", "algorithm_key": base["algorithm_key"],
-            "op_config": copy.deepcopy(base["op_config"])}
+    return [{"regex": ".*", "operation": op, "algorithm_key": base["algorithm_key"],
+             "op_config": copy.deepcopy(base["op_config"])} for op in LOOKUP_OPS]
 
 
 def table_ranges(tflite: bytes) -> dict[str, tuple[float, float]]:
-    """(min, max) of every GATHER output whose table is a constant: the values it can give are the table's.
+    """(min, max) of every lookup (LOOKUP_OPS) output whose table is a constant: its values are the table's.
 
     These are the ranges the GATHER rule needs without any calibration data.
     """
@@ -107,7 +111,7 @@ def table_ranges(tflite: bytes) -> dict[str, tuple[float, float]]:
 
     ed = GraphEditor(tflite, "float model")
     out: dict[str, tuple[float, float]] = {}
-    for op in ed.find_ops("GATHER"):
+    for op in ed.find_ops(*LOOKUP_OPS):
         table = op.inputs[0]
         if ed.is_constant(table) and ed.tensor_dtype(table) == "float32":
             values = ed.read_constant(table)
@@ -187,8 +191,8 @@ class LiteRTEngine:
         rules = _recipe(scheme, io)
         tables = table_ranges(model.tflite) if scheme in _INT8_TABLES else {}
         if tables:
-            rules.append(_gather_rule())
-            notes.append(f"embedding tables ({len(tables) // 2} GATHER on a constant) stored int8 per-tensor")
+            rules += _gather_rules()
+            notes.append(f"embedding tables ({len(tables) // 2} lookups on a constant) stored int8 per-tensor")
         if precisions:
             ops = layer_ops(model.tflite)
             # Appended last: litert-quantizer gives the later scope regex priority over the scheme's ".*".

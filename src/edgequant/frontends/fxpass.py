@@ -1,6 +1,6 @@
 """torch.fx passes run on an onnx2torch module before litert-torch converts it.
 
-- Static shapes: onnx2torch's Reshape and Slice take their shape and indices
+- Static shapes: onnx2torch's Reshape, Expand and Slice take their shape and indices
   as tensors, so torch.export stops on them (GuardOnDataDependentSymNode).
   With the input shapes fixed, every such tensor has one value: the pass runs
   the module once and writes those values into the graph as Python constants.
@@ -46,6 +46,7 @@ def _value(arg: Any, values: dict[str, Any]) -> Any:
 def make_static(gm: Any, args: tuple) -> tuple[int, int]:
     """Replace onnx2torch Reshape and Slice modules by static torch ops; returns (reshapes, slices) replaced."""
     import torch
+    from onnx2torch.node_converters.expand import OnnxExpand
     from onnx2torch.node_converters.reshape import OnnxReshape
     from onnx2torch.node_converters.slice import OnnxSlice, _get_slices
 
@@ -59,6 +60,11 @@ def make_static(gm: Any, args: tuple) -> tuple[int, int]:
         if isinstance(module, OnnxReshape):
             with graph.inserting_before(node):
                 new = graph.call_function(torch.reshape, (node.args[0], tuple(values[node.name].shape)))
+            counts[0] += 1
+        elif isinstance(module, OnnxExpand):
+            # Expand takes its target shape as a tensor too (a mask broadcast over heads, positions).
+            with graph.inserting_before(node):
+                new = graph.call_function(torch.broadcast_to, (node.args[0], tuple(values[node.name].shape)))
             counts[0] += 1
         elif isinstance(module, OnnxSlice):
             extra = [_value(a, values) for a in node.args[1:]] + [None] * (5 - len(node.args))

@@ -88,6 +88,10 @@ def fix_input_shapes(model: Any, shapes: Mapping[str, tuple[int, ...]], what: st
 def _constants_to_initializers(model: Any, numpy_helper: Any) -> int:
     graph, kept, moved = model.graph, [], 0
     for node in graph.node:
+        # A trailing omitted optional input ("" - a Clip without max) is the same as none; onnx2torch
+        # looks the empty name up as a tensor and fails.
+        while len(node.input) and node.input[-1] == "":
+            node.input.pop()
         attrs = {a.name: a for a in node.attribute}
         if node.op_type == "Constant" and not node.domain and set(attrs) == {"value"}:
             graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(attrs["value"].t), node.output[0]))
@@ -132,6 +136,9 @@ def load_onnx(path: Path, options: SourceOptions) -> FloatModel:
     shapes = fix_input_shapes(model, dict(options.input_shapes), what)
     _check_ops(model, onnx2torch, what)
     model = _simplify(model, what)
+    # onnxsim writes what it folds back as Constant nodes; onnx2torch takes only initializers as static
+    # operands (a Clip's bounds, a Reshape's shape).
+    moved += _constants_to_initializers(model, numpy_helper)
     elem = {i.name: onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in _graph_inputs(model)}
     example = {name: torch.from_numpy(_example(shape, elem[name])) for name, shape in shapes.items()}
     try:
@@ -169,7 +176,7 @@ def _example(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     rng = np.random.default_rng(0)
     if np.dtype(dtype).kind == "f":
         return rng.uniform(-1, 1, shape).astype(dtype)
-    return rng.integers(0, 10, shape).astype(dtype)
+    return rng.integers(0, 2, shape).astype(dtype)
 
 
 def _simplify(model: Any, what: str) -> Any:

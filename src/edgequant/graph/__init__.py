@@ -160,7 +160,7 @@ def index_limits(tflite: bytes) -> dict[int, int]:
     limits: dict[int, int] = {}
     for op, name in enumerate(g.op_names):
         ins = g.op_inputs(op)
-        if name == "GATHER" and len(ins) >= 2 and constant(ins[0]):
+        if name in ("GATHER", "GATHER_ND") and len(ins) >= 2 and constant(ins[0]):
             table, ids = ins[0], ins[1]
             opts = g.sg.operators[op].builtinOptions
             axis = int(getattr(opts, "axis", 0) or 0)

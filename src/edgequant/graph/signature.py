@@ -215,7 +215,7 @@ def narrow_tables_fp16(tflite: bytes, what: str = "model") -> tuple[bytes, int]:
 
     ed = GraphEditor(tflite, what)
     sg = ed.model.subgraphs[0]
-    tables = sorted({op.inputs[0] for op in ed.find_ops("GATHER")
+    tables = sorted({op.inputs[0] for op in ed.find_ops("GATHER", "GATHER_ND")
                      if ed.is_constant(op.inputs[0]) and ed.tensor_dtype(op.inputs[0]) == "float32"})
     if not tables:
         return bytes(tflite), 0

@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean browser
+.PHONY: setup demo test bench fuzz clean browser
 
 setup: $(STAMP)
 
@@ -35,8 +35,18 @@ test: $(STAMP) browser
 	if [ $$code -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$code
 
 # The side-by-side benchmark (docs: benchmarks/results/latest.md); BENCH_ARGS=--quick for a short run.
+# Then the demo compare's wall time with LiteRT in worker processes and in-process, and the ratio
+# (docs: benchmarks/results/isolation.md).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.isolation
+
+# A coverage-guided campaign (atheris, pinned in fuzz/requirements.txt) on .tflite inputs through eval
+# and quantize for MINUTES minutes; crashers are saved under fuzz/crashers/.
+MINUTES ?= 30
+fuzz: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r fuzz/requirements.txt
+	$(BIN)/python fuzz/run.py --minutes $(MINUTES)
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache .bench-cache
+	rm -rf $(VENV) demo-out .pytest_cache .bench-cache fuzz/.work fuzz/corpus

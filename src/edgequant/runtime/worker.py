@@ -148,7 +148,8 @@ class _Worker:
 
     def __init__(self) -> None:
         fd, self.log_path = tempfile.mkstemp(prefix="edgequant-worker-", suffix=".log")
-        os.close(fd)
+        self.log = os.fdopen(fd, "rb")  # read through this; the name is removed once the child has it open
+        self.linked = True
         self.conn, child = _context().Pipe()
         self.proc = _context().Process(target=_serve, args=(child, self.log_path), daemon=True,
                                        name="edgequant-litert")
@@ -160,10 +161,10 @@ class _Worker:
     def hint(self) -> str:
         """The last line LiteRT wrote before dying (an abort's reason), if any."""
         try:
-            with open(self.log_path, "rb") as f:
-                f.seek(max(0, os.path.getsize(self.log_path) - 4096))
-                lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
-        except OSError:
+            size = os.fstat(self.log.fileno()).st_size
+            self.log.seek(max(0, size - 4096))
+            lines = [ln.strip() for ln in self.log.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+        except (OSError, ValueError):
             return ""
         for line in reversed(lines):
             if any(w in line.lower() for w in ("error", "abort", "fail", "check")):
@@ -186,17 +187,20 @@ class _Worker:
         except BaseException:
             self.end()  # interrupted mid-call: the worker's state is unknown
             raise
+        if self.linked and status in ("ok", "err"):
+            self._unlink()  # the child has answered, so it holds the log open: no name left behind by a kill
         if status == "ok":
             return value
         if status == "err":
             raise value
-        self.end()
         if status == "hung":
+            self.end()
             raise ModelCrashError(f"{what} hung LiteRT at {stage}: no answer within {timeout:g} s "
                                   "(expected a result; EDGEQUANT_WORKER_TIMEOUT sets the limit)")
-        hint = self.hint()
-        raise ModelCrashError(f"{what} crashed LiteRT ({_signal_name(self.proc.exitcode)}) at {stage}"
-                              + (f": {hint}" if hint else ""))
+        self.proc.join(5)
+        hint, code = self.hint(), self.proc.exitcode
+        self.end()
+        raise ModelCrashError(f"{what} crashed LiteRT ({_signal_name(code)}) at {stage}" + (f": {hint}" if hint else ""))
 
     def send(self, message: tuple[Any, ...]) -> None:
         try:
@@ -211,10 +215,15 @@ class _Worker:
                 self.proc.kill()
             self.proc.join(5)
             self.conn.close()
-            try:
-                os.unlink(self.log_path)
-            except OSError:
-                pass
+            self._unlink()
+            self.log.close()
+
+    def _unlink(self) -> None:
+        self.linked = False
+        try:
+            os.unlink(self.log_path)
+        except OSError:
+            pass
 
 
 class Pool:

@@ -48,9 +48,9 @@ def seed_corpus(count: int = 120) -> None:
     if any(CORPUS.iterdir()):
         return
     keras = train_seed_cnn(train, WORK / "cnn.keras", epochs=1)
-    models = {"float": edgequant.convert(keras).tflite}
+    models = {"float": edgequant.convert(keras, WORK / "float.tflite").tflite}
     for scheme in ("int8", "w4a8"):
-        models[scheme] = edgequant.quantize(models["float"], scheme, "litert", calibration=WORK / "calib.npz",
+        models[scheme] = edgequant.quantize(WORK / "float.tflite", scheme, "litert", calibration=WORK / "calib.npz",
                                             transforms="none").tflite
     for name, data in models.items():
         (CORPUS / f"{name}.tflite").write_bytes(data)

@@ -126,6 +126,8 @@ def _signal_name(code: int | None) -> str:
 def _context() -> Any:
     # Forked from a server that imported LiteRT once: fast to start, and no state of ours is inherited
     # (plain fork could copy TensorFlow's threads mid-lock).
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")  # Windows: slower to start, as safe
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["edgequant.runtime.session", "edgequant.runtime.worker"])
     return ctx

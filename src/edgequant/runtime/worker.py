@@ -9,8 +9,9 @@ naming the model, the signal and the step, and is replaced; the other models,
 each in its own worker, carry on.
 
 Workers are forked from a forkserver that has imported LiteRT once, so a new
-worker costs a fork, not an interpreter start; a released worker goes back to
-the pool for the next model. Latency is timed inside the worker, around the
+worker costs a fork, not an interpreter start. A worker serves one model and
+ends with it (a model can corrupt LiteRT's heap without an error); fresh
+spares are started ahead so the next model need not wait. Latency is timed inside the worker, around the
 kernel call alone, so the pipe adds nothing to the figures.
 """
 
@@ -38,8 +39,8 @@ __all__ = ["Remote", "Pool", "POOL", "call_timeout"]
 # Seconds one call may take before its worker counts as hung (EDGEQUANT_WORKER_TIMEOUT overrides):
 # far above any invoke or whole-data prediction of the models edgequant is for.
 DEFAULT_TIMEOUT = 600.0
-# Idle workers kept for the next model; more are ended when released.
-MAX_IDLE = 4
+# Fresh workers started ahead, so the next model does not wait for one to boot.
+SPARES = 2
 
 # What each call is, in the error's words ("crashed LiteRT (SIGSEGV) at invoke").
 STAGES = {"open": "loading", "set_inputs": "setting inputs", "run": "invoke", "invoke": "invoke",
@@ -159,6 +160,9 @@ class _Worker:
             self.proc.start()
         child.close()
         self.alive = True
+        # Set when LiteRT raised an error here: a model it refused may have left its heap corrupt, so a
+        # shared worker (analyze's op models) takes no new model after it.
+        self.tainted = False
 
     def hint(self) -> str:
         """The last line LiteRT wrote before dying (an abort's reason), if any."""
@@ -194,6 +198,7 @@ class _Worker:
         if status == "ok":
             return value
         if status == "err":
+            self.tainted = True
             raise value
         if status == "hung":
             self.end()
@@ -229,7 +234,7 @@ class _Worker:
 
 
 class Pool:
-    """The workers of this process: one per open model (or per ``share`` name), idle ones kept for the next."""
+    """The workers of this process: one per open model (or per ``share`` name), and fresh spares."""
 
     def __init__(self) -> None:
         self._idle: list[_Worker] = []
@@ -244,7 +249,7 @@ class Pool:
         with self._lock:
             self._next_id += 1
             worker = self._shared.get(share) if share is not None else None
-            if worker is None or not worker.alive:
+            if worker is None or not worker.alive or worker.tainted:
                 worker = None
                 while self._idle and worker is None:
                     candidate = self._idle.pop()
@@ -253,6 +258,8 @@ class Pool:
                     else:
                         candidate.end()
                 worker = worker or _Worker()
+                while len(self._idle) < SPARES:
+                    self._idle.insert(0, _Worker())
                 if share is not None:
                     self._shared[share] = worker
             self._busy[worker] = self._busy.get(worker, 0) + 1
@@ -281,10 +288,9 @@ class Pool:
             return
         for key in [k for k, w in self._shared.items() if w is worker]:
             del self._shared[key]
-        if worker.alive and len(self._idle) < MAX_IDLE:
-            self._idle.append(worker)
-        else:
-            worker.end()
+        # Never reused: a model can corrupt LiteRT's heap without any error, and the next model
+        # would then crash in its place (the fuzz test saw it). A fresh spare costs a fork.
+        worker.end()
 
     def shutdown(self) -> None:
         with self._lock:
@@ -294,10 +300,10 @@ class Pool:
             self._busy.clear()
             self._shared.clear()
 
-    def warm(self, count: int = 1) -> None:
-        """Start ``count`` workers now (the forkserver's LiteRT import runs while the caller goes on)."""
+    def warm(self, count: int = SPARES) -> None:
+        """Start ``count`` fresh workers now (they boot while the caller goes on)."""
         with self._lock:
-            while len(self._idle) < min(count, MAX_IDLE):
+            while len(self._idle) < count:
                 self._idle.append(_Worker())
 
 

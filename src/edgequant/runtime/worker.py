@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import collections
 import contextlib
+import gc
 import multiprocessing
 import multiprocessing.connection as mpc
 import os
@@ -81,6 +82,9 @@ def _serve(conn: mpc.Connection, log_path: str) -> None:
     # Ctrl-C is the parent's to handle (it ends the workers); LiteRT's console output and any crash
     # report go to a log the parent quotes, never to the user's terminal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A collection would walk (and so copy) every object inherited from the forkserver; a worker lives
+    # for one model, so reference counting alone frees enough.
+    gc.disable()
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND)
     os.dup2(fd, 1)
     os.dup2(fd, 2)

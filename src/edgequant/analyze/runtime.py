@@ -18,13 +18,12 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from edgequant._util import Progress, no_progress, quiet
+from edgequant._util import Progress, no_progress
 from edgequant.analyze.layers import PreservedRun
 from edgequant.analyze.local import OpModel
 from edgequant.analyze.match import CONVERT_OPS, Matching, dequantized_weights, is_activation
@@ -34,7 +33,7 @@ from edgequant.evaluate.latency import measure_interleaved
 from edgequant.graph import WEIGHTED_OPS
 from edgequant.graph.edit import SHAPE_ONLY_OPS
 from edgequant.graph.submodel import GraphModel
-from edgequant.runtime import Inputs, Runner
+from edgequant.runtime import Inputs, Runner, ops_details
 from edgequant.types import Latency, Scheme
 
 __all__ = ["Timer", "infer_scheme", "xnnpack_ops", "runtime_report", "label"]
@@ -76,13 +75,7 @@ def infer_scheme(g: GraphModel) -> Scheme | None:
 
 def xnnpack_ops(g: GraphModel, threads: int = 1) -> set[int]:
     """Indices of the ops LiteRT's default XNNPACK delegate took, read from the delegated interpreter."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    with quiet(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        interp = Interpreter(model_content=g.tflite, num_threads=threads)
-        interp.allocate_tensors()
-    details = interp._get_ops_details()
+    details = ops_details(g.tflite, g.what, threads)
     producers = g.producers()
     taken: set[int] = set()
     # Nodes past the model's own ops are the delegate kernels LiteRT added, one per partition.

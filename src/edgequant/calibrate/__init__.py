@@ -199,8 +199,9 @@ def collect_stats(tflite: bytes, x: Inputs | np.ndarray, batch_size: int = 32,
     n_samples = rows(x)
     total = max(1, -(-n_samples // batch_size))
     for k, (start, batch) in enumerate(runner.batches(x, batch_size, drop_partial=True), start=1):
+        values = runner.tensors(list(watch))
         for i, n in watch.items():
-            value = runner.tensor(i)
+            value = values[i]
             # Tensors without a batch axis (rare) count as one sample.
             stats[n].update(value if value.ndim and value.shape[0] == batch else value[None])
         progress("calibrate", min(k, total), total)

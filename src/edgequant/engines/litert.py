@@ -142,10 +142,11 @@ def _qsvs(tflite: bytes, ranges: dict[str, tuple[float, float]]) -> dict[str, An
     ones: per-tensor); tensors edgequant does not track (integer shape
     tensors) get their values from one tiny litert calibration step.
     """
-    from edgequant.runtime import open_interpreter
+    from edgequant.graph.submodel import GraphModel
 
-    interp = open_interpreter(tflite, "float model")
-    ranks = {d["name"]: len(d["shape"]) for d in interp.get_tensor_details()}
+    # Read from the flatbuffer: the names and ranks need no interpreter.
+    g = GraphModel(tflite, "float model")
+    ranks = {g.tensor_name(i): len(g.tensor_shape(i)) for i in range(len(g.sg.tensors or []))}
     return {name: {"min": np.full((1,) * ranks.get(name, 1), lo, np.float32),
                    "max": np.full((1,) * ranks.get(name, 1), hi, np.float32)}
             for name, (lo, hi) in ranges.items()}

@@ -74,9 +74,14 @@ def evaluate_runners(runners: Sequence[Runner], data: Dataset | None, reference:
     latency_input = data.inputs if data is not None else sample
     live = [i for i in range(len(runners)) if i not in failed]
     if runs > 0 and latency_input is not None and live:
-        measured = measure_interleaved([runners[i] for i in live], latency_input, runs, warmup, progress)
-        for i, lat in zip(live, measured):
+        timing_errors: dict[int, str] | None = None if errors is None else {}
+        measured = measure_interleaved([runners[i] for i in live], latency_input, runs, warmup, progress,
+                                       errors=timing_errors)
+        for pos, (i, lat) in enumerate(zip(live, measured)):
             latencies[i] = lat
+            if timing_errors and pos in timing_errors:
+                errors[i] = timing_errors[pos]  # type: ignore[index]
+                failed.add(i)
     evaluations: list[Evaluation | None] = []
     for k, (r, out, lat) in enumerate(zip(runners, results_out, latencies)):
         if k in failed:

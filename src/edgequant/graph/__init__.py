@@ -105,7 +105,7 @@ def read_graph(tflite: bytes, what: str = "model") -> GraphSummary:
                 ins = [i for i in (op.inputs if op.inputs is not None else []) if i >= 0]
                 outs = [i for i in (op.outputs if op.outputs is not None else []) if i >= 0]
                 weight = next((dtype_of(i) for i in ins[1:2] if buffer_len(tensors[i].buffer)), None)
-                out_name = tensors[outs[0]].name.decode() if outs and tensors[outs[0]].name else ""
+                out_name = tensors[outs[0]].name.decode("utf-8", "replace") if outs and tensors[outs[0]].name else ""
                 ops.append(OpInfo(idx, name, dtype_of(ins[0]) if ins else "none",
                                   dtype_of(outs[0]) if outs else "none", weight, out_name))
     return GraphSummary(tuple(ops), sum(by_dtype.values()), dict(by_dtype), quantized, inputs, outputs)

@@ -33,7 +33,31 @@ def load_object_model(tflite: bytes, what: str = "model") -> Any:
                          f"({len(tflite):,} bytes; {type(exc).__name__})") from None
     if not model.subgraphs:
         raise InputError(f"{what} is not a loadable .tflite model: it has no subgraph")
+    _check_indices(model, what)
     return model
+
+
+def _check_indices(model: Any, what: str) -> None:
+    """Every index the graph holds points inside its table, so no reader of the object model meets an
+    IndexError (a corrupt file says here which index is out of range)."""
+    n_codes, n_buffers = len(model.operatorCodes or []), len(model.buffers or [])
+    for s, sg in enumerate(model.subgraphs):
+        n = len(sg.tensors or [])
+        lists = [("subgraph inputs", sg.inputs), ("subgraph outputs", sg.outputs)]
+        for k, op in enumerate(sg.operators or []):
+            if not 0 <= int(op.opcodeIndex) < n_codes:
+                raise InputError(f"{what} is not a loadable .tflite model: op {k} of subgraph {s} has operator code "
+                                 f"{op.opcodeIndex}, expected 0 to {n_codes - 1}")
+            lists += [(f"op {k} inputs", op.inputs), (f"op {k} outputs", op.outputs)]
+        for where, indices in lists:
+            for i in indices if indices is not None else []:
+                if not -1 <= int(i) < n:
+                    raise InputError(f"{what} is not a loadable .tflite model: {where} of subgraph {s} name tensor "
+                                     f"{int(i)}, expected -1 to {n - 1}")
+        for t, tensor in enumerate(sg.tensors or []):
+            if not 0 <= int(tensor.buffer) < max(1, n_buffers):
+                raise InputError(f"{what} is not a loadable .tflite model: tensor {t} of subgraph {s} uses buffer "
+                                 f"{tensor.buffer}, expected 0 to {n_buffers - 1}")
 
 
 def enum_names(enum_name: str) -> dict[int, str]:

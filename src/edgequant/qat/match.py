@@ -28,7 +28,7 @@ import numpy as np
 from edgequant.calibrate import Observer, Repair, collect_stats, compute_ranges
 from edgequant.errors import EngineError
 from edgequant.qat.graph import FoldedGraph
-from edgequant.runtime import open_interpreter, stream_tensors
+from edgequant.runtime import Runner, stream_tensors
 
 __all__ = ["TfliteOp", "Matching", "match", "QuantPoint", "plan_quantizers", "start_plan", "FIXED_OUTPUT",
            "SAME_AS_INPUT"]
@@ -77,12 +77,11 @@ class QuantPoint:
 
 
 def _graph_of(tflite: bytes) -> tuple[list[TfliteOp], dict[int, str], int, list[int]]:
-    interp = open_interpreter(tflite, "folded float model")
-    details = {int(d["index"]): d for d in interp.get_tensor_details()}
-    ops = [TfliteOp(int(op["index"]), str(op["op_name"]), tuple(int(i) for i in op["inputs"]),
-                    tuple(int(i) for i in op["outputs"]))
-           for op in interp._get_ops_details() if op["op_name"] != "DELEGATE"]
-    inp = int(interp.get_input_details()[0]["index"])
+    runner = Runner(tflite, what="folded float model")
+    details = {int(d["index"]): d for d in runner.tensor_details()}
+    ops = [TfliteOp(op["index"], op["op_name"], tuple(op["inputs"]), tuple(op["outputs"]))
+           for op in runner.ops_details() if op["op_name"] != "DELEGATE"]
+    inp = next(iter(runner.input_indices.values()))
     written = [inp] + [t for op in ops for t in op.outputs if t >= 0]
     acts = [t for t in dict.fromkeys(written) if np.dtype(details[t]["dtype"]) == np.float32]
     return ops, {i: str(d["name"]) for i, d in details.items()}, inp, acts

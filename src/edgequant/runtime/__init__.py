@@ -5,6 +5,12 @@ calibration and the transforms (``stream_tensors``, with every intermediate
 tensor kept), analyze's per-layer runs and tune's trials. Inputs and outputs
 are addressed by their signature names, never by position.
 
+The interpreter runs in a worker process (runtime/worker.py): models are
+untrusted input and LiteRT is native code, so a segfault, abort or hang
+becomes a one-line :class:`~edgequant.errors.ModelCrashError` and edgequant
+carries on. ``EDGEQUANT_ISOLATE=0`` (or :func:`isolation`) runs it in this
+process instead; the benchmark compares the two.
+
 A full-integer model with int8/uint8 inputs expects ``q = round(x / scale) +
 zero_point``; its outputs need ``(q - zero_point) * scale``. Seed 003 got this
 wrong by hand (it cast normalized floats straight to uint8). ``Runner`` does
@@ -13,36 +19,71 @@ Integer inputs that are not quantized tensors (token ids, masks) pass through
 unchanged.
 
 Interpreter errors (allocate, resize, invoke, reading tensors) become one-line
-:class:`~edgequant.errors.ModelRunError` here, at one boundary.
+:class:`~edgequant.errors.ModelRunError` at one boundary (session.guard).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import time
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from edgequant._util import quiet
-from edgequant.errors import InputError, ModelRunError
-from edgequant.graph.flatbuffer import TFLITE_MAGIC
-from edgequant.types import UNNAMED, Signature, TensorSpec
+from edgequant.errors import InputError
+from edgequant.runtime.session import (DEFAULT_KEY, IOConversion, OpSession, Session, SessionInfo, chunks, guard,
+                                       open_interpreter)
+from edgequant.types import UNNAMED, Signature
 
 __all__ = ["open_interpreter", "Runner", "IOConversion", "stream_tensors", "guard", "read_signature",
-           "Inputs", "DEFAULT_KEY", "as_inputs", "rows"]
+           "Inputs", "DEFAULT_KEY", "as_inputs", "rows", "isolated", "isolation", "open_session", "ops_details"]
 
 # Named inputs of one batch (or of a whole data set): signature input name -> array, batch first.
 Inputs = Mapping[str, np.ndarray]
 
-# The key edgequant gives a model without any signature, and the one picked among several by default.
-DEFAULT_KEY = "serving_default"
+_ISOLATE = os.environ.get("EDGEQUANT_ISOLATE", "1").strip().lower() not in ("0", "false", "no", "off")
 
-# What LiteRT's Python wrapper raises for a model it cannot run (bad shapes, a kernel's Prepare or Eval
-# failing, null tensor data, undecodable tensor names).
-_LITERT_ERRORS = (ValueError, RuntimeError, IndexError, TypeError, UnicodeDecodeError, SystemError, OverflowError)
+
+def isolated() -> bool:
+    """Whether new runners put LiteRT in a worker process (the default; EDGEQUANT_ISOLATE=0 turns it off)."""
+    return _ISOLATE
+
+
+@contextlib.contextmanager
+def isolation(enabled: bool) -> Iterator[None]:
+    """Open runners in worker processes (True) or in this process (False) inside the block."""
+    global _ISOLATE
+    prior, _ISOLATE = _ISOLATE, enabled
+    try:
+        yield
+    finally:
+        _ISOLATE = prior
+
+
+class _Local:
+    """The in-process form of a worker's object: the same ``call`` over a local Session."""
+
+    def __init__(self, kind: str, what: str, *args: Any, **kwargs: Any) -> None:
+        self.what = what
+        self.obj = {"session": Session, "op": OpSession}[kind](*args, **kwargs)
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.obj, method)(*args, **kwargs)
+
+
+def open_session(kind: str, what: str, *args: Any, isolate: bool | None = None, share: str | None = None,
+                 **kwargs: Any) -> Any:
+    """A Session ("session") or OpSession ("op") built with these arguments, in a worker unless told not to.
+
+    Each gets a worker of its own, unless ``share`` names a worker it shares with others (an analysis
+    opens one model per op: one process each would be too many).
+    """
+    from edgequant.runtime.worker import Remote
+
+    if isolated() if isolate is None else isolate:
+        return Remote(kind, what, *args, share=share, **kwargs)
+    return _Local(kind, what, *args, **kwargs)
 
 
 def as_inputs(inputs: Inputs | np.ndarray) -> dict[str, np.ndarray]:
@@ -58,111 +99,14 @@ def rows(inputs: Inputs | np.ndarray) -> int:
     return int(next(iter(named.values())).shape[0]) if named else 0
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
-@contextlib.contextmanager
-def guard(what: str, stage: str) -> Iterator[None]:
-    """The boundary: an interpreter error during ``stage`` becomes a one-line ModelRunError about ``what``."""
-    try:
-        yield
-    except _LITERT_ERRORS as exc:
-        raise ModelRunError(f"{what} fails in LiteRT at {stage}: {_first_line(exc)}") from None
-
-
-def open_interpreter(tflite: bytes, what: str = "model", threads: int = 1, preserve: bool = False) -> Any:
-    """A LiteRT interpreter with tensors allocated, or an InputError for a bad file.
-
-    ``preserve`` keeps every intermediate tensor readable (calibration and analysis); it also keeps the
-    default delegate out, since XNNPACK reuses intermediate buffers.
-    """
-    import warnings
-
-    from ai_edge_litert.interpreter import Interpreter
-
-    if len(tflite) < 8 or bytes(tflite[4:8]) != TFLITE_MAGIC:
-        raise InputError(f"{what} is not a .tflite model: expected identifier 'TFL3' at byte 4, found {bytes(tflite[4:8])!r}")
-    try:
-        with quiet(), warnings.catch_warnings():
-            # LiteRT warns that preserving tensors is "for debugging": we want exactly that.
-            warnings.simplefilter("ignore")
-            interp = Interpreter(model_content=bytes(tflite), num_threads=threads,
-                                 experimental_preserve_all_tensors=preserve)
-            interp.allocate_tensors()
-    except _LITERT_ERRORS as exc:
-        raise InputError(f"{what} is not a loadable .tflite model: {_first_line(exc)}") from None
-    return interp
-
-
-def _spec(name: str, detail: dict[str, Any]) -> TensorSpec:
-    shape = detail.get("shape_signature", detail["shape"])
-    if len(shape) == 0:
-        shape = detail["shape"]
-    dtype = np.dtype(detail["dtype"])
-    quantized = dtype.kind in "iu" and bool(detail["quantization"][0])
-    return TensorSpec(name, tuple(int(d) for d in shape), dtype.name, quantized)
-
-
-def _signature_table(interp: Any, what: str, key: str | None) -> tuple[str, int, dict[str, int], dict[str, int]]:
-    """(key, subgraph, input name -> tensor index, output name -> tensor index) of the chosen signature.
-
-    A model without signatures gets :data:`DEFAULT_KEY` over subgraph 0, named by its tensors.
-    """
-    with guard(what, "reading its signatures"):
-        full = interp._get_full_signature_list()  # the only public form drops the tensor indices
-    if not full:
-        if key not in (None, DEFAULT_KEY):
-            raise InputError(f"unknown --signature {key!r}: {what} has no signatures (expected none, or "
-                             f"{DEFAULT_KEY!r})")
-        with guard(what, "reading its inputs"):
-            ins = {d["name"]: int(d["index"]) for d in interp.get_input_details()}
-            outs = {d["name"]: int(d["index"]) for d in interp.get_output_details()}
-        return DEFAULT_KEY, 0, ins, outs
-    if key is None:
-        if len(full) == 1:
-            key = next(iter(full))
-        elif DEFAULT_KEY in full:
-            key = DEFAULT_KEY
-        else:
-            raise InputError(f"{what} has {len(full)} signatures: expected --signature KEY, one of "
-                             f"{', '.join(sorted(full))}")
-    if key not in full:
-        raise InputError(f"unknown --signature {key!r}: expected one of {', '.join(sorted(full))}")
-    with guard(what, "reading its signatures"):
-        subgraph = int(interp._interpreter.GetSubgraphIndexFromSignature(key))
-    return key, subgraph, dict(full[key]["inputs"]), dict(full[key]["outputs"])
-
-
 def read_signature(tflite: bytes, what: str = "model", key: str | None = None) -> Signature:
     """The signature of a .tflite (names, shapes with -1 where unknown, dtypes) without running it."""
     return Runner(tflite, what=what, signature=key).signature
 
 
-@dataclasses.dataclass(frozen=True)
-class IOConversion:
-    """How a float tensor maps onto one integer (quantized) model input or output."""
-
-    name: str
-    dtype: str
-    scale: float
-    zero_point: int
-
-    def describe(self, direction: str) -> str:
-        verb = "quantized from float" if direction == "input" else "dequantized to float"
-        return (f"{direction} '{self.name}' is {self.dtype}: {verb} with the model's scale "
-                f"{self.scale:.6g} and zero point {self.zero_point}")
-
-
-def _conversion(name: str, detail: dict[str, Any]) -> IOConversion | None:
-    dtype = np.dtype(detail["dtype"])
-    if dtype.kind not in "iu":
-        return None
-    scale, zero = detail["quantization"]
-    if not scale:
-        return None  # an integer tensor that is not quantized: token ids, masks, indices
-    return IOConversion(name, dtype.name, float(scale), int(zero))
+def ops_details(tflite: bytes, what: str = "model", threads: int = 1, signature: str | None = None) -> list[dict[str, Any]]:
+    """Every node LiteRT runs for a model, delegate kernels included (name, index, inputs, outputs)."""
+    return Runner(tflite, threads, what, signature=signature).ops_details()
 
 
 class Runner:
@@ -170,25 +114,21 @@ class Runner:
 
     Unknown dimensions (batch, sequence length) take the shapes of the data given;
     a model with a fixed batch gets its last chunk padded and the padding dropped.
+    The interpreter lives in a worker process unless ``isolate=False`` (see :func:`isolated`).
     """
 
     def __init__(self, tflite: bytes, threads: int = 1, what: str = "model", *, signature: str | None = None,
-                 preserve: bool = False) -> None:
+                 preserve: bool = False, isolate: bool | None = None) -> None:
         self.tflite = bytes(tflite)
         self.threads = threads
         self.what = what
-        self.interp = open_interpreter(self.tflite, what, threads, preserve)
-        self.key, self.subgraph, self._in_index, self._out_index = _signature_table(self.interp, what, signature)
-        self._wrapper = self.interp._interpreter
-        with guard(what, "reading its inputs"):
-            self._in_detail = {n: self.interp._get_tensor_details(i, self.subgraph) for n, i in self._in_index.items()}
-            out_detail = {n: self.interp._get_tensor_details(i, self.subgraph) for n, i in self._out_index.items()}
-        self.signature = Signature(self.key, tuple(_spec(n, d) for n, d in self._in_detail.items()),
-                                   tuple(_spec(n, d) for n, d in out_detail.items()))
-        self.input_conversions = {n: c for n, d in self._in_detail.items() if (c := _conversion(n, d))}
-        self.output_conversions = {n: c for n, d in out_detail.items() if (c := _conversion(n, d))}
-        self._out_dtypes = {n: np.dtype(d["dtype"]) for n, d in out_detail.items()}
-        self._shapes = {n: tuple(int(v) for v in d["shape"]) for n, d in self._in_detail.items()}
+        self._session = open_session("session", what, self.tflite, threads, what, signature, preserve,
+                                     isolate=isolate)
+        info: SessionInfo = self._session.call("info")
+        self._info = info
+        self.key, self.subgraph, self.signature = info.key, info.subgraph, info.signature
+        self.input_conversions = dict(info.input_conversions)
+        self.output_conversions = dict(info.output_conversions)
 
     # --- what the model declares
     @property
@@ -210,21 +150,20 @@ class Runner:
 
     @property
     def dynamic_batch(self) -> bool:
-        return all(t.shape and t.shape[0] == -1 for t in self.signature.inputs)
+        return self._info.dynamic_batch
 
     def io_notes(self) -> tuple[str, ...]:
         return (tuple(c.describe("input") for c in self.input_conversions.values())
                 + tuple(c.describe("output") for c in self.output_conversions.values()))
 
-    # --- feeding
     @property
     def input_indices(self) -> dict[str, int]:
         """Signature input name -> tensor index in the signature's subgraph."""
-        return dict(self._in_index)
+        return dict(self._info.input_indices)
 
     @property
     def output_indices(self) -> dict[str, int]:
-        return dict(self._out_index)
+        return dict(self._info.output_indices)
 
     def zeros(self) -> dict[str, np.ndarray]:
         """One sample of zeros per input (unknown dimensions as 1): a latency input when there is no data."""
@@ -247,68 +186,40 @@ class Runner:
                              + (f" (unknown {', '.join(extra)})" if extra else ""))
         return {n: inputs[n] for n in names}
 
-    def _to_model(self, name: str, x: np.ndarray) -> np.ndarray:
-        detail = self._in_detail[name]
-        conv = self.input_conversions.get(name)
-        if conv is None:
-            return np.ascontiguousarray(x, dtype=detail["dtype"])
-        info = np.iinfo(conv.dtype)
-        q = np.round(np.asarray(x, np.float32) / conv.scale) + conv.zero_point
-        return np.ascontiguousarray(np.clip(q, info.min, info.max).astype(conv.dtype))
-
-    def _from_model(self, name: str, y: np.ndarray) -> np.ndarray:
-        conv = self.output_conversions.get(name)
-        if conv is None:
-            y = np.array(y)
-            return y.astype(np.float32, copy=False) if y.dtype.kind in "fc" else y
-        return ((y.astype(np.int32) - conv.zero_point) * conv.scale).astype(np.float32)
-
+    # --- running (each call is one message to the worker)
     def set_inputs(self, batch: Mapping[str, np.ndarray]) -> None:
         """Set one batch (already keyed by input name), resizing the interpreter where the shapes changed."""
-        shapes = {n: tuple(int(d) for d in np.shape(v)) for n, v in batch.items()}
-        if shapes != self._shapes:
-            for n, shape in shapes.items():
-                if shape != self._shapes[n]:
-                    with guard(self.what, f"resizing input '{n}' to {shape}"):
-                        self._wrapper.ResizeInputTensor(self._in_index[n], np.array(shape, np.int32), False,
-                                                        self.subgraph)
-            with guard(self.what, "allocating tensors"):
-                self._wrapper.AllocateTensors(self.subgraph)
-            self._shapes = shapes
-        for n, v in batch.items():
-            with guard(self.what, f"setting input '{n}'"):
-                self._wrapper.SetTensor(self._in_index[n], self._to_model(n, v), self.subgraph)
+        self._session.call("set_inputs", {n: np.asarray(v) for n, v in batch.items()})
 
     def invoke(self) -> None:
-        with guard(self.what, "invoke"):
-            self._wrapper.Invoke(self.subgraph)
+        self._session.call("invoke")
 
     def timed_invoke(self) -> float:
-        """One invoke, in seconds, timed around the kernel call alone."""
-        start = time.perf_counter()
-        self.invoke()
-        return time.perf_counter() - start
+        """One invoke, in seconds, timed around the kernel call alone where it runs (no messaging time)."""
+        return float(self._session.call("timed_invoke"))
 
     def outputs(self) -> dict[str, np.ndarray]:
-        with guard(self.what, "reading outputs"):
-            return {n: self._from_model(n, self._wrapper.GetTensor(i, self.subgraph))
-                    for n, i in self._out_index.items()}
+        return self._session.call("outputs")
 
     def tensor_details(self) -> list[dict[str, Any]]:
         """Every tensor of the signature's subgraph: name, index, shape, dtype, quantization."""
-        with guard(self.what, "reading its tensors"):
-            return self.interp.get_tensor_details(self.subgraph)
+        return self._session.call("tensor_details")
+
+    def ops_details(self) -> list[dict[str, Any]]:
+        """Every node in execution order, delegate kernels included: index, op_name, inputs, outputs."""
+        return self._session.call("ops_details")
 
     def op_outputs(self) -> list[int]:
         """The output tensor indices of every op, in execution order (what calibration watches)."""
-        with guard(self.what, "reading its ops"):
-            ops = self.interp._get_ops_details()  # no public form; kept to this one place
-        return [int(i) for op in ops for i in op["outputs"] if int(i) >= 0]
+        return [i for op in self.ops_details() for i in op["outputs"] if i >= 0]
 
     def tensor(self, index: int) -> np.ndarray:
         """Any tensor by index (intermediates need ``preserve=True``), copied out of the interpreter."""
-        with guard(self.what, f"reading tensor {index}"):
-            return np.array(self._wrapper.GetTensor(index, self.subgraph))
+        return self._session.call("tensor", int(index))
+
+    def tensors(self, indices: Sequence[int]) -> dict[int, np.ndarray]:
+        """Several tensors by index, in one message."""
+        return self._session.call("tensors", [int(i) for i in indices])
 
     def batches(self, inputs: Inputs | np.ndarray, batch_size: int = 64,
                 drop_partial: bool = False) -> Iterator[tuple[int, int]]:
@@ -317,29 +228,13 @@ class Runner:
         A fixed-batch model gets its last chunk padded (rows is the real count),
         or skipped with ``drop_partial`` (statistics must not see padding).
         """
-        named = self.named(inputs)
-        total = len(next(iter(named.values())))
-        fixed = None if self.dynamic_batch else max(1, self._shapes[self.input_names[0]][0])
-        step = fixed or batch_size
-        for start in range(0, total, step):
-            part = {n: v[start:start + step] for n, v in named.items()}
-            rows = len(next(iter(part.values())))
-            if fixed and rows != fixed:
-                if drop_partial:
-                    break
-                part = {n: np.concatenate([v, np.zeros((fixed - rows,) + v.shape[1:], v.dtype)])
-                        for n, v in part.items()}
-            self.set_inputs(part)
-            self.invoke()
-            yield start, rows
+        for start, n, part in chunks(self.named(inputs), self._info.fixed_batch, batch_size, drop_partial):
+            self._session.call("run", part)
+            yield start, n
 
     def predict(self, inputs: Inputs | np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
         """Every output, by name, for every row of ``inputs`` (float32 where the output is float or quantized)."""
-        chunks: dict[str, list[np.ndarray]] = {n: [] for n in self.output_names}
-        for _, rows in self.batches(inputs, batch_size):
-            for n, v in self.outputs().items():
-                chunks[n].append(v[:rows] if v.ndim else v[None])
-        return {n: np.concatenate(c) if c else np.zeros((0,), np.float32) for n, c in chunks.items()}
+        return self._session.call("predict", self.named(inputs), batch_size)
 
     def predict_output(self, inputs: Inputs | np.ndarray, name: str | None = None, batch_size: int = 64) -> np.ndarray:
         """One output for every row of ``inputs``: ``name``, or the model's only output."""
@@ -355,7 +250,7 @@ class Runner:
     def prepare_single(self, inputs: Inputs | np.ndarray) -> None:
         """Set the first sample of ``inputs`` at batch 1 (the deployment case), for latency runs."""
         named = self.named(inputs)
-        fixed = None if self.dynamic_batch else max(1, self._shapes[self.input_names[0]][0])
+        fixed = self._info.fixed_batch
         self.set_inputs({n: v[: fixed or 1] for n, v in named.items()})
 
 
@@ -369,4 +264,4 @@ def stream_tensors(tflite: bytes, inputs: Inputs | np.ndarray, tensors: Sequence
     """
     runner = Runner(tflite, what=what, preserve=True)
     for _ in runner.batches(inputs, batch_size, drop_partial=True):
-        yield {t: runner.tensor(t) for t in tensors}
+        yield runner.tensors(tensors)

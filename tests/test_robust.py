@@ -259,7 +259,7 @@ def test_no_library_warning_reaches_stderr(tmp_path: Path) -> None:
     env = dict(os.environ, EDGEQUANT_REGISTRY="off")
     quiet = subprocess.run([*_edgequant(), "run", str(model), "--input", str(tmp_path / "x.npy")],
                            capture_output=True, text=True, env=env, timeout=300)
-    assert quiet.returncode == 0 and "outputs: shape (2, 4)" in quiet.stdout
+    assert quiet.returncode == 0 and "shape (2, 4)" in quiet.stdout
     assert quiet.stderr == ""
     loud = subprocess.run([*_edgequant(), "-v", "run", str(model), "--input", str(tmp_path / "x.npy")],
                           capture_output=True, text=True, env=env, timeout=300)

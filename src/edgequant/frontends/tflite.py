@@ -13,7 +13,8 @@ from pathlib import Path
 
 from edgequant.errors import InputError, UnsupportedError
 from edgequant.graph import read_graph
-from edgequant.graph.signature import select_signature, widen_fp16_weights, with_default_signature
+from edgequant.graph.signature import (choose_key, select_signature, signature_keys, widen_fp16_weights,
+                                       with_default_signature)
 from edgequant.runtime import Runner
 from edgequant.types import FloatModel, SourceKind
 
@@ -35,8 +36,8 @@ def inspect_float_tflite(tflite: bytes, source: Path, kind: SourceKind, unsafe: 
         notes.append(f"{widened} weight tensors stored as float16 (behind DEQUANTIZE) read as float32: the float "
                      "model they stand for")
     tflite, added = with_default_signature(tflite, what)
-    # Resolving the key first gives the one-line error listing the keys when the choice is unclear.
-    key = Runner(tflite, what=what, signature=signature).key
+    # Chosen from the flatbuffer, so the model is opened in LiteRT once, after the choice.
+    key = choose_key(signature_keys(tflite, what), signature, what)
     chosen = select_signature(tflite, key, what)
     if chosen != tflite:
         notes.append(f"signature {key!r} kept of several; the others are left out of the float model")

@@ -21,7 +21,8 @@ from edgequant.errors import UnsupportedError
 from edgequant.graph.edit import GraphEditor
 from edgequant.graph.submodel import CONTROL_FLOW_OPS
 
-__all__ = ["with_default_signature", "select_signature", "widen_fp16_weights", "split_consumed_outputs", "DEFAULT_KEY"]
+__all__ = ["with_default_signature", "select_signature", "signature_keys", "choose_key", "widen_fp16_weights",
+           "split_consumed_outputs", "narrow_tables_fp16", "DEFAULT_KEY"]
 
 DEFAULT_KEY = "serving_default"
 
@@ -69,6 +70,27 @@ def with_default_signature(tflite: bytes, what: str = "model") -> tuple[bytes, b
     sig.outputs = maps(list(sg.outputs if sg.outputs is not None else []), "output")
     ed.model.signatureDefs = [sig]
     return ed.to_bytes(), True
+
+
+def signature_keys(tflite: bytes, what: str = "model") -> list[str]:
+    """The signature keys a .tflite declares, read from the flatbuffer (no interpreter)."""
+    ed = GraphEditor(tflite, what)
+    return [s.signatureKey.decode() if isinstance(s.signatureKey, bytes) else str(s.signatureKey)
+            for s in (ed.model.signatureDefs or [])]
+
+
+def choose_key(keys: list[str], key: str | None, what: str = "model") -> str:
+    """The signature to use: ``key`` (which must exist), else the only one, else serving_default."""
+    if key is not None:
+        if key not in keys:
+            raise UnsupportedError(f"unknown --signature {key!r}: expected one of {', '.join(sorted(keys)) or 'none'}")
+        return key
+    if len(keys) == 1:
+        return keys[0]
+    if DEFAULT_KEY in keys:
+        return DEFAULT_KEY
+    raise UnsupportedError(f"{what} has {len(keys)} signatures: expected --signature KEY, one of "
+                           f"{', '.join(sorted(keys))}")
 
 
 def select_signature(tflite: bytes, key: str, what: str = "model") -> bytes:

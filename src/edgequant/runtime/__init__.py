@@ -32,13 +32,18 @@ from edgequant.graph.flatbuffer import TFLITE_MAGIC
 from edgequant.types import UNNAMED, Signature, TensorSpec
 
 __all__ = ["open_interpreter", "Runner", "IOConversion", "stream_tensors", "guard", "read_signature",
-           "Inputs", "DEFAULT_KEY", "as_inputs", "rows"]
+           "Inputs", "DEFAULT_KEY", "as_inputs", "rows", "BATCH_BYTES", "batch_for"]
 
 # Named inputs of one batch (or of a whole data set): signature input name -> array, batch first.
 Inputs = Mapping[str, np.ndarray]
 
 # The key edgequant gives a model without any signature, and the one picked among several by default.
 DEFAULT_KEY = "serving_default"
+
+# Memory a preserve-all-tensors batch may hold: every intermediate of every sample in the batch stays
+# allocated, so the batch size comes from the model's per-sample activation bytes, not a fixed count
+# (a fixed 32 held GBs per batch at 224x224; benchmarks/results/scale.md).
+BATCH_BYTES = 256 * 2**20
 
 # What LiteRT's Python wrapper raises for a model it cannot run (bad shapes, a kernel's Prepare or Eval
 # failing, null tensor data, undecodable tensor names).
@@ -305,6 +310,18 @@ class Runner:
             ops = self.interp._get_ops_details()  # no public form; kept to this one place
         return [int(i) for op in ops for i in op["outputs"] if int(i) >= 0]
 
+    def sample_bytes(self) -> int:
+        """Bytes one sample occupies across the inputs and every op output (what preserve mode keeps)."""
+        details = {int(d["index"]): d for d in self.tensor_details()}
+        total = 0
+        for i in set(self.input_indices.values()) | set(self.op_outputs()):
+            d = details.get(i)
+            if d is None or not len(d["shape"]):
+                continue
+            shape = [int(v) for v in d["shape"]]
+            total += int(np.prod(shape[1:])) * np.dtype(d["dtype"]).itemsize
+        return total
+
     def tensor(self, index: int) -> np.ndarray:
         """Any tensor by index (intermediates need ``preserve=True``), copied out of the interpreter."""
         with guard(self.what, f"reading tensor {index}"):
@@ -359,14 +376,24 @@ class Runner:
         self.set_inputs({n: v[: fixed or 1] for n, v in named.items()})
 
 
+def batch_for(runner: Runner, budget: int = BATCH_BYTES, most: int = 64) -> int:
+    """The batch size whose preserved tensors fit in ``budget`` bytes: at least 1, at most ``most``.
+
+    Memory then stays flat in the number of samples and grows with the model's activations.
+    """
+    return int(max(1, min(most, budget // max(runner.sample_bytes(), 1))))
+
+
 def stream_tensors(tflite: bytes, inputs: Inputs | np.ndarray, tensors: Sequence[int],
-                   batch_size: int = 64, what: str = "float model") -> Iterator[dict[int, np.ndarray]]:
+                   batch_size: int | None = None, what: str = "float model") -> Iterator[dict[int, np.ndarray]]:
     """Run a model in LiteRT over ``inputs`` in batches and yield the listed tensors of each batch.
 
     Callers reduce each batch to running sums or maxima, so memory stays
-    bounded by one batch whatever the size of the data. A fixed-batch model's
+    bounded by one batch whatever the size of the data; ``batch_size`` None
+    takes :func:`batch_for`'s. A fixed-batch model's
     partial last batch is dropped: statistics must not see padding rows.
     """
     runner = Runner(tflite, what=what, preserve=True)
+    batch_size = batch_size or batch_for(runner)
     for _ in runner.batches(inputs, batch_size, drop_partial=True):
         yield {t: runner.tensor(t) for t in tensors}

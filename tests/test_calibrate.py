@@ -184,3 +184,29 @@ def test_converter_says_observer_does_not_apply(seed_cnn_path, digits) -> None:
     assert any("does not apply" in n for n in q.notes)
     with pytest.raises(InputError, match="saved --stats do not apply"):
         edgequant.quantize(seed_cnn_path, "int8", "tflite-converter", stats="whatever.json")
+
+
+def test_calibration_batch_follows_the_activation_budget(float_tflite) -> None:
+    """Issue 17: the batch is sized from per-sample activation bytes, so memory tracks the largest model
+    activations, not the number of samples or a fixed batch."""
+    from edgequant.runtime import Runner, batch_for
+
+    runner = Runner(float_tflite.read_bytes(), preserve=True)
+    per = runner.sample_bytes()
+    assert per > 28 * 28 * 4  # at least the input image
+    assert batch_for(runner, budget=5 * per) == 5
+    assert batch_for(runner, budget=1) == 1
+    assert batch_for(runner, budget=10**12, most=32) == 32
+
+
+def test_stats_do_not_depend_on_the_batch_size_beyond_float_noise(float_tflite, digits) -> None:
+    from edgequant.calibrate import collect_stats
+
+    tflite = float_tflite.read_bytes()
+    with np.load(digits["calibration"]) as data:
+        x = data["x"][:48].astype(np.float32)
+    a, b = collect_stats(tflite, x, batch_size=48), collect_stats(tflite, x, batch_size=5)
+    assert a.tensors.keys() == b.tensors.keys()
+    for name in a.tensors:
+        assert a.tensors[name].min == b.tensors[name].min and a.tensors[name].max == b.tensors[name].max
+        assert a.tensors[name].count == b.tensors[name].count

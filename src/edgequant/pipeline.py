@@ -28,7 +28,7 @@ from edgequant.frontends import load_model, source_options
 from edgequant.recipe import Recipe, plan
 from edgequant.recipe import parse_transforms  # noqa: F401 - kept importable here, where it lived before recipe/
 from edgequant.graph import WEIGHTED_OPS, index_limits, read_graph
-from edgequant.runtime import Inputs, Runner
+from edgequant.runtime import Inputs, Runner, rows
 from edgequant.transforms import TransformName, get_transform, ordered, stored_mismatches
 from edgequant.types import (CalibrationInput, Dataset, EngineName, Evaluation, FloatModel, IOType, Precision,
                              QuantizedModel, Record, Scheme, Signature)
@@ -60,6 +60,8 @@ DEFAULT_TRANSFORMS: dict[Scheme, tuple[TransformName, ...]] = {
 # Calibration samples used when the user does not say: enough for stable
 # min-max ranges on small models, few enough to calibrate in seconds.
 DEFAULT_SAMPLES = 200
+# The auto observer scores its candidates on this many calibration samples (see _best).
+SCORE_SAMPLES = 32
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -202,7 +204,7 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
         built.append((calib, tflite, notes, _validated(tflite, floats, scheme_, eng, x)))
         progress("quantize", k, len(candidates))
     # Candidates are scored against the user's float model, not a transformed one.
-    calib, tflite, notes, runner = _best(built, original, notes_in)
+    calib, tflite, notes, runner = _best(built, original, notes_in, progress)
     seconds = time.perf_counter() - start
     if grid_values:
         _check_grid(tflite, grid_values, eng, notes_in)
@@ -264,7 +266,7 @@ def _apply_transforms(names: Sequence[TransformName], explicit: bool, eng: Engin
         notes.append("transforms run in edgequant's fixed order: " + ", ".join(n.value for n in names))
     for i, name in enumerate(names, start=1):
         progress(f"transform {name.value}", i - 1, len(names))
-        result = get_transform(name).apply_for(floats.tflite, x, scheme, precisions)
+        result = get_transform(name).apply_for(floats.tflite, x, scheme, precisions, progress=progress)
         floats = dataclasses.replace(floats, tflite=result.tflite)
         grid_values.update(result.grid_values)
         notes.append(f"{name.value}: " + ("; ".join(result.changes[:4]) or "no change")
@@ -316,22 +318,27 @@ def _validated(tflite: bytes, floats: FloatModel, scheme: Scheme, eng: Engine, x
     return runner
 
 
-def _best(built: list, floats: FloatModel, notes_in: list[str]) -> tuple:
-    """One candidate: itself. Several: the one whose outputs match float best (worst output's SQNR) on the
-    calibration samples."""
+def _best(built: list, floats: FloatModel, notes_in: list[str], progress: Progress = no_progress) -> tuple:
+    """One candidate: itself. Several: the one whose outputs match float best (worst output's SQNR) on
+    SCORE_SAMPLES of the calibration samples, spread evenly (a full pass per candidate cost minutes at 224x224)."""
     if len(built) == 1:
         return built[0]
     x = built[0][0].x
+    n = rows(x)
+    index = np.unique(np.linspace(0, n - 1, min(n, SCORE_SAMPLES)).round().astype(int))
+    x = {k: v[index] for k, v in x.items()}
     reference = Runner(floats.tflite).predict(x)
 
-    def score(runner: Runner) -> float:
+    def score(k: int, runner: Runner) -> float:
+        progress("score observers", k, len(built))
         return worst_output(fidelity_by_output(runner.predict(x), reference))[1].sqnr_db
 
-    scored = [(score(item[3]), item) for item in built]
+    scored = [(score(k, item[3]), item) for k, item in enumerate(built)]
+    progress("score observers", len(built), len(built))
     best_sqnr, best = max(scored, key=lambda s: s[0])
     listing = ", ".join(f"{item[0].observer} {sqnr:.1f} dB" for sqnr, item in scored)
-    notes_in.append(f"observer auto-selected: {best[0].observer} (output SQNR vs float on the calibration "
-                    f"samples: {listing})")
+    notes_in.append(f"observer auto-selected: {best[0].observer} (output SQNR vs float on {len(index)} of {n} "
+                    f"calibration samples: {listing})")
     return best
 
 

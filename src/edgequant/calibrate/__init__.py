@@ -23,7 +23,7 @@ from edgequant._util import Progress, atomic_dir_file, no_progress
 from edgequant.calibrate.histogram import BINS, SENTINEL, TensorStats
 from edgequant.calibrate.observers import Observer, ObserverName, observe, parse_observer
 from edgequant.errors import InputError
-from edgequant.runtime import Inputs, Runner, rows
+from edgequant.runtime import Inputs, Runner, batch_for, rows
 from edgequant.types import Record
 
 __all__ = ["CalibrationStats", "collect_stats", "Repair", "compute_ranges", "Observer", "ObserverName",
@@ -182,13 +182,16 @@ def check_tensor_names(stats: CalibrationStats, names: Iterable[str],
                              f"statistics; expected one of {shown or 'none (no tensors)'}")
 
 
-def collect_stats(tflite: bytes, x: Inputs | np.ndarray, batch_size: int = 32,
+def collect_stats(tflite: bytes, x: Inputs | np.ndarray, batch_size: int | None = None,
                   progress: Progress = no_progress) -> CalibrationStats:
     """Run the float model on named inputs ``x`` and accumulate stats for its float inputs and every float op output.
 
     Integer inputs (token ids, masks) and integer tensors are never calibrated: they pass through unquantized.
+    ``batch_size`` None sizes batches to the runtime's memory budget (runtime.batch_for): LiteRT keeps every
+    intermediate of the batch, so a fixed batch would let memory grow with the model's activations.
     """
     runner = Runner(tflite, what="float model", preserve=True)
+    batch_size = batch_size or batch_for(runner, most=32)
     details = {int(d["index"]): d for d in runner.tensor_details()}
     watch: dict[int, str] = {i: details[i]["name"] for i in runner.input_indices.values()}
     for i in runner.op_outputs():

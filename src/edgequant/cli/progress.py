@@ -31,7 +31,11 @@ def make_progress(stream: Any = None) -> Progress:
         if bar is None or bar.total != total:
             if bar is not None:
                 bar.close()
-            bar = bars[step] = tqdm(total=total, desc=step, file=stream, leave=False)
+            # The count and the time left, from the average rate so far (smoothing 0): steps such as
+            # AdaRound's layers differ in cost, and a recent-rate estimate jumps with each one.
+            bar = bars[step] = tqdm(total=total, desc=step, file=stream, leave=False, smoothing=0,
+                                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                                               "[{elapsed} elapsed, {remaining} left]")
         bar.n = done
         bar.refresh()
         if done >= total:

@@ -37,7 +37,8 @@ from edgequant.runtime.session import (DEFAULT_KEY, IOConversion, OpSession, Ses
 from edgequant.types import UNNAMED, Signature
 
 __all__ = ["open_interpreter", "Runner", "IOConversion", "stream_tensors", "guard", "read_signature",
-           "Inputs", "DEFAULT_KEY", "as_inputs", "rows", "isolated", "isolation", "open_session", "ops_details"]
+           "Inputs", "DEFAULT_KEY", "as_inputs", "rows", "isolated", "isolation", "open_session", "ops_details",
+           "BATCH_BYTES", "batch_for"]
 
 # Named inputs of one batch (or of a whole data set): signature input name -> array, batch first.
 Inputs = Mapping[str, np.ndarray]
@@ -84,6 +85,12 @@ def open_session(kind: str, what: str, *args: Any, isolate: bool | None = None, 
     if isolated() if isolate is None else isolate:
         return Remote(kind, what, *args, share=share, **kwargs)
     return _Local(kind, what, *args, **kwargs)
+
+
+# Memory a preserve-all-tensors batch may hold: every intermediate of every sample in the batch stays
+# allocated, so the batch size comes from the model's per-sample activation bytes, not a fixed count
+# (a fixed 32 held GBs per batch at 224x224; benchmarks/results/scale.md).
+BATCH_BYTES = 256 * 2**20
 
 
 def as_inputs(inputs: Inputs | np.ndarray) -> dict[str, np.ndarray]:
@@ -213,6 +220,18 @@ class Runner:
         """The output tensor indices of every op, in execution order (what calibration watches)."""
         return [i for op in self.ops_details() for i in op["outputs"] if i >= 0]
 
+    def sample_bytes(self) -> int:
+        """Bytes one sample occupies across the inputs and every op output (what preserve mode keeps)."""
+        details = {int(d["index"]): d for d in self.tensor_details()}
+        total = 0
+        for i in set(self.input_indices.values()) | set(self.op_outputs()):
+            d = details.get(i)
+            if d is None or not len(d["shape"]):
+                continue
+            shape = [int(v) for v in d["shape"]]
+            total += int(np.prod(shape[1:])) * np.dtype(d["dtype"]).itemsize
+        return total
+
     def tensor(self, index: int) -> np.ndarray:
         """Any tensor by index (intermediates need ``preserve=True``), copied out of the interpreter."""
         return self._session.call("tensor", int(index))
@@ -254,14 +273,24 @@ class Runner:
         self.set_inputs({n: v[: fixed or 1] for n, v in named.items()})
 
 
+def batch_for(runner: Runner, budget: int = BATCH_BYTES, most: int = 64) -> int:
+    """The batch size whose preserved tensors fit in ``budget`` bytes: at least 1, at most ``most``.
+
+    Memory then stays flat in the number of samples and grows with the model's activations.
+    """
+    return int(max(1, min(most, budget // max(runner.sample_bytes(), 1))))
+
+
 def stream_tensors(tflite: bytes, inputs: Inputs | np.ndarray, tensors: Sequence[int],
-                   batch_size: int = 64, what: str = "float model") -> Iterator[dict[int, np.ndarray]]:
+                   batch_size: int | None = None, what: str = "float model") -> Iterator[dict[int, np.ndarray]]:
     """Run a model in LiteRT over ``inputs`` in batches and yield the listed tensors of each batch.
 
     Callers reduce each batch to running sums or maxima, so memory stays
-    bounded by one batch whatever the size of the data. A fixed-batch model's
+    bounded by one batch whatever the size of the data; ``batch_size`` None
+    takes :func:`batch_for`'s. A fixed-batch model's
     partial last batch is dropped: statistics must not see padding rows.
     """
     runner = Runner(tflite, what=what, preserve=True)
+    batch_size = batch_size or batch_for(runner)
     for _ in runner.batches(inputs, batch_size, drop_partial=True):
         yield runner.tensors(tensors)

@@ -24,7 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edgequant._util import quiet
+from edgequant._util import Progress, no_progress, quiet
 from edgequant.errors import InputError, UnsupportedError
 from edgequant.runtime import Inputs, as_inputs, rows, stream_tensors
 from edgequant.types import Precision, Record, Scheme
@@ -63,7 +63,8 @@ class Transform(Protocol):
     def apply(self, tflite: bytes, calibration: Inputs, weight_bits: int = 8) -> TransformResult: ...
 
     def apply_for(self, tflite: bytes, calibration: Inputs | None, scheme: Scheme,
-                  precisions: Mapping[str, Precision] | None = None) -> TransformResult:
+                  precisions: Mapping[str, Precision] | None = None,
+                  progress: Progress = no_progress) -> TransformResult:
         """Apply with the settings ``scheme`` implies (the pipeline's entry point).
 
         ``precisions`` are a recipe's per-layer precisions, by the name of the

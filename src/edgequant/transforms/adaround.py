@@ -38,7 +38,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from edgequant._util import Progress, no_progress
 from edgequant.graph.edit import GraphEditor, OpRef
+from edgequant.runtime import BATCH_BYTES, Runner, batch_for
 from edgequant.runtime import rows as n_samples
 from edgequant.transforms import TransformName, TransformResult, check_calibration, stream_tensors
 from edgequant.transforms.grid import OnEngineGrid, layer_weight_bits, op_grid, same_padding
@@ -61,6 +63,30 @@ BETA = (20.0, 2.0)      # annealed exponent of the regularizer
 REG_WEIGHT = 3.0
 ZETA, GAMMA = 1.1, -0.1  # stretch of the rectified sigmoid
 SEED = 0
+# Early stop: checked every CHECK_EVERY steps once the regularizer is on; the
+# hard rounding counts as settled when at most SETTLED of its weights flipped.
+CHECK_EVERY, PATIENCE, SETTLED = 50, 2, 1e-3
+# A step costs about groups * out * k * (k + ELEMENTWISE) multiply-adds (the Gram
+# product and the element-wise update). When ITERATIONS steps of every layer
+# would exceed MODEL_BUDGET, every layer's steps shrink by the same factor (at
+# least MIN_STEPS), the schedule (warm-up, annealing) compressed to fit: the
+# digit zoo keeps all ITERATIONS, MobileNetV2-224 gets about MIN_STEPS.
+ELEMENTWISE = 64
+MODEL_BUDGET = 1.5e11
+MIN_STEPS = 100
+# Statistics on sampled rows, not every output position of every sample (at
+# 224x224 that is millions of rows per layer, and the closed-form loss needs
+# only a well-determined Gram matrix): at least ROWS per layer and ROWS_PER_WEIGHT
+# per weight of an output channel, picked at random (seeded) positions of every
+# sample used. Samples: all while they fit one runtime batch budget, else
+# SAMPLES spread evenly over the data. Layers are learned in at most WAVES
+# groups of consecutive layers, one float and one rounded pass per group: a
+# layer sees the learned rounding of earlier groups, and float inputs from
+# layers of its own group. The SQNR this costs is in benchmarks/results/scale.md.
+ROWS = 4096
+ROWS_PER_WEIGHT = 8
+SAMPLES = 64
+WAVES = 8
 
 
 def im2col(x: np.ndarray, kh: int, kw: int, opts: object) -> np.ndarray:
@@ -75,6 +101,21 @@ def im2col(x: np.ndarray, kh: int, kw: int, opts: object) -> np.ndarray:
             for i in range(kh) for j in range(kw)]
     patches = np.stack(taps, axis=3)  # (N, OH, OW, kh*kw, C)
     return patches.reshape(-1, kh, kw, x.shape[-1])
+
+
+def _patches_at(x: np.ndarray, kh: int, kw: int, opts: object, pick: np.ndarray) -> np.ndarray:
+    """im2col(x)[pick] without building im2col: (len(pick), kh, kw, C), in x's dtype."""
+    same = int(opts.padding) == 0  # type: ignore[attr-defined]
+    sh, sw = opts.strideH, opts.strideW  # type: ignore[attr-defined]
+    dh, dw = opts.dilationHFactor, opts.dilationWFactor  # type: ignore[attr-defined]
+    t, b, oh = same_padding(x.shape[1], kh, sh, dh, same)
+    left, right, ow = same_padding(x.shape[2], kw, sw, dw, same)
+    xp = np.pad(x, ((0, 0), (t, b), (left, right), (0, 0)))
+    n, rest = np.divmod(pick, oh * ow)
+    oy, ox = np.divmod(rest, ow)
+    iy = (oy * sh)[:, None, None] + (np.arange(kh) * dh)[None, :, None]
+    ix = (ox * sw)[:, None, None] + (np.arange(kw) * dw)[None, None, :]
+    return xp[n[:, None, None], iy, ix, :]
 
 
 class _Layer:
@@ -99,18 +140,38 @@ class _Layer:
         else:
             self.mat = self.w.reshape(1, self.w.shape[0], -1)  # (1, out, k)
 
-    def rows(self, x: np.ndarray, op: OpRef | None = None) -> np.ndarray:
-        """Input rows per group, (groups, n, k), for one use of the weights (default: the first)."""
+    def rows(self, x: np.ndarray, op: OpRef | None = None, pick: np.ndarray | None = None) -> np.ndarray:
+        """Input rows per group, (groups, n, k), for one use of the weights (default: the first).
+
+        ``pick`` selects output positions (flat indices over batch x positions); only their patches are built,
+        so a 112x112 layer never materializes its full im2col.
+        """
         op = op or self.op
         if op.op == "FULLY_CONNECTED":
-            return x.reshape(1, -1, self.mat.shape[-1]).astype(np.float64)
+            flat = x.reshape(-1, self.mat.shape[-1])
+            return (flat if pick is None else flat[pick]).astype(np.float64)[None]
         kh, kw = self.w.shape[1:3]
-        p = im2col(x.astype(np.float64), kh, kw, self.opts[op.index])  # (n, kh, kw, Cin)
+        if pick is None:
+            p = im2col(x.astype(np.float64), kh, kw, self.opts[op.index])  # (n, kh, kw, Cin)
+        else:
+            p = _patches_at(x, kh, kw, self.opts[op.index], pick).astype(np.float64)
         if op.op == "CONV_2D":
             return p.reshape(1, len(p), -1)
         multiplier = self.w.shape[-1] // x.shape[-1]
         p = np.repeat(p, multiplier, axis=-1) if multiplier > 1 else p
         return np.moveaxis(p.reshape(len(p), kh * kw, -1), -1, 0)  # (C, n, kh*kw)
+
+    def positions(self, x: np.ndarray, op: OpRef | None = None) -> int:
+        """Output positions (rows) per sample of one use, for an input batch ``x``."""
+        op = op or self.op
+        if op.op == "FULLY_CONNECTED":
+            return max(1, x[:1].size // self.mat.shape[-1])
+        opts = self.opts[op.index]
+        kh, kw = self.w.shape[1:3]
+        same = int(opts.padding) == 0
+        oh = same_padding(x.shape[1], kh, opts.strideH, opts.dilationHFactor, same)[2]
+        ow = same_padding(x.shape[2], kw, opts.strideW, opts.dilationWFactor, same)[2]
+        return oh * ow
 
     def to_weights(self, mat: np.ndarray) -> np.ndarray:
         if self.op.op == "DEPTHWISE_CONV_2D":
@@ -134,8 +195,8 @@ class _Problem:
         self.sum_y = np.zeros((groups, layer.mat.shape[1]))
         self.sum_xq = np.zeros((groups, k))
 
-    def add(self, x_float: np.ndarray, x_rounded: np.ndarray, op: OpRef) -> None:
-        rf, rq = self.layer.rows(x_float, op), self.layer.rows(x_rounded, op)
+    def add(self, x_float: np.ndarray, x_rounded: np.ndarray, op: OpRef, pick: np.ndarray | None = None) -> None:
+        rf, rq = self.layer.rows(x_float, op, pick), self.layer.rows(x_rounded, op, pick)
         y = rf @ np.swapaxes(self.layer.mat, 1, 2)  # (groups, n, out)
         self.yy += float((y * y).sum())
         self.sum_y += y.sum(axis=1)
@@ -147,14 +208,16 @@ class _Problem:
 
     def finish(self) -> None:
         self.cross_t = np.ascontiguousarray(np.swapaxes(self.cross, 1, 2))
+        # The optimization steps run in float32 (half the time of float64 BLAS); losses stay float64.
+        self.gram32, self.cross_t32 = self.gram.astype(np.float32), self.cross_t.astype(np.float32)
 
     def loss(self, m: np.ndarray) -> float:
         """Squared error of weights m (groups, out, k) over every calibration row."""
         return max(float((_matmul(m, self.gram) * m).sum() - 2.0 * (self.cross_t * m).sum() + self.yy), 0.0)
 
     def grad(self, m: np.ndarray) -> np.ndarray:
-        """d loss / d m, the only thing each optimization step needs."""
-        return 2.0 * (_matmul(m, self.gram) - self.cross_t)
+        """d loss / d m, the only thing each optimization step needs (float32)."""
+        return 2.0 * (_matmul(m.astype(np.float32), self.gram32) - self.cross_t32)
 
     def mean_residual(self, m: np.ndarray) -> np.ndarray:
         """E[x W^T] - E[x~ m^T] per output channel, flattened to the bias layout."""
@@ -170,8 +233,13 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _learn(problem: _Problem, ratio: np.ndarray, qmin: int, qmax: int, fixed: np.ndarray,
-           iterations: int) -> tuple[np.ndarray, float, float]:
-    """Learned integer grid values, and the loss of nearest and learned rounding (in grid units^2 * s^2)."""
+           iterations: int, early_stop: bool = True) -> tuple[np.ndarray, float, float, int]:
+    """Learned integer grid values, the loss of nearest and learned rounding (in grid units^2 * s^2), and
+    the steps taken.
+
+    With ``early_stop`` the steps end once the regularizer is on and the hard rounding (the sign of v) has
+    not changed for PATIENCE checks CHECK_EVERY steps apart: later steps only push h further into {0, 1}.
+    """
     scale = problem.layer.scale
     # An exact zero (a pruned weight) stays zero: floor + 1 would undo the sparsity that gzip and sparse
     # kernels rely on, for an error term of one grid step the layer's other weights can absorb.
@@ -186,6 +254,7 @@ def _learn(problem: _Problem, ratio: np.ndarray, qmin: int, qmax: int, fixed: np
     norm = max(nearest_loss, 1e-30)
     count = v.size
     warm = int(WARMUP * iterations)
+    hard, still, step = v >= 0.0, 0, 0
     for step in range(1, iterations + 1):
         sig = 1.0 / (1.0 + np.exp(-v))
         stretched = sig * (ZETA - GAMMA) + GAMMA
@@ -202,9 +271,15 @@ def _learn(problem: _Problem, ratio: np.ndarray, qmin: int, qmax: int, fixed: np
         m1 = 0.9 * m1 + 0.1 * grad_v
         m2 = 0.999 * m2 + 0.001 * grad_v * grad_v
         v -= LEARNING_RATE * (m1 / (1 - 0.9 ** step)) / (np.sqrt(m2 / (1 - 0.999 ** step)) + 1e-8)
+        if early_stop and step > warm and step % CHECK_EVERY == 0:
+            now = v >= 0.0
+            still = still + 1 if np.count_nonzero(now != hard) <= SETTLED * count else 0
+            hard = now
+            if still >= PATIENCE:
+                break
     learned = np.where(fixed, nearest, np.clip(floor + (v >= 0.0), qmin, qmax))
     learned_loss = problem.loss(learned * scale)
-    return learned, nearest_loss, learned_loss
+    return learned, nearest_loss, learned_loss, step
 
 
 def _db(signal: float, noise: float) -> float:
@@ -215,12 +290,16 @@ class AdaRound(OnEngineGrid):
     """``adaround``: learn each weight's rounding direction on calibration data, layer by layer."""
 
     name = TransformName.ADAROUND
+    reports_progress = True
 
     def apply(self, tflite: bytes, calibration: np.ndarray, weight_bits: int = 8, *,
               op_bits: dict[str, int | None] | None = None, iterations: int = ITERATIONS,
-              layer_bits: Mapping[str, int | None] | None = None) -> TransformResult:
+              layer_bits: Mapping[str, int | None] | None = None, rows: int | None = ROWS,
+              progress: Progress = no_progress) -> TransformResult:
         """``op_bits`` overrides ``weight_bits`` per op type, ``layer_bits`` per op output tensor name
-        (None: the op's weights stay float)."""
+        (None: the op's weights stay float). ``rows`` None is the full-quality setting: every row of every
+        sample, one pass pair per layer, every step (no early stop); progress reports ("adaround", layers
+        done, layers)."""
         x = check_calibration(calibration, "AdaRound")
         ed = GraphEditor(tflite)
         op_bits = dict(op_bits or {})
@@ -247,62 +326,88 @@ class AdaRound(OnEngineGrid):
             changes.append("no quantized weighted layer: the model is unchanged")
             return TransformResult(bytes(tflite), self.name.value, tuple(changes), metrics)
 
+        full = rows is None
+        picks = _Sampling(tflite, x, layers, ed, rows)
+        xs = picks.inputs
+        if not full:
+            changes.append(f"statistics on sampled rows: up to {picks.target_rows(layers[0]):,} per layer from "
+                           f"{n_samples(xs)} of {n_samples(x)} samples, {len(picks.waves)} rounded passes")
+        metrics["samples"] = float(n_samples(xs))
+        metrics["passes"] = float(len(picks.waves))
+        # Only layers that will learn count: a large dense layer left to nearest rounding costs no steps.
+        cost = sum(_step_cost(la) for la in layers if picks.rows(la) >= la.mat.shape[-1]) * iterations
+        share = min(1.0, MODEL_BUDGET / max(cost, 1.0))
         learned: dict[str, np.ndarray] = {}
-        improved = 0
-        for la in layers:
-            ratio, scale, qmin, qmax = op_grid(la.w, la.op.op, la.bits)
-            la.scale = _as_groups(la, scale)  # type: ignore[attr-defined]
-            ratio = _as_groups(la, ratio)
-            # The element that sets each channel's max|w| keeps +-qmax, so the engine's scale is unchanged.
-            fixed = np.abs(ratio) >= np.abs(ratio).max(axis=-1, keepdims=True) * (1 - 1e-6)
-            rows, k = _rows_per_layer(la, ed, n_samples(x)), la.mat.shape[-1]
-            # Fewer rows than weights per output: many roundings fit the calibration
-            # rows exactly, and a learned one overfits them. Such a layer gets
-            # nearest rounding, still placed on the grid with its mean error folded.
-            learn = rows >= k
-            problem = _Problem(la, learn)
+        improved = done = 0
+        progress("adaround", 0, len(layers))
+        for wave in picks.waves:
             rounded = ed.to_bytes()
-            inputs = sorted({op.inputs[0] for op in la.ops})
-            for fb, qb in zip(stream_tensors(tflite, x, inputs), stream_tensors(rounded, x, inputs)):
-                for op in la.ops:
-                    problem.add(fb[op.inputs[0]], qb[op.inputs[0]], op)
-            problem.finish()
-            nearest = np.clip(np.rint(ratio), qmin, qmax)
-            if not learn:
-                q, before, after = nearest, float("nan"), float("nan")
-                changes.append(f"{la.label} int{la.bits}: nearest rounding kept: {rows:,} calibration rows for "
-                               f"{k:,} weights per output channel leave the reconstruction underdetermined "
-                               "(more --samples let AdaRound learn it)")
-                if la.bits >= 8:
-                    # At 8 bits the mean error is smaller than its estimate's noise
-                    # on few rows: folding it cost the seed CNN's int8 model 2.2 dB
-                    # (44.6 -> 42.4). At 4 bits it is large and folding it gains
-                    # (seed CNN w4a8 36.9 -> 42.3 dB). So the layer stays as it is
-                    # and the engine's own nearest rounding gives the same integers.
-                    learned[ed.tensor_name(la.op.inputs[1])] = la.to_weights(q).astype(np.int8)
-                    continue
-            else:
-                q, before, after = _learn(problem, ratio, qmin, qmax, fixed, iterations)
-                if after > before:
-                    q, after = nearest, before
-                    changes.append(f"{la.label}: learned rounding reconstructed worse than nearest; kept nearest")
+            grids, problems = {}, {}
+            for la in wave:
+                ratio, scale, qmin, qmax = op_grid(la.w, la.op.op, la.bits)
+                la.scale = _as_groups(la, scale)  # type: ignore[attr-defined]
+                grids[id(la)] = (_as_groups(la, ratio), qmin, qmax)
+                # Fewer rows than weights per output: many roundings fit the calibration
+                # rows exactly, and a learned one overfits them. Such a layer gets
+                # nearest rounding, still placed on the grid with its mean error folded.
+                problems[id(la)] = _Problem(la, picks.rows(la) >= la.mat.shape[-1])
+            inputs = sorted({op.inputs[0] for la in wave for op in la.ops})
+            for fb, qb in zip(stream_tensors(tflite, xs, inputs, picks.batch),
+                              stream_tensors(rounded, xs, inputs, picks.batch)):
+                for la in wave:
+                    for op in la.ops:
+                        pick = picks.pick(la, fb[op.inputs[0]], op)
+                        problems[id(la)].add(fb[op.inputs[0]], qb[op.inputs[0]], op, pick)
+            for la in wave:
+                problem = problems[id(la)]
+                problem.finish()
+                ratio, qmin, qmax = grids[id(la)]
+                learn, k, n_rows = problem.learn, la.mat.shape[-1], picks.rows(la)
+                # The element that sets each channel's max|w| keeps +-qmax, so the engine's scale is unchanged.
+                fixed = np.abs(ratio) >= np.abs(ratio).max(axis=-1, keepdims=True) * (1 - 1e-6)
+                nearest = np.clip(np.rint(ratio), qmin, qmax)
+                done += 1
+                if not learn:
+                    q, before, after = nearest, float("nan"), float("nan")
+                    changes.append(f"{la.label} int{la.bits}: nearest rounding kept: {n_rows:,} calibration rows "
+                                   f"for {k:,} weights per output channel leave the reconstruction underdetermined "
+                                   "(more --samples let AdaRound learn it)")
+                    if la.bits >= 8:
+                        # At 8 bits the mean error is smaller than its estimate's noise
+                        # on few rows: folding it cost the seed CNN's int8 model 2.2 dB
+                        # (44.6 -> 42.4). At 4 bits it is large and folding it gains
+                        # (seed CNN w4a8 36.9 -> 42.3 dB). So the layer stays as it is
+                        # and the engine's own nearest rounding gives the same integers.
+                        learned[ed.tensor_name(la.op.inputs[1])] = la.to_weights(q).astype(np.int8)
+                        progress("adaround", done, len(layers))
+                        continue
                 else:
-                    improved += 1
-            flips = float(np.mean(q != np.clip(np.rint(ratio), qmin, qmax)))
-            mat = q * la.scale
-            ed.write_constant(la.op.inputs[1], la.to_weights(mat))
-            if la.bias >= 0:
-                ed.write_constant(la.bias, ed.read_constant(la.bias).astype(np.float64) + problem.mean_residual(mat))
-            learned[ed.tensor_name(la.op.inputs[1])] = la.to_weights(q).astype(np.int8)
-            if not learn:
-                continue
-            label, key = la.label, la.op.label
-            metrics[f"{key}.sqnr_nearest_db"] = _db(problem.yy, before)
-            metrics[f"{key}.sqnr_adaround_db"] = _db(problem.yy, after)
-            metrics[f"{key}.flipped"] = flips
-            changes.append(f"{label} int{la.bits}: output SQNR on calibration data {_db(problem.yy, before):.1f} dB "
-                           f"(nearest) -> {_db(problem.yy, after):.1f} dB, {100 * flips:.1f}% of weights rounded "
-                           "the other way" + ("" if la.bias >= 0 else "; no float bias of its own for the mean error"))
+                    steps = iterations if full else max(MIN_STEPS, int(iterations * share))
+                    q, before, after, steps = _learn(problem, ratio, qmin, qmax, fixed, steps, not full)
+                    metrics[f"{la.op.label}.steps"] = float(steps)
+                    if after > before:
+                        q, after = nearest, before
+                        changes.append(f"{la.label}: learned rounding reconstructed worse than nearest; kept nearest")
+                    else:
+                        improved += 1
+                flips = float(np.mean(q != nearest))
+                mat = q * la.scale
+                ed.write_constant(la.op.inputs[1], la.to_weights(mat))
+                if la.bias >= 0:
+                    ed.write_constant(la.bias, ed.read_constant(la.bias).astype(np.float64)
+                                      + problem.mean_residual(mat))
+                learned[ed.tensor_name(la.op.inputs[1])] = la.to_weights(q).astype(np.int8)
+                progress("adaround", done, len(layers))
+                if not learn:
+                    continue
+                label, key = la.label, la.op.label
+                metrics[f"{key}.sqnr_nearest_db"] = _db(problem.yy, before)
+                metrics[f"{key}.sqnr_adaround_db"] = _db(problem.yy, after)
+                metrics[f"{key}.flipped"] = flips
+                changes.append(f"{label} int{la.bits}: output SQNR on calibration data {_db(problem.yy, before):.1f} "
+                               f"dB (nearest) -> {_db(problem.yy, after):.1f} dB, {100 * flips:.1f}% of weights "
+                               "rounded the other way"
+                               + ("" if la.bias >= 0 else "; no float bias of its own for the mean error"))
         metrics["improved_layers"] = float(improved)
         changes.append("the weights now sit on the engine's grid: quantize this model with the same scheme, "
                        "or it is not the learned rounding that gets stored")
@@ -318,8 +423,67 @@ def _as_groups(la: _Layer, a: np.ndarray) -> np.ndarray:
     return full.reshape(1, la.w.shape[0], -1).astype(np.float64)
 
 
-def _rows_per_layer(la: _Layer, ed: GraphEditor, samples: int) -> int:
-    """Rows the layer's loss sums over: samples x positions (decides rows vs Gram matrix)."""
+def _step_cost(la: _Layer) -> float:
+    """Multiply-adds of one optimization step (deterministic, not timed)."""
+    groups, out, k = la.mat.shape
+    return float(groups * out * k * (k + ELEMENTWISE))
+
+
+def _positions(la: _Layer, ed: GraphEditor) -> int:
+    """Output positions per sample of one use, from the model's declared output shape."""
     shape = ed.tensor_shape(la.op.outputs[0])
-    per_sample = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
-    return samples * max(per_sample, 1) * len(la.ops)
+    return max(int(np.prod(shape[1:-1])) if len(shape) > 2 else 1, 1)
+
+
+class _Sampling:
+    """Which samples, output positions and layer groups AdaRound's statistics use (seeded, deterministic).
+
+    ``rows`` None: every sample, every position, one group per layer (the full setting).
+    """
+
+    def __init__(self, tflite: bytes, x: Mapping[str, np.ndarray], layers: list[_Layer], ed: GraphEditor,
+                 rows: int | None) -> None:
+        self.full, self.rows_wanted = rows is None, rows or 0
+        self.positions = {id(la): _positions(la, ed) for la in layers}
+        runner = Runner(tflite, what="float model", preserve=True)
+        self.batch = batch_for(runner)
+        n = n_samples(x)
+        if self.full:
+            keep = n
+        else:
+            keep = min(n, max(SAMPLES, BATCH_BYTES // max(runner.sample_bytes(), 1)))
+        # Evenly spread over the data (which select_samples already drew at random), first and last included.
+        index = np.unique(np.linspace(0, n - 1, keep).round().astype(int)) if keep < n else np.arange(n)
+        self.inputs = {k: v[index] for k, v in x.items()}
+        self.samples = len(index)
+        count = len(layers) if self.full else min(len(layers), WAVES)
+        bounds = np.linspace(0, len(layers), count + 1).round().astype(int)
+        self.waves = [layers[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        self._rng = {id(la): np.random.default_rng([SEED, i]) for i, la in enumerate(layers)}
+
+    def target_rows(self, la: _Layer) -> int:
+        return max(self.rows_wanted, ROWS_PER_WEIGHT * la.mat.shape[-1])
+
+    def per_sample(self, la: _Layer) -> int | None:
+        """Positions taken from each sample for each use (None: all of them)."""
+        if self.full:
+            return None
+        want = -(-self.target_rows(la) // (self.samples * len(la.ops)))
+        return None if want >= self.positions[id(la)] else want
+
+    def rows(self, la: _Layer) -> int:
+        """Rows the layer's loss sums over (decides learned vs nearest rounding)."""
+        each = self.per_sample(la) or self.positions[id(la)]
+        return self.samples * each * len(la.ops)
+
+    def pick(self, la: _Layer, x: np.ndarray, op: OpRef) -> np.ndarray | None:
+        """Flat row indices of one batch for one use: per_sample random positions of every sample."""
+        each = self.per_sample(la)
+        if each is None:
+            return None
+        per = la.positions(x, op)
+        if each >= per:
+            return None
+        batch = len(x)
+        chosen = self._rng[id(la)].random((batch, per)).argpartition(each, axis=1)[:, :each]
+        return np.sort((chosen + (np.arange(batch) * per)[:, None]).ravel())

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from edgequant._util import Progress, no_progress
 from edgequant.graph.edit import SHAPE_ONLY_OPS, GraphEditor, OpRef
 from edgequant.runtime import rows as n_samples
 from edgequant.transforms import TransformName, TransformResult, check_calibration, stream_tensors
@@ -189,7 +190,8 @@ class CrossLayerEqualization:
     name = TransformName.CLE
 
     def apply_for(self, tflite: bytes, calibration: np.ndarray | None, scheme: Scheme,
-                  precisions: Mapping[str, Precision] | None = None) -> TransformResult:
+                  precisions: Mapping[str, Precision] | None = None,
+                  progress: Progress = no_progress) -> TransformResult:  # one pass: no progress to report
         # Neither the scheme nor per-layer precision changes CLE: equal ranges help any bit width.
         return self.apply(tflite, calibration)
 

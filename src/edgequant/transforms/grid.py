@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from edgequant._util import Progress, no_progress
 from edgequant.errors import InputError
 from edgequant.graph.edit import GraphEditor, OpRef
 from edgequant.types import Precision, Scheme
@@ -99,8 +100,13 @@ class OnEngineGrid:
     (AdaRound, bias correction): the scheme and per-layer precisions become the bit widths the
     engine will store, so the transform works on exactly that grid. Subclasses define ``apply``."""
 
+    # Transforms that take many seconds per layer report progress from apply (AdaRound); the rest are one pass.
+    reports_progress = False
+
     def apply_for(self, tflite: bytes, calibration: np.ndarray | None, scheme: Scheme,
-                  precisions: Mapping[str, Precision] | None = None):  # -> TransformResult
+                  precisions: Mapping[str, Precision] | None = None,
+                  progress: Progress = no_progress):  # -> TransformResult
         bits, op_bits = litert_op_bits(scheme)
+        extra = {"progress": progress} if self.reports_progress else {}
         return self.apply(tflite, calibration, bits, op_bits=op_bits,  # type: ignore[attr-defined]
-                          layer_bits=litert_layer_bits(precisions))
+                          layer_bits=litert_layer_bits(precisions), **extra)

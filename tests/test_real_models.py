@@ -134,6 +134,11 @@ def test_mobilenet_v2_quantizes_to_int8(mobilenet, photos, tmp_path, capsys):
     q = _tflite_outputs((tmp_path / "int8.tflite").read_bytes(), "x", photos)
     f = _tflite_outputs(mobilenet[1].tflite, "x", photos)
     assert (q.argmax(1) == f.argmax(1)).mean() >= 0.75
+    # And through compare, with the default transforms (sampled AdaRound) on the same few photos.
+    np.savez(tmp_path / "data.npz", x=photos)
+    out = _cli(capsys, "compare", mobilenet[0], "--data", tmp_path / "data.npz", "--schemes", "int8", "--engines",
+               "litert", "--samples", "8", "--runs", "3", "--out", tmp_path / "cmp", "--no-report")
+    assert "int8/litert" in out and (tmp_path / "cmp" / "int8-litert.tflite").is_file()
 
 
 @pytest.fixture(scope="module")
@@ -213,3 +218,6 @@ def test_minilm_onnx_converts_checks_and_stores_int8_tables(tmp_path, capsys):
     # int64 ids from the tokenizer feed the int32 model input: every id fits, so they are cast, not refused.
     ev = eq.evaluate(q.tflite, tmp_path / "sentences.npz", out, runs=0)
     assert ev.outputs["461"].cosine > 0.995
+    result = eq.compare(out, tmp_path / "sentences.npz", schemes="int8", engines="litert", runs=2)
+    (int8,) = result.variants
+    assert int8.error is None and int8.size_ratio < 0.3 and set(int8.outputs) >= {"461"}

@@ -56,6 +56,7 @@ test: $(STAMP) $(TORCH) $(MODELS) browser
 bench: $(STAMP) $(TORCH) $(MODELS)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.real.speed
+	$(BIN)/python -m benchmarks.real.pt2e
 	$(BIN)/python -m benchmarks.isolation
 
 # A coverage-guided campaign (atheris, pinned in fuzz/requirements.txt) on .tflite inputs through eval

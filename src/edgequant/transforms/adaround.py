@@ -89,14 +89,19 @@ SAMPLES = 64
 WAVES = 8
 
 
-def im2col(x: np.ndarray, kh: int, kw: int, opts: object) -> np.ndarray:
-    """NHWC input -> (N*OH*OW, kh, kw, C) patches, in CONV_2D's weight order [out, kh, kw, in]."""
+def _padded(x: np.ndarray, kh: int, kw: int, opts: object) -> tuple[np.ndarray, int, int, int, int, int, int]:
+    """The input padded as CONV_2D pads it, the output height and width, strides and dilations."""
     same = int(opts.padding) == 0  # type: ignore[attr-defined]
     sh, sw = opts.strideH, opts.strideW  # type: ignore[attr-defined]
     dh, dw = opts.dilationHFactor, opts.dilationWFactor  # type: ignore[attr-defined]
     t, b, oh = same_padding(x.shape[1], kh, sh, dh, same)
     left, right, ow = same_padding(x.shape[2], kw, sw, dw, same)
-    xp = np.pad(x, ((0, 0), (t, b), (left, right), (0, 0)))
+    return np.pad(x, ((0, 0), (t, b), (left, right), (0, 0))), oh, ow, sh, sw, dh, dw
+
+
+def im2col(x: np.ndarray, kh: int, kw: int, opts: object) -> np.ndarray:
+    """NHWC input -> (N*OH*OW, kh, kw, C) patches, in CONV_2D's weight order [out, kh, kw, in]."""
+    xp, oh, ow, sh, sw, dh, dw = _padded(x, kh, kw, opts)
     taps = [xp[:, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw, :]
             for i in range(kh) for j in range(kw)]
     patches = np.stack(taps, axis=3)  # (N, OH, OW, kh*kw, C)
@@ -105,12 +110,7 @@ def im2col(x: np.ndarray, kh: int, kw: int, opts: object) -> np.ndarray:
 
 def _patches_at(x: np.ndarray, kh: int, kw: int, opts: object, pick: np.ndarray) -> np.ndarray:
     """im2col(x)[pick] without building im2col: (len(pick), kh, kw, C), in x's dtype."""
-    same = int(opts.padding) == 0  # type: ignore[attr-defined]
-    sh, sw = opts.strideH, opts.strideW  # type: ignore[attr-defined]
-    dh, dw = opts.dilationHFactor, opts.dilationWFactor  # type: ignore[attr-defined]
-    t, b, oh = same_padding(x.shape[1], kh, sh, dh, same)
-    left, right, ow = same_padding(x.shape[2], kw, sw, dw, same)
-    xp = np.pad(x, ((0, 0), (t, b), (left, right), (0, 0)))
+    xp, oh, ow, sh, sw, dh, dw = _padded(x, kh, kw, opts)
     n, rest = np.divmod(pick, oh * ow)
     oy, ox = np.divmod(rest, ow)
     iy = (oy * sh)[:, None, None] + (np.arange(kh) * dh)[None, :, None]

@@ -28,12 +28,13 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import types
 import weakref
 from collections.abc import Iterator
 from typing import Any
 
-from edgequant.errors import ModelCrashError
+from edgequant.errors import EngineError, ModelCrashError
 
 __all__ = ["Remote", "Pool", "POOL", "call_timeout"]
 
@@ -237,6 +238,21 @@ class _Worker:
             pass
 
 
+def _new_worker(attempts: int = 4) -> _Worker:
+    """A started worker. A busy machine can refuse a fork for a moment (EAGAIN, also inside the forkserver,
+    which then exits and is started again on the next try): wait and retry before giving up in one line."""
+    for k in range(attempts):
+        try:
+            return _Worker()
+        except (OSError, EOFError, RuntimeError) as exc:
+            if k == attempts - 1:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+                raise EngineError(f"could not start a LiteRT worker process: the system refused it ({reason}); "
+                                  "expected a free process slot, try again when the machine is less busy") from None
+            time.sleep(0.5 * 2 ** k)
+    raise AssertionError("unreachable")
+
+
 class Pool:
     """The workers of this process: one per open model (or per ``share`` name), and fresh spares."""
 
@@ -261,9 +277,9 @@ class Pool:
                         worker = candidate
                     else:
                         candidate.end()
-                worker = worker or _Worker()
+                worker = worker or _new_worker()
                 while len(self._idle) < SPARES:
-                    self._idle.insert(0, _Worker())
+                    self._idle.insert(0, _new_worker())
                 if share is not None:
                     self._shared[share] = worker
             self._busy[worker] = self._busy.get(worker, 0) + 1
@@ -308,7 +324,7 @@ class Pool:
         """Start ``count`` fresh workers now (they boot while the caller goes on)."""
         with self._lock:
             while len(self._idle) < count:
-                self._idle.append(_Worker())
+                self._idle.append(_new_worker())
 
 
 POOL = Pool()

@@ -74,8 +74,8 @@ def test_round_trip_through_a_file(tmp_path: Path) -> None:
 def test_defaults_of_a_minimal_recipe() -> None:
     recipe = Recipe.from_dict({"version": 1})
     assert (recipe.scheme, recipe.engine, recipe.io, recipe.observer, recipe.transforms, recipe.samples) == \
-        (None, EngineName.LITERT, IOType.FLOAT, None, None, None)
-    assert recipe.to_dict() == {"version": 1, "engine": "litert", "io": "float", "observer": "auto",
+        (None, EngineName.AUTO, IOType.FLOAT, None, None, None)
+    assert recipe.to_dict() == {"version": 1, "engine": "auto", "io": "float", "observer": "auto",
                                 "transforms": "default", "tensors": {}}
     # An odd percentile keeps every digit, so a saved recipe reproduces the same ranges.
     odd = Recipe.from_dict({"version": 1, "observer": "percentile:99.123456789"})
@@ -100,7 +100,7 @@ def test_defaults_of_a_minimal_recipe() -> None:
     ({"version": 2, "tensors": {"x": {"precision": 8}}}, r'field "tensors\.x\.precision": expected a precision'),
     ({"scheme": "int8"}, r'field "version" is missing'),
     ({"version": 1, "scheme": "int3"}, r'field "scheme": expected one of fp16, .*w4a8, found "int3"'),
-    ({"version": 1, "engine": "onnx"}, r'field "engine": expected one of litert, tflite-converter, found "onnx"'),
+    ({"version": 1, "engine": "onnx"}, r'field "engine": expected one of auto, litert, tflite-converter, found "onnx"'),
     ({"version": 1, "io": 8}, r'field "io": expected one of float, int8, uint8, found 8'),
     ({"version": 1, "observer": "percentile:20"}, r'field "observer": .*found "percentile:20" .*50 < P <= 100'),
     ({"version": 1, "observer": 3}, r'field "observer": expected an observer .*found 3'),

@@ -226,7 +226,9 @@ class Session:
         conv = self._info.output_conversions.get(name)
         if conv is None:
             y = np.array(y)
-            return y.astype(np.float32, copy=False) if y.dtype.kind in "fc" else y
+            # Float outputs come back as float32; complex and integer ones keep their dtype (a cast to float
+            # would drop the imaginary part).
+            return y.astype(np.float32, copy=False) if y.dtype.kind == "f" else y
         return conv.dequantize(y)
 
     def set_inputs(self, batch: Mapping[str, np.ndarray]) -> None:

@@ -31,7 +31,7 @@ from edgequant.graph import WEIGHTED_OPS, index_limits, read_graph
 from edgequant.runtime import Inputs, Runner, rows
 from edgequant.transforms import TransformName, get_transform, ordered, stored_mismatches
 from edgequant.types import (CalibrationInput, Dataset, EngineName, Evaluation, FloatModel, IOType, Precision,
-                             QuantizedModel, Record, Scheme, Signature)
+                             QuantizedModel, Record, Scheme, Signature, the_only)
 
 __all__ = ["convert", "calibrate", "quantize", "run", "evaluate", "RunResult", "DEFAULT_SAMPLES", "resolve_model",
            "load_checked_data", "check_data_for", "input_limits", "read_tflite"]
@@ -75,11 +75,8 @@ class RunResult(Record):
 
     @property
     def output(self) -> np.ndarray:
-        """The only output of a one-output model; an error naming the outputs otherwise."""
-        if len(self.outputs) != 1:
-            raise InputError(f"the model has {len(self.outputs)} outputs: expected one of "
-                             f"{', '.join(self.outputs)} from outputs[NAME]")
-        return next(iter(self.outputs.values()))
+        """The only output of a one-output model; an error naming the outputs otherwise (use outputs[NAME])."""
+        return the_only(self.outputs, "one output (else read outputs[NAME])", InputError)
 
 
 def check_measurement_options(threads: int, runs: int) -> None:

@@ -268,6 +268,16 @@ class Signature(Record):
                 + " | outputs: " + "; ".join(t.describe() for t in self.outputs))
 
 
+def the_only(named: Any, expected: str, error: type[Exception] = UnsupportedError) -> Any:
+    """The one value of a mapping by name (a data set's inputs, a model's outputs); else ``error`` naming them.
+
+    ``expected`` says what the caller needed, e.g. "data for one input".
+    """
+    if len(named) != 1:
+        raise error(f"expected {expected}, found {len(named)}: {', '.join(named)}")
+    return next(iter(named.values()))
+
+
 # The name a bare array (a .npy, or the array 'x' of a .npz) takes before it meets the model: it then
 # feeds the model's one input, whatever that input is called.
 UNNAMED = "x"
@@ -330,10 +340,7 @@ class Dataset(Record):
     @property
     def x(self) -> np.ndarray:
         """The one input array, for the steps that handle one input; an error naming them otherwise."""
-        if len(self.inputs) != 1:
-            raise UnsupportedError(f"this step needs data for one input, found {len(self.inputs)}: "
-                                   f"{', '.join(self.inputs)}")
-        return next(iter(self.inputs.values()))
+        return the_only(self.inputs, "data for one input (this step takes one)")
 
     @property
     def has_labels(self) -> bool:

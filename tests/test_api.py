@@ -14,14 +14,16 @@ def test_all_is_exactly_the_public_api() -> None:
                 "FloatModel", "Dataset", "QuantizedModel", "RunResult", "Evaluation", "SizeInfo", "Fidelity",
                 "Latency", "Variant", "CompareResult", "EdgequantError", "InputError", "UnsafeModelError",
                 "UnsupportedError", "EngineError", "__version__", "qat", "prune", "QATResult", "PruneResult",
-                "tune", "TuneResult", "Precision", "write_report", "ReportFile", "Provenance"}
+                "tune", "TuneResult", "Precision", "write_report", "ReportFile", "Provenance", "Signature",
+                "TensorSpec", "ModelRunError", "ModelCrashError"}
     assert set(edgequant.__all__) == expected
     for name in edgequant.__all__:
         assert hasattr(edgequant, name)
 
 
 def test_errors_form_one_tree_with_exit_codes() -> None:
-    for name in ("InputError", "UnsafeModelError", "UnsupportedError", "EngineError"):
+    for name in ("InputError", "UnsafeModelError", "UnsupportedError", "EngineError", "ModelRunError",
+                 "ModelCrashError"):
         assert issubclass(getattr(edgequant, name), edgequant.EdgequantError)
     assert edgequant.InputError.exit_code == 2 and edgequant.EngineError.exit_code == 1
 

@@ -8,7 +8,8 @@ subclasses and never prints.
 from edgequant.analyze import Analysis, analyze, layer_sensitivity
 from edgequant.compare import compare
 from edgequant.demo import demo
-from edgequant.errors import EdgequantError, EngineError, InputError, UnsafeModelError, UnsupportedError
+from edgequant.errors import (EdgequantError, EngineError, InputError, ModelCrashError, ModelRunError,
+                              UnsafeModelError, UnsupportedError)
 from edgequant.calibrate import CalibrationStats
 from edgequant.pipeline import RunResult, calibrate, convert, evaluate, quantize, run
 from edgequant.qat import PruneResult, QATResult, prune, qat
@@ -17,7 +18,8 @@ from edgequant.report.html import ReportFile, write_report
 from edgequant.provenance import Provenance
 from edgequant.tune import TuneResult, tune
 from edgequant.types import (CompareResult, Dataset, EngineName, Evaluation, Fidelity, Finding, FloatModel, IOType,
-                             Latency, Precision, QuantizedModel, Scheme, SizeInfo, Variant)
+                             Latency, Precision, QuantizedModel, Scheme, Signature, SizeInfo, TensorSpec,
+                             Variant)
 
 __version__ = "0.1.0"
 
@@ -30,7 +32,8 @@ __all__ = [
     "qat", "prune", "QATResult", "PruneResult",
     "Scheme", "EngineName", "IOType", "Precision",
     "FloatModel", "Dataset", "QuantizedModel", "RunResult", "Evaluation", "SizeInfo", "Fidelity", "Latency",
-    "Variant", "CompareResult",
-    "EdgequantError", "InputError", "UnsafeModelError", "UnsupportedError", "EngineError",
+    "Variant", "CompareResult", "Signature", "TensorSpec",
+    "EdgequantError", "InputError", "UnsafeModelError", "UnsupportedError", "EngineError", "ModelRunError",
+    "ModelCrashError",
     "__version__",
 ]

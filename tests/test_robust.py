@@ -297,7 +297,13 @@ def _start_quantize(float_tflite: Path, calibration: Path, out: Path, registry: 
                              str(calibration), "-o", str(out), "--save-recipe", str(out.with_suffix(".json")),
                              "--registry", str(registry), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"), preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    # A test run started in the background by a shell inherits SIGINT ignored, and so would edgequant
+    # (Python keeps an ignored SIGINT ignored): give the child the terminal's default, as a user has.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for_run(registry: Path, proc: subprocess.Popen, timeout: float = 120) -> None:

@@ -27,7 +27,7 @@ from edgequant.evaluate import evaluate_runners, fidelity_by_output, label_outpu
 from edgequant.frontends import load_model, source_options
 from edgequant.recipe import Recipe, plan
 from edgequant.recipe import parse_transforms  # noqa: F401 - kept importable here, where it lived before recipe/
-from edgequant.graph import WEIGHTED_OPS, index_limits, read_graph
+from edgequant.graph import WEIGHTED_OPS, index_limits, read_graph, signature_input_indices
 from edgequant.runtime import Inputs, Runner, rows
 from edgequant.transforms import TransformName, get_transform, ordered, stored_mismatches
 from edgequant.types import (CalibrationInput, Dataset, EngineName, Evaluation, FloatModel, IOType, Precision,
@@ -88,11 +88,13 @@ def resolve_model(model: FloatModel | str | Path, unsafe: bool = False, signatur
     return model if isinstance(model, FloatModel) else load_model(model, unsafe=unsafe, signature=signature)
 
 
-def input_limits(tflite: bytes, runner: Runner | None = None) -> dict[str, int]:
-    """Rows of the embedding table each integer input indexes, by input name (ids beyond are refused)."""
-    runner = runner or Runner(tflite, what="model")
-    by_index = index_limits(tflite) if runner.subgraph == 0 else {}
-    return {name: by_index[i] for name, i in runner.input_indices.items() if i in by_index}
+def input_limits(tflite: bytes, signature: Signature) -> dict[str, int]:
+    """Rows of the embedding table each integer input indexes, by input name (ids beyond are refused).
+
+    Read from the flatbuffer alone: checking data needs no interpreter (and no worker process).
+    """
+    by_index = index_limits(tflite)
+    return {name: by_index[i] for name, i in signature_input_indices(tflite, signature.key).items() if i in by_index}
 
 
 def check_data_for(data: DataLike, tflite: bytes, signature: Signature, resize: tuple[int, int] | None = None,
@@ -101,7 +103,7 @@ def check_data_for(data: DataLike, tflite: bytes, signature: Signature, resize: 
     images = [t for t in signature.inputs if t.is_float and len(t.shape) == 4]
     # An image folder feeds a one-image-input model; its channel count comes from the model.
     channels = images[0].shape[-1] if len(signature.inputs) == 1 and images else None
-    limits = input_limits(tflite) if any(t.is_integer for t in signature.inputs) else {}
+    limits = input_limits(tflite, signature) if any(t.is_integer for t in signature.inputs) else {}
     return check_against_model(load_data(data, resize, normalize, channels), signature, limits)
 
 

@@ -13,7 +13,7 @@ import dataclasses
 from edgequant.graph.flatbuffer import TFLITE_MAGIC, builtin_name, enum_names, load_object_model
 from edgequant.types import Record
 
-__all__ = ["OpInfo", "GraphSummary", "read_graph", "TFLITE_MAGIC", "index_limits"]
+__all__ = ["OpInfo", "GraphSummary", "read_graph", "TFLITE_MAGIC", "index_limits", "signature_input_indices"]
 
 
 # Ops whose weights dominate compute; used to tell hybrid (dynamic-range) and
@@ -115,6 +115,22 @@ def read_graph(tflite: bytes, what: str = "model") -> GraphSummary:
 # SELECT_V2(LESS(ids, 0), ADD(ids, rows), ids)).
 _INDEX_PASSTHROUGH = frozenset({"CAST", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "IDENTITY", "SELECT", "SELECT_V2",
                                 "ADD", "LESS"})
+
+
+def signature_input_indices(tflite: bytes, key: str) -> dict[str, int]:
+    """Input name -> tensor index of signature ``key`` on subgraph 0, read from the flatbuffer; a model without
+    signatures names its inputs by tensor name, as LiteRT does."""
+    model = load_object_model(tflite)
+    for sig in model.signatureDefs or []:
+        name = sig.signatureKey.decode() if isinstance(sig.signatureKey, bytes) else str(sig.signatureKey)
+        if name == key and int(sig.subgraphIndex or 0) == 0:
+            return {(m.name.decode() if isinstance(m.name, bytes) else str(m.name)): int(m.tensorIndex)
+                    for m in sig.inputs or []}
+    if model.signatureDefs:
+        return {}
+    sg = model.subgraphs[0]
+    return {(sg.tensors[i].name.decode("utf-8", "replace") if isinstance(sg.tensors[i].name, bytes)
+             else str(sg.tensors[i].name)): int(i) for i in (sg.inputs if sg.inputs is not None else [])}
 
 
 def index_limits(tflite: bytes) -> dict[int, int]:

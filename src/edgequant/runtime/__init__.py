@@ -34,9 +34,9 @@ import numpy as np
 from edgequant.errors import InputError
 from edgequant.runtime.session import (DEFAULT_KEY, IOConversion, OpSession, Session, SessionInfo, chunks, guard,
                                        open_interpreter)
-from edgequant.types import UNNAMED, Signature
+from edgequant.types import UNNAMED
 
-__all__ = ["open_interpreter", "Runner", "IOConversion", "stream_tensors", "guard", "read_signature",
+__all__ = ["open_interpreter", "Runner", "IOConversion", "stream_tensors", "guard",
            "Inputs", "DEFAULT_KEY", "as_inputs", "rows", "isolated", "isolation", "open_session", "ops_details",
            "BATCH_BYTES", "batch_for"]
 
@@ -104,11 +104,6 @@ def rows(inputs: Inputs | np.ndarray) -> int:
     """The number of samples (batch rows) in named inputs; every input has the same."""
     named = as_inputs(inputs)
     return int(next(iter(named.values())).shape[0]) if named else 0
-
-
-def read_signature(tflite: bytes, what: str = "model", key: str | None = None) -> Signature:
-    """The signature of a .tflite (names, shapes with -1 where unknown, dtypes) without running it."""
-    return Runner(tflite, what=what, signature=key).signature
 
 
 def ops_details(tflite: bytes, what: str = "model", threads: int = 1, signature: str | None = None) -> list[dict[str, Any]]:

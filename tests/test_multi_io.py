@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import multi_models as mm
-from edgequant.cli import main
+from clitools import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -30,10 +30,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def cli(argv: list, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv] + (["--no-registry"] if argv[0] in ("convert", "quantize", "compare", "tune")
-                                         else []))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    """clitools.run_cli, without recording the model-producing commands in the user's registry."""
+    return run_cli(argv + (["--no-registry"] if argv[0] in ("convert", "quantize", "compare", "tune") else []),
+                   capsys)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

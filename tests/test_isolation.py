@@ -14,7 +14,7 @@ import pytest
 
 from edgequant.errors import EdgequantError, ModelCrashError
 from edgequant.evaluate.latency import measure_interleaved
-from edgequant.runtime import Runner, isolation, open_session
+from edgequant.runtime import Runner, isolation, one_worker, open_session
 from edgequant.runtime.worker import POOL
 
 
@@ -74,6 +74,37 @@ def test_a_worker_serves_one_model(float_tflite: Path) -> None:
     assert second._session._worker.proc.pid != proc.pid
     proc.join(10)
     assert not proc.is_alive()
+
+
+def test_one_step_shares_one_worker_until_it_ends(float_tflite: Path, test_arrays) -> None:
+    """Inside one_worker the models of a step share a process that outlives each of them; it ends with the block."""
+    x, _ = test_arrays
+    data = float_tflite.read_bytes()
+    with one_worker("step"):
+        first = Runner(data)
+        proc = first._session._worker.proc
+        del first
+        second = Runner(data, what="second")
+        assert second._session._worker.proc.pid == proc.pid
+        assert second.predict_output(x[:2]).shape[0] == 2
+    del second
+    outside = Runner(data)
+    assert outside._session._worker.proc.pid != proc.pid
+    proc.join(10)
+    assert not proc.is_alive()
+
+
+def test_a_crash_inside_a_step_fails_that_model_and_the_step_goes_on(float_tflite: Path, test_arrays) -> None:
+    x, _ = test_arrays
+    data = float_tflite.read_bytes()
+    with one_worker("step"):
+        victim = Runner(data, what="victim")
+        _kill_worker(victim)
+        with pytest.raises(ModelCrashError, match=r"^victim crashed LiteRT"):
+            victim.predict(x[:2])
+        after = Runner(data, what="after")  # a fresh worker takes the step's place
+        assert after._session._worker.alive and after.predict_output(x[:2]).shape[0] == 2
+    assert not POOL._pinned
 
 
 def test_crashing_model_through_the_cli_in_process(float_tflite: Path, digits, tmp_path: Path, capsys) -> None:

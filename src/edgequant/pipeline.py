@@ -9,10 +9,11 @@ Each function here only wires stages; the work is in the stage packages.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -28,13 +29,15 @@ from edgequant.frontends import load_model, source_options
 from edgequant.recipe import Recipe, plan
 from edgequant.recipe import parse_transforms  # noqa: F401 - kept importable here, where it lived before recipe/
 from edgequant.graph import WEIGHTED_OPS, index_limits, read_graph, signature_input_indices
-from edgequant.runtime import Inputs, Runner, rows
+from edgequant.runtime import Inputs, Runner, one_worker, rows
 from edgequant.transforms import TransformName, get_transform, ordered, stored_mismatches
 from edgequant.types import (CalibrationInput, Dataset, EngineName, Evaluation, FloatModel, IOType, Precision,
                              QuantizedModel, Record, Scheme, Signature, the_only)
 
 __all__ = ["convert", "calibrate", "quantize", "run", "evaluate", "RunResult", "DEFAULT_SAMPLES", "resolve_model",
            "load_checked_data", "check_data_for", "input_limits", "read_tflite"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # Transforms on by default, per scheme, where the benchmark measured a gain
 # (litert engine, 200 calibration samples, output SQNR vs float on held-out
@@ -130,6 +133,18 @@ def convert(model: Any, output: str | Path | None = None, unsafe: bool = False, 
     return loaded
 
 
+def _one_worker(label: str) -> Callable[[F], F]:
+    """Run a whole step's models in one LiteRT worker (see :func:`edgequant.runtime.one_worker`)."""
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            with one_worker(label):
+                return fn(*args, **kwargs)
+        return inner  # type: ignore[return-value]
+    return wrap
+
+
+@_one_worker("quantize")
 def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
              engine: EngineName | str | None = None, calibration: DataLike | None = None, samples: int | None = None,
              io: IOType | str | None = None, output: str | Path | None = None, unsafe: bool = False,

@@ -25,6 +25,8 @@ Interpreter errors (allocate, resize, invoke, reading tensors) become one-line
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import itertools
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -38,7 +40,7 @@ from edgequant.types import UNNAMED
 
 __all__ = ["open_interpreter", "Runner", "IOConversion", "stream_tensors", "guard",
            "Inputs", "DEFAULT_KEY", "as_inputs", "rows", "isolated", "isolation", "open_session", "ops_details",
-           "BATCH_BYTES", "batch_for"]
+           "BATCH_BYTES", "batch_for", "one_worker"]
 
 # Named inputs of one batch (or of a whole data set): signature input name -> array, batch first.
 Inputs = Mapping[str, np.ndarray]
@@ -73,17 +75,46 @@ class _Local:
         return getattr(self.obj, method)(*args, **kwargs)
 
 
+_SHARE: contextvars.ContextVar[str | None] = contextvars.ContextVar("edgequant_share", default=None)
+_SHARES = itertools.count(1)
+
+
+@contextlib.contextmanager
+def one_worker(label: str) -> Iterator[None]:
+    """Every runner opened inside the block (that names no other) shares one worker, kept until the block ends.
+
+    For one step whose models all come from the same source, such as a
+    quantize (its float model, transforms, candidates and their checks): any
+    crash fails that step as a whole, so a process per model would buy no
+    isolation, only a fork per open. Separate steps (compare's variants, tune's
+    trials) each get their own, so a crash still costs only that one.
+    """
+    if not isolated() or _SHARE.get() is not None:
+        yield  # in-process, or already inside a step that shares one worker
+        return
+    from edgequant.runtime.worker import POOL
+
+    share = f"{label}#{next(_SHARES)}"
+    POOL.pin(share)
+    token = _SHARE.set(share)
+    try:
+        yield
+    finally:
+        _SHARE.reset(token)
+        POOL.unpin(share)
+
+
 def open_session(kind: str, what: str, *args: Any, isolate: bool | None = None, share: str | None = None,
                  **kwargs: Any) -> Any:
     """A Session ("session") or OpSession ("op") built with these arguments, in a worker unless told not to.
 
     Each gets a worker of its own, unless ``share`` names a worker it shares with others (an analysis
-    opens one model per op: one process each would be too many).
+    opens one model per op: one process each would be too many), or it is opened inside :func:`one_worker`.
     """
     from edgequant.runtime.worker import Remote
 
     if isolated() if isolate is None else isolate:
-        return Remote(kind, what, *args, share=share, **kwargs)
+        return Remote(kind, what, *args, share=share or _SHARE.get(), **kwargs)
     return _Local(kind, what, *args, **kwargs)
 
 

@@ -31,7 +31,7 @@ import threading
 import time
 import types
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from edgequant.errors import EngineError, ModelCrashError
@@ -135,7 +135,7 @@ def _context() -> Any:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")  # Windows: slower to start, as safe
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["edgequant.runtime.session", "edgequant.runtime.worker"])
+    ctx.set_forkserver_preload(["edgequant.runtime.session", "edgequant.runtime.worker", "ai_edge_litert.interpreter"])
     return ctx
 
 
@@ -182,9 +182,13 @@ class _Worker:
                 return line[:200]
         return ""
 
-    def request(self, message: tuple[Any, ...], what: str, stage: str, timeout: float) -> Any:
+    def request(self, message: tuple[Any, ...], what: str, stage: str, timeout: float,
+                meanwhile: Callable[[], None] | None = None) -> Any:
+        """Send one message and wait for its answer; ``meanwhile`` runs while the child works on it."""
         try:
             self.conn.send(message)
+            if meanwhile is not None:
+                meanwhile()
             ready = mpc.wait([self.conn, self.proc.sentinel], timeout)
             if self.conn in ready:
                 try:
@@ -219,6 +223,15 @@ class _Worker:
             self.conn.send(message)
         except (OSError, ValueError):
             self.alive = False
+
+    def retire(self) -> None:
+        """End a worker that is idle and well: closing its pipe ends its loop and it exits by itself, so the
+        caller waits for neither a kill nor a join (multiprocessing reaps it when it next starts a process)."""
+        if self.alive:
+            self.alive = False
+            self.conn.close()
+            self._unlink()
+            self.log.close()
 
     def end(self) -> None:
         if self.alive:
@@ -260,6 +273,7 @@ class Pool:
         self._idle: list[_Worker] = []
         self._busy: dict[_Worker, int] = {}   # worker -> models open in it
         self._shared: dict[str, _Worker] = {}
+        self._pinned: set[str] = set()        # shares held open until unpin(), even with no model open
         self._lock = threading.Lock()
         self._next_id = 0
         self._released: collections.deque[tuple[_Worker, int]] = collections.deque()
@@ -270,6 +284,8 @@ class Pool:
             self._next_id += 1
             worker = self._shared.get(share) if share is not None else None
             if worker is None or not worker.alive or worker.tainted:
+                if worker is not None and share in self._pinned:
+                    self._give_back(worker, None)  # its pin moves to the fresh worker below
                 worker = None
                 while self._idle and worker is None:
                     candidate = self._idle.pop()
@@ -278,12 +294,25 @@ class Pool:
                     else:
                         candidate.end()
                 worker = worker or _new_worker()
-                while len(self._idle) < SPARES:
-                    self._idle.insert(0, _new_worker())
                 if share is not None:
                     self._shared[share] = worker
+                    if share in self._pinned:  # the pin's own hold, so the worker outlives its models
+                        self._busy[worker] = self._busy.get(worker, 0) + 1
             self._busy[worker] = self._busy.get(worker, 0) + 1
             return worker, self._next_id
+
+    def pin(self, share: str) -> None:
+        """Keep the worker of ``share`` (started by the first model that names it) until :meth:`unpin`."""
+        with self._lock:
+            self._pinned.add(share)
+
+    def unpin(self, share: str) -> None:
+        self.collect()
+        with self._lock:
+            self._pinned.discard(share)
+            worker = self._shared.get(share)
+            if worker is not None:
+                self._give_back(worker, None)
 
     def release(self, worker: _Worker, oid: int) -> None:
         """Called by a model's finalizer, at any point of any code (garbage collection): only noted here."""
@@ -297,20 +326,21 @@ class Pool:
                     return
                 self._give_back(*self._released.popleft())
 
-    def _give_back(self, worker: _Worker, oid: int) -> None:
+    def _give_back(self, worker: _Worker, oid: int | None) -> None:
         left = self._busy.pop(worker, 1) - 1
         if left > 0:
             self._busy[worker] = left
         if not worker.alive:
             return
-        worker.send(("del", oid))
+        if oid is not None:
+            worker.send(("del", oid))
         if left > 0:
             return
         for key in [k for k, w in self._shared.items() if w is worker]:
             del self._shared[key]
         # Never reused: a model can corrupt LiteRT's heap without any error, and the next model
         # would then crash in its place (the fuzz test saw it). A fresh spare costs a fork.
-        worker.end()
+        worker.retire()
 
     def shutdown(self) -> None:
         with self._lock:
@@ -319,6 +349,14 @@ class Pool:
             self._idle.clear()
             self._busy.clear()
             self._shared.clear()
+            self._pinned.clear()
+
+    def refill(self) -> None:
+        """Start spares up to SPARES; called while a worker loads its model, so the fork overlaps that work."""
+        try:
+            self.warm()
+        except EngineError:
+            pass  # no process slot now: the next model starts its worker when it needs one
 
     def warm(self, count: int = SPARES) -> None:
         """Start ``count`` fresh workers now (they boot while the caller goes on)."""
@@ -345,7 +383,8 @@ class Remote:
         self._worker, self._oid = POOL.acquire(share)
         self._release = weakref.finalize(self, _release, POOL, self._worker, self._oid)
         try:
-            self._worker.request(("new", self._oid, kind, args, kwargs), what, STAGES["open"], self._timeout)
+            self._worker.request(("new", self._oid, kind, args, kwargs), what, STAGES["open"], self._timeout,
+                                 meanwhile=POOL.refill)
         except BaseException:
             self._release()  # at once: a traceback may keep this object alive for a while
             raise

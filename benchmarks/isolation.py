@@ -54,7 +54,7 @@ def _compare_seconds(isolate: bool, model: Path, data: Path, calib: Path, runs: 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.isolation", description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeats", type=int, default=2, help="timed compares per mode (default 2)")
+    p.add_argument("--repeats", type=int, default=4, help="timed compares per mode (default 4)")
     p.add_argument("--runs", type=int, default=100, help="latency runs per variant, as the demo (default 100)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--cache", type=Path, default=CACHE)

@@ -135,7 +135,7 @@ def _context() -> Any:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")  # Windows: slower to start, as safe
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["edgequant.runtime.session", "edgequant.runtime.worker", "ai_edge_litert.interpreter"])
+    ctx.set_forkserver_preload(["edgequant.runtime.session", "edgequant.runtime.worker"])
     return ctx
 
 

@@ -67,3 +67,39 @@ def test_saved_stats_skip_the_default_transforms(seed_cnn_path, digits, tmp_path
     with pytest.raises(edgequant.InputError, match="different model"):
         edgequant.quantize(seed_cnn_path, "w4a8", calibration=digits["calibration"], samples=30, stats=stats,
                            transforms="bias-correction")
+
+
+class _Damaging:
+    """Stands in for a default transform that hurts this model: it halves the first conv's weights."""
+
+    name = edgequant.transforms.TransformName.ADAROUND
+
+    def apply_for(self, tflite, calibration, scheme, precisions, progress=None):
+        from edgequant.graph.edit import GraphEditor
+        from edgequant.transforms import TransformResult
+
+        ed = GraphEditor(tflite)
+        op = ed.find_ops("CONV_2D")[0]
+        ed.write_constant(op.inputs[1], ed.read_constant(op.inputs[1]) * 0.5)
+        return TransformResult(ed.to_bytes(), "adaround", ("halved the first conv's weights",), {})
+
+
+def test_a_default_transform_that_hurts_is_dropped(seed_cnn_path, digits, monkeypatch) -> None:
+    """The default transforms must pay on the model: the plan without them is built and the better one kept."""
+    from edgequant import transforms
+
+    monkeypatch.setitem(transforms.TRANSFORMS, transforms.TransformName.ADAROUND, _Damaging())
+    q = edgequant.quantize(seed_cnn_path, "int8", calibration=digits["calibration"], samples=50, observer="minmax")
+    plain = edgequant.quantize(seed_cnn_path, "int8", calibration=digits["calibration"], samples=50,
+                               observer="minmax", transforms="none")
+    assert any(n.startswith("default transforms (adaround) dropped") for n in q.notes), q.notes
+    assert q.tflite == plain.tflite and q.recipe.transforms == ()
+    # Asked for by name, a transform is applied as asked, even when it hurts.
+    asked = edgequant.quantize(seed_cnn_path, "int8", calibration=digits["calibration"], samples=50,
+                               observer="minmax", transforms="adaround")
+    assert asked.tflite != plain.tflite and not any("dropped" in n for n in asked.notes)
+
+
+def test_a_default_transform_that_helps_is_kept(seed_cnn_path, digits) -> None:
+    q = edgequant.quantize(seed_cnn_path, "w4a8", calibration=digits["calibration"], samples=100)
+    assert any(n.startswith("default transforms (adaround) kept") for n in q.notes), q.notes

@@ -209,16 +209,35 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
         if any(overrides.values()):
             notes_in.append(f"per-tensor observers ({sum(1 for o in overrides.values() if o)}) not used: scheme "
                             f"{scheme_.value} has float activations")
-    progress("quantize", 0, len(candidates))
     start = time.perf_counter()
-    built = []
-    for k, calib in enumerate(candidates, start=1):
-        tflite, notes = eng.rewrite(floats, scheme_, io_, calib, progress, precisions or None)
-        notes = notes + (_weights_checked(tflite, floats, scheme_, eng),)
-        built.append((calib, tflite, notes, _validated(tflite, floats, scheme_, eng, x)))
-        progress("quantize", k, len(candidates))
+    built = _build(eng, floats, scheme_, io_, candidates, precisions, x, progress)
     # Candidates are scored against the user's float model, not a transformed one.
     calib, tflite, notes, runner = _best(built, original, notes_in, progress)
+    if transformed and not explicit and x is not None:
+        # A default transform must pay on this model: the same plan without it is built and both are
+        # scored against float (AdaRound at int8 lowered real MobileNetV2: benchmarks/results/transform-guard.md).
+        # Without the transforms the observer is chosen again: the best ranges differ between the two.
+        plain_candidates: list[CalibrationInput | None] = [None]
+        if scheme_.needs_calibration:
+            found, _ = calibration_candidates(eng.name.value, eng.calibrates_itself, scheme_, original.tflite, x,
+                                              chosen.observer, None, progress, overrides,
+                                              lambda name: chosen.field(f"tensors.{name}"),
+                                              _tensor_bits(scheme_, precisions))
+            plain_candidates = list(found)
+        plain_notes: list[str] = []
+        plain = _best(_build(eng, original, scheme_, io_, plain_candidates, precisions, x, progress), original,
+                      plain_notes, progress)
+        with_sqnr, without_sqnr, used = _score_pair(runner, plain[3], original, x)
+        listed = ", ".join(n.value for n in names)
+        if without_sqnr > with_sqnr:
+            calib, tflite, notes, runner = plain
+            floats, transformed, grid_values = original, False, {}
+            notes_in = [n for n in notes_in if not n.startswith("observer auto-selected")] + plain_notes
+            notes_in.append(f"default transforms ({listed}) dropped: output SQNR vs float on {used} calibration "
+                            f"samples {with_sqnr:.1f} dB with them, {without_sqnr:.1f} dB without")
+        else:
+            notes_in.append(f"default transforms ({listed}) kept: output SQNR vs float on {used} calibration "
+                            f"samples {with_sqnr:.1f} dB with them, {without_sqnr:.1f} dB without")
     seconds = time.perf_counter() - start
     if grid_values:
         _check_grid(tflite, grid_values, eng, notes_in)
@@ -332,15 +351,41 @@ def _validated(tflite: bytes, floats: FloatModel, scheme: Scheme, eng: Engine, x
     return runner
 
 
-def _best(built: list, floats: FloatModel, notes_in: list[str], progress: Progress = no_progress) -> tuple:
-    """One candidate: itself. Several: the one whose outputs match float best (worst output's SQNR) on
-    SCORE_SAMPLES of the calibration samples, spread evenly (a full pass per candidate cost minutes at 224x224)."""
-    if len(built) == 1:
-        return built[0]
-    x = built[0][0].x
+def _build(eng: Engine, floats: FloatModel, scheme: Scheme, io: IOType, candidates: Sequence[CalibrationInput | None],
+           precisions: Mapping[str, Precision], x: Inputs | None, progress: Progress) -> list[tuple]:
+    """Each candidate rewritten by the engine, its weights checked, and run once: (calib, tflite, notes, runner)."""
+    progress("quantize", 0, len(candidates))
+    built = []
+    for k, calib in enumerate(candidates, start=1):
+        tflite, notes = eng.rewrite(floats, scheme, io, calib, progress, precisions or None)
+        notes = notes + (_weights_checked(tflite, floats, scheme, eng),)
+        built.append((calib, tflite, notes, _validated(tflite, floats, scheme, eng, x)))
+        progress("quantize", k, len(candidates))
+    return built
+
+
+def _score_samples(x: Inputs) -> dict[str, np.ndarray]:
+    """SCORE_SAMPLES of the calibration samples, spread evenly (a full pass per candidate cost minutes at 224x224)."""
     n = rows(x)
     index = np.unique(np.linspace(0, n - 1, min(n, SCORE_SAMPLES)).round().astype(int))
-    x = {k: v[index] for k, v in x.items()}
+    return {k: v[index] for k, v in x.items()}
+
+
+def _score_pair(first: Runner, second: Runner, floats: FloatModel, x: Inputs) -> tuple[float, float, int]:
+    """Worst-output SQNR vs float of two quantized models on the scoring samples, and their count."""
+    xs = _score_samples(x)
+    reference = Runner(floats.tflite).predict(xs)
+    a, b = (worst_output(fidelity_by_output(r.predict(xs), reference))[1].sqnr_db for r in (first, second))
+    return a, b, rows(xs)
+
+
+def _best(built: list, floats: FloatModel, notes_in: list[str], progress: Progress = no_progress) -> tuple:
+    """One candidate: itself. Several: the one whose outputs match float best (worst output's SQNR) on
+    the scoring samples (:func:`_score_samples`)."""
+    if len(built) == 1:
+        return built[0]
+    n = rows(built[0][0].x)
+    x = _score_samples(built[0][0].x)
     reference = Runner(floats.tflite).predict(x)
 
     def score(k: int, runner: Runner) -> float:
@@ -351,7 +396,7 @@ def _best(built: list, floats: FloatModel, notes_in: list[str], progress: Progre
     progress("score observers", len(built), len(built))
     best_sqnr, best = max(scored, key=lambda s: s[0])
     listing = ", ".join(f"{item[0].observer} {sqnr:.1f} dB" for sqnr, item in scored)
-    notes_in.append(f"observer auto-selected: {best[0].observer} (output SQNR vs float on {len(index)} of {n} "
+    notes_in.append(f"observer auto-selected: {best[0].observer} (output SQNR vs float on {rows(x)} of {n} "
                     f"calibration samples: {listing})")
     return best
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 
 from edgequant._util import Progress
-from edgequant.calibrate import (AUTO_CANDIDATES, DEFAULT_OBSERVER, CalibrationStats, Observer, collect_stats,
-                                 compute_ranges, model_digest)
+from edgequant.calibrate import (AUTO_CANDIDATES, DEFAULT_OBSERVER, CalibrationStats, Observer, ObserverName,
+                                 collect_stats, compute_ranges, model_digest)
 from edgequant.errors import InputError
+from edgequant.graph import output_tensor_names
 from edgequant.runtime import Inputs, rows
 from edgequant.types import CalibrationInput, Scheme
 
@@ -72,6 +73,14 @@ def calibration_candidates(engine_name: str, calibrates_itself: bool, scheme: Sc
         observers = (DEFAULT_OBSERVER,)
         notes.append(f"observer {DEFAULT_OBSERVER}: no --calibration samples to choose an observer with")
     bits = 16 if scheme is Scheme.INT16X8 else 8
+    if observer is None:
+        # The model's outputs keep their whole calibrated range: their extremes are what a user reads
+        # (argmax, top scores), and a clipped logit ties with its rivals at the top of the range.
+        kept = [n for n in output_tensor_names(tflite) if n in collected.tensors and overrides.get(n) is None]
+        if kept:
+            overrides = {**overrides, **{n: Observer(ObserverName.MINMAX) for n in kept}}
+            notes.append(f"model outputs ({len(kept)}) keep their full calibrated range (min-max) whatever "
+                         "observer is chosen")
     candidates = []
     for obs in observers:
         ranges, repairs = compute_ranges(collected, obs, bits, overrides, label, tensor_bits)

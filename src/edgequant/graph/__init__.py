@@ -13,7 +13,8 @@ import dataclasses
 from edgequant.graph.flatbuffer import TFLITE_MAGIC, builtin_name, enum_names, load_object_model
 from edgequant.types import Record
 
-__all__ = ["OpInfo", "GraphSummary", "read_graph", "TFLITE_MAGIC", "index_limits", "signature_input_indices"]
+__all__ = ["OpInfo", "GraphSummary", "read_graph", "TFLITE_MAGIC", "index_limits", "signature_input_indices",
+           "output_tensor_names"]
 
 
 # Ops whose weights dominate compute; used to tell hybrid (dynamic-range) and
@@ -115,6 +116,13 @@ def read_graph(tflite: bytes, what: str = "model") -> GraphSummary:
 # SELECT_V2(LESS(ids, 0), ADD(ids, rows), ids)).
 _INDEX_PASSTHROUGH = frozenset({"CAST", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "IDENTITY", "SELECT", "SELECT_V2",
                                 "ADD", "LESS"})
+
+
+def output_tensor_names(tflite: bytes) -> list[str]:
+    """Names of the main subgraph's output tensors, read from the flatbuffer."""
+    sg = load_object_model(tflite).subgraphs[0]
+    return [(sg.tensors[i].name.decode("utf-8", "replace") if isinstance(sg.tensors[i].name, bytes)
+             else str(sg.tensors[i].name)) for i in (sg.outputs if sg.outputs is not None else [])]
 
 
 def signature_input_indices(tflite: bytes, key: str) -> dict[str, int]:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import edgequant
+from edgequant.graph import output_tensor_names
 from edgequant.calibrate import AUTO_CANDIDATES, collect_stats, compute_ranges, parse_observer
 from edgequant.calibrate.plan import calibration_candidates
 from edgequant.cli import main
@@ -191,9 +192,11 @@ def test_every_auto_candidate_keeps_the_tensor_overrides(float_tflite: Path, cal
     want = compute_ranges(stats, "percentile:99", 8)[0][dense_relu]
     for c in candidates:
         assert c.ranges is not None and c.ranges[dense_relu] == want
-        # The rest follow the candidate's own observer.
-        others = compute_ranges(stats, c.observer or "", 8)[0]
-        assert all(c.ranges[n] == others[n] for n in others if n != dense_relu)
+        # The model's outputs keep their min-max range; the rest follow the candidate's own observer.
+        outputs = set(output_tensor_names(float_tflite.read_bytes()))
+        minmax, others = compute_ranges(stats, "minmax", 8)[0], compute_ranges(stats, c.observer or "", 8)[0]
+        assert outputs and all(c.ranges[n] == minmax[n] for n in outputs)
+        assert all(c.ranges[n] == others[n] for n in others if n != dense_relu and n not in outputs)
 
 
 def test_an_unknown_tensor_lists_real_names(float_tflite: Path, digits: dict[str, Path], stats) -> None:

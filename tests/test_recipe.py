@@ -279,14 +279,14 @@ def test_per_layer_precision_gives_each_op_its_own(float_tflite: Path, digits: d
                                                   layers: dict[str, str]) -> None:
     """One int8 model with a 4-bit conv, a dense layer on 16-bit activations and a float softmax.
 
-    AdaRound runs (the int8 default with calibration data) and must put the
-    conv's weights on the 4-bit grid: the pipeline checks the stored integers.
+    AdaRound runs (asked for by name, so the default transforms' check cannot drop it) and must
+    put the conv's weights on the 4-bit grid: the pipeline checks the stored integers.
     """
     from edgequant.graph.submodel import GraphModel
 
     conv, dense, softmax = _first(layers, "CONV_2D"), _first(layers, "FULLY_CONNECTED"), _first(layers, "SOFTMAX")
     other = [n for n, k in layers.items() if k == "FULLY_CONNECTED"][1]
-    recipe = {"version": 2, "scheme": "int8", "observer": "minmax",
+    recipe = {"version": 2, "scheme": "int8", "observer": "minmax", "transforms": ["adaround"],
               "tensors": {conv: {"precision": "w4a8"}, dense: {"precision": "int16x8"}, softmax: {"precision": "float"}}}
     q = edgequant.quantize(float_tflite, calibration=digits["calibration"], samples=SAMPLES, recipe=recipe)
     assert any(n.startswith("checked: the engine stored exactly the learned weights") for n in q.notes)

@@ -194,7 +194,7 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
         floats, transform_notes, grid_values = _apply_transforms(names, explicit, eng, scheme_, floats, x, progress,
                                                                  precisions)
         notes_in += transform_notes
-        transformed = floats is not original
+        transformed = floats.tflite != original.tflite  # a transform that changed nothing needs no check
     if scheme_.needs_calibration:
         found, more = calibration_candidates(eng.name.value, eng.calibrates_itself, scheme_, floats.tflite, x,
                                              chosen.observer, stats, progress, overrides,

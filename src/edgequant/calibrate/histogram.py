@@ -47,37 +47,44 @@ class TensorStats:
     def update(self, batch: np.ndarray) -> None:
         """Add a batch (first axis = samples) of this tensor's values."""
         values = np.asarray(batch, dtype=np.float32).reshape(len(batch), -1) if batch.ndim else batch.reshape(1, 1)
-        finite = np.isfinite(values)
-        if not finite.all():
-            self.nonfinite += int((~finite).sum())
-            values = np.where(finite, values, 0.0)
-        huge = np.abs(values) >= SENTINEL
-        if huge.any():
-            self.sentinels += int(huge.sum())
-            values = np.where(huge, 0.0, values)
         if values.size == 0:
             return
         per_min, per_max = values.min(axis=1), values.max(axis=1)
-        for lo, hi in zip(per_min.tolist(), per_max.tolist()):
+        # NaN and Inf reach the per-sample extremes, so finite extremes under SENTINEL mean a clean batch
+        # and the element-wise checks (three passes over every value) are skipped.
+        lo, hi = float(per_min.min()), float(per_max.max())
+        if not (math.isfinite(lo) and math.isfinite(hi) and max(-lo, hi) < SENTINEL):
+            finite = np.isfinite(values)
+            if not finite.all():
+                self.nonfinite += int((~finite).sum())
+                values = np.where(finite, values, 0.0)
+            huge = np.abs(values) >= SENTINEL
+            if huge.any():
+                self.sentinels += int(huge.sum())
+                values = np.where(huge, 0.0, values)
+            per_min, per_max = values.min(axis=1), values.max(axis=1)
+            lo, hi = float(per_min.min()), float(per_max.max())
+        for a, b in zip(per_min.tolist(), per_max.tolist()):
             # Per sample, in order, as litert-quantizer's moving average does.
             if self.ema_min is None:
-                self.ema_min, self.ema_max = lo, hi
+                self.ema_min, self.ema_max = a, b
             else:
-                self.ema_min = EMA_SMOOTHING * self.ema_min + (1 - EMA_SMOOTHING) * lo
-                self.ema_max = EMA_SMOOTHING * self.ema_max + (1 - EMA_SMOOTHING) * hi
-        self.min = min(self.min, float(per_min.min()))
-        self.max = max(self.max, float(per_max.max()))
+                self.ema_min = EMA_SMOOTHING * self.ema_min + (1 - EMA_SMOOTHING) * a
+                self.ema_max = EMA_SMOOTHING * self.ema_max + (1 - EMA_SMOOTHING) * b
+        self.min = min(self.min, lo)
+        self.max = max(self.max, hi)
         self.count += values.size
-        self._add_to_histogram(values.ravel())
+        self._add_to_histogram(values.ravel(), lo, hi)
 
-    def _add_to_histogram(self, flat: np.ndarray) -> None:
-        lo, hi = float(flat.min()), float(flat.max())
+    def _add_to_histogram(self, flat: np.ndarray, lo: float, hi: float) -> None:
         if self.hi <= self.lo:  # first data: span exactly what was seen (plus a hair for a constant)
             self.lo, self.hi = lo, hi if hi > lo else lo + 1e-12
         while lo < self.lo or hi > self.hi:
             self._grow(lo, hi)
-        idx = np.clip(((flat - self.lo) / (self.hi - self.lo) * BINS).astype(np.int64), 0, BINS - 1)
-        self.counts += np.bincount(idx, minlength=BINS)
+        # Every value lies in [self.lo, self.hi] now: only the top edge (index BINS) needs clipping.
+        idx = ((flat - self.lo) / (self.hi - self.lo) * BINS).astype(np.int64)
+        np.minimum(idx, BINS - 1, out=idx)
+        self.counts += np.bincount(idx, minlength=BINS)[:BINS]
 
     def _grow(self, lo: float, hi: float) -> None:
         """Double the histogram's width towards the side that overflowed, merging bin pairs."""

@@ -70,10 +70,10 @@ CHECK_EVERY, PATIENCE, SETTLED = 50, 2, 1e-3
 # product and the element-wise update). When ITERATIONS steps of every layer
 # would exceed MODEL_BUDGET, every layer's steps shrink by the same factor (at
 # least MIN_STEPS), the schedule (warm-up, annealing) compressed to fit: the
-# digit zoo keeps all ITERATIONS, MobileNetV2-224 gets about MIN_STEPS.
+# digit zoo (full setting, FULL_ROWS) keeps all ITERATIONS, MobileNetV2-224 gets MIN_STEPS.
 ELEMENTWISE = 64
-MODEL_BUDGET = 1.5e11
-MIN_STEPS = 100
+MODEL_BUDGET = 2e10
+MIN_STEPS = 50
 # Statistics on sampled rows, not every output position of every sample (at
 # 224x224 that is millions of rows per layer, and the closed-form loss needs
 # only a well-determined Gram matrix): at least ROWS per layer and ROWS_PER_WEIGHT
@@ -85,8 +85,21 @@ MIN_STEPS = 100
 # layers of its own group. The SQNR this costs is in benchmarks/results/scale.md.
 ROWS = 4096
 ROWS_PER_WEIGHT = 8
-SAMPLES = 64
-WAVES = 8
+SAMPLES = 32
+WAVES = 4
+# Sampling only where it is needed: when no layer has more than FULL_ROWS rows (every position of every
+# sample), the statistics use them all, one pass pair per layer, every step: the full setting, which on
+# 28x28 digit models costs seconds (200 samples x 784 positions = 157k rows).
+FULL_ROWS = 2 ** 18
+# Where AdaRound pays (8-bit weights under integer activations): learning can at best remove a layer's
+# weight-rounding noise, so a layer whose estimated weight noise at its output is under GATE of the
+# activation quantization noise there (its input's, carried through the weights, and its output's) keeps
+# nearest rounding. Noise adds over layers, so with every skipped layer under GATE the model's output
+# noise exceeds the fully learned one by at most 10 log10(1 + GATE) = 0.41 dB. The estimate reads
+# per-channel second moments and min-max ranges (min-max overstates the activation noise where an
+# observer clips) from GATE_SAMPLES samples.
+GATE = 0.1
+GATE_SAMPLES = 16
 
 
 def _padded(x: np.ndarray, kh: int, kw: int, opts: object) -> tuple[np.ndarray, int, int, int, int, int, int]:
@@ -291,15 +304,19 @@ class AdaRound(OnEngineGrid):
 
     name = TransformName.ADAROUND
     reports_progress = True
+    gates = True
 
     def apply(self, tflite: bytes, calibration: np.ndarray, weight_bits: int = 8, *,
               op_bits: dict[str, int | None] | None = None, iterations: int = ITERATIONS,
               layer_bits: Mapping[str, int | None] | None = None, rows: int | None = ROWS,
+              full_rows: int = FULL_ROWS, activation_bits: int | None = None,
               progress: Progress = no_progress) -> TransformResult:
         """``op_bits`` overrides ``weight_bits`` per op type, ``layer_bits`` per op output tensor name
         (None: the op's weights stay float). ``rows`` None is the full-quality setting: every row of every
-        sample, one pass pair per layer, every step (no early stop); progress reports ("adaround", layers
-        done, layers)."""
+        sample, one pass pair per layer, every step (no early stop); so is any ``rows`` when no layer has
+        more than ``full_rows`` rows in all. ``activation_bits`` (the scheme's integer activations; None:
+        float) turns on the GATE: 8-bit layers where learning cannot pay keep nearest rounding, with no
+        pass or step spent on them. Progress reports ("adaround", layers done, layers)."""
         x = check_calibration(calibration, "AdaRound")
         ed = GraphEditor(tflite)
         op_bits = dict(op_bits or {})
@@ -326,8 +343,31 @@ class AdaRound(OnEngineGrid):
             changes.append("no quantized weighted layer: the model is unchanged")
             return TransformResult(bytes(tflite), self.name.value, tuple(changes), metrics)
 
-        full = rows is None
-        picks = _Sampling(tflite, x, layers, ed, rows)
+        done = 0
+        total = len(layers)
+        progress("adaround", 0, total)
+        learned: dict[str, np.ndarray] = {}
+        if activation_bits is not None:
+            gated = _gate(tflite, x, ed, [la for la in layers if la.bits >= 8
+                                          and ed.tensor_name(la.op.outputs[0]) not in layer_bits], activation_bits)
+            for la in [la for la in layers if id(la) in gated]:
+                # At 8 bits the engine's own nearest rounding gives these integers (see the kept-nearest case).
+                ratio, _, qmin, qmax = op_grid(la.w, la.op.op, la.bits)
+                learned[ed.tensor_name(la.op.inputs[1])] = np.clip(np.rint(ratio), qmin, qmax).astype(np.int8)
+                done += 1
+                progress("adaround", done, total)
+            if gated:
+                worst = max(gated.values())
+                changes.append(f"{len(gated)} of {total} int8 layers keep nearest rounding: their estimated weight "
+                               f"rounding noise is under {GATE:g} of the activation quantization noise (largest "
+                               f"{worst:.3f}), so learning cannot gain {10 * math.log10(1 + GATE):.2f} dB there")
+            metrics["gated_layers"] = float(len(gated))
+            layers = [la for la in layers if id(la) not in gated]
+            if not layers:
+                changes.append("no layer left to learn: the model is unchanged")
+                return TransformResult(bytes(tflite), self.name.value, tuple(changes), metrics, grid_values=learned)
+        full = rows is None or _most_rows(layers, ed, n_samples(x)) <= full_rows
+        picks = _Sampling(tflite, x, layers, ed, None if full else rows)
         xs = picks.inputs
         if not full:
             changes.append(f"statistics on sampled rows: up to {picks.target_rows(layers[0]):,} per layer from "
@@ -337,9 +377,7 @@ class AdaRound(OnEngineGrid):
         # Only layers that will learn count: a large dense layer left to nearest rounding costs no steps.
         cost = sum(_step_cost(la) for la in layers if picks.rows(la) >= la.mat.shape[-1]) * iterations
         share = min(1.0, MODEL_BUDGET / max(cost, 1.0))
-        learned: dict[str, np.ndarray] = {}
-        improved = done = 0
-        progress("adaround", 0, len(layers))
+        improved = 0
         for wave in picks.waves:
             rounded = ed.to_bytes()
             grids, problems = {}, {}
@@ -379,7 +417,7 @@ class AdaRound(OnEngineGrid):
                         # (seed CNN w4a8 36.9 -> 42.3 dB). So the layer stays as it is
                         # and the engine's own nearest rounding gives the same integers.
                         learned[ed.tensor_name(la.op.inputs[1])] = la.to_weights(q).astype(np.int8)
-                        progress("adaround", done, len(layers))
+                        progress("adaround", done, total)
                         continue
                 else:
                     steps = iterations if full else max(MIN_STEPS, int(iterations * share))
@@ -397,7 +435,7 @@ class AdaRound(OnEngineGrid):
                     ed.write_constant(la.bias, ed.read_constant(la.bias).astype(np.float64)
                                       + problem.mean_residual(mat))
                 learned[ed.tensor_name(la.op.inputs[1])] = la.to_weights(q).astype(np.int8)
-                progress("adaround", done, len(layers))
+                progress("adaround", done, total)
                 if not learn:
                     continue
                 label, key = la.label, la.op.label
@@ -433,6 +471,75 @@ def _positions(la: _Layer, ed: GraphEditor) -> int:
     """Output positions per sample of one use, from the model's declared output shape."""
     shape = ed.tensor_shape(la.op.outputs[0])
     return max(int(np.prod(shape[1:-1])) if len(shape) > 2 else 1, 1)
+
+
+def _most_rows(layers: list[_Layer], ed: GraphEditor, samples: int) -> int:
+    """The most rows any layer's full statistics would sum over (every position of every sample, every use)."""
+    return max(samples * _positions(la, ed) * len(la.ops) for la in layers)
+
+
+class _Moments:
+    """Per-channel sums of squares and min-max of some tensors, folded where LiteRT runs (runtime.Reducer)."""
+
+    def __init__(self, indices: list[int]) -> None:
+        self.indices = indices
+        self.squares: dict[int, np.ndarray] = {}
+        self.count: dict[int, int] = {}
+        self.lo: dict[int, float] = {}
+        self.hi: dict[int, float] = {}
+
+    def update(self, rows: int, tensors: dict[int, np.ndarray]) -> None:
+        for i, v in tensors.items():
+            flat = np.asarray(v, np.float32).reshape(-1, v.shape[-1] if v.ndim else 1)
+            sq = np.square(flat).sum(axis=0, dtype=np.float64)
+            self.squares[i] = self.squares.get(i, 0.0) + sq
+            self.count[i] = self.count.get(i, 0) + len(flat)
+            self.lo[i] = min(self.lo.get(i, 0.0), float(flat.min()))
+            self.hi[i] = max(self.hi.get(i, 0.0), float(flat.max()))
+
+
+def _gate(tflite: bytes, x: Mapping[str, np.ndarray], ed: GraphEditor, layers: list[_Layer],
+          activation_bits: int) -> dict[int, float]:
+    """The layers (by id) where learning cannot pay, with their ratio of weight to activation noise.
+
+    Weight noise at an output channel: sum_k (nearest(w_k) - w_k)^2 E[x_k^2] (independent rounding errors);
+    activation noise: step^2 / 12 of the output, plus the input's step^2 / 12 times sum_k w_k^2; steps from
+    min-max ranges at ``activation_bits``. Averaged over output channels.
+    """
+    if not layers:
+        return {}
+    runner = Runner(tflite, what="float model", preserve=True)
+    n = n_samples(x)
+    index = np.unique(np.linspace(0, n - 1, min(n, GATE_SAMPLES)).round().astype(int))
+    wanted = sorted({t for la in layers for t in (la.op.inputs[0], la.op.outputs[0])})
+    moments = _Moments(wanted)
+    for _, result in runner.reduce({k: v[index] for k, v in x.items()}, moments, batch_for(runner)):
+        moments = result if result is not None else moments
+    levels = 2 ** activation_bits - 1
+    gated = {}
+    for la in layers:
+        src, dst = la.op.inputs[0], la.op.outputs[0]
+        if src not in moments.count or dst not in moments.count:
+            continue  # a batch-less or skipped tensor: no estimate, so the layer learns
+        ex2 = moments.squares[src] / max(moments.count[src], 1)
+        groups, out, k = la.mat.shape
+        if la.op.op == "DEPTHWISE_CONV_2D":
+            per_group = ex2[np.arange(groups) * len(ex2) // groups] if len(ex2) != groups else ex2
+            power = np.broadcast_to(per_group[:, None, None], la.mat.shape)
+        elif len(ex2) * (k // max(len(ex2), 1)) == k:
+            power = np.broadcast_to(np.tile(ex2, k // len(ex2)), la.mat.shape)  # (kh, kw, cin) order
+        else:
+            power = np.full(la.mat.shape, float(ex2.mean()))
+        ratio, scale, qmin, qmax = op_grid(la.w, la.op.op, la.bits)
+        r, sc = _as_groups(la, ratio), _as_groups(la, scale)
+        error = (np.clip(np.rint(r), qmin, qmax) - r) * sc
+        weight_noise = float((error * error * power).sum(axis=-1).mean())
+        step_in = (moments.hi[src] - moments.lo[src]) / levels
+        step_out = (moments.hi[dst] - moments.lo[dst]) / levels
+        act_noise = step_out ** 2 / 12 + step_in ** 2 / 12 * float((la.mat.astype(np.float64) ** 2).sum(-1).mean())
+        if act_noise > 0 and weight_noise < GATE * act_noise:
+            gated[id(la)] = weight_noise / act_noise
+    return gated
 
 
 class _Sampling:

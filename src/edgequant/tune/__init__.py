@@ -82,6 +82,7 @@ class _Session:
         self.floats, self.data, self.runner, self.rundir = floats, data, runner, rundir
         self.budget, self.objective, self.schemes, self.samples = budget, objective, schemes, samples
         self.max_trials, self.deadline, self.time_text = max_trials, deadline, time_text
+        self.longest = 0.0  # seconds of the longest trial measured in this run
         self.run_info, self.progress, self.on_trial = run_info, progress, on_trial
         self.layer_ops = layer_ops(floats.tflite)
         # Stored trials keep their measurements; whether they meet the budget is this run's to judge.
@@ -111,10 +112,16 @@ class _Session:
             return stored
         if self.max_trials is not None and len(self.trials) >= self.max_trials:
             raise StopSearch(f"trial limit {self.max_trials} reached")
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            raise StopSearch(f"time budget {self.time_text} reached")
+        # A trial that would end past the budget is not started: the longest one so far says how long one
+        # takes (a real-size model's trial takes minutes, and --time-budget is a promise about wall time).
+        if self.deadline is not None and time.monotonic() + self.longest >= self.deadline:
+            raise StopSearch(f"time budget {self.time_text} reached" if time.monotonic() >= self.deadline else
+                             f"time budget {self.time_text}: no time left for another trial (the longest took "
+                             f"{self.longest:.0f} s)")
         new_id = max((t.id for t in self.trials), default=0) + 1
+        started = time.monotonic()
         trial, tflite = self.runner.measure(new_id, recipe, stage, move, parent, layer)
+        self.longest = max(self.longest, time.monotonic() - started)
         self.trials.append(trial)
         self.history[recipe_key(recipe)] = trial
         if tflite is not None:

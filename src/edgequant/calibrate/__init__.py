@@ -215,12 +215,11 @@ def collect_stats(tflite: bytes, x: Inputs | np.ndarray, batch_size: int | None 
     watch = {i: n for i, n in watch.items() if np.dtype(details[i]["dtype"]) == np.float32}
     reducer = _StatsReducer(watch, {i: len(details[i]["shape"]) for i in watch})
     n_samples = rows(x)
-    total = max(1, -(-n_samples // batch_size))
-    k = 0
-    for _, result in runner.reduce(x, reducer, batch_size):
+    progress("calibrate", 0, n_samples)
+    for done, result in runner.reduce(x, reducer, batch_size):
         if result is not None:
             reducer = result
             break
-        k += 1
-        progress("calibrate", min(k, total), total)
+        progress("calibrate", done, n_samples)  # per sample: a fixed-batch model's dropped tail never counts
+    progress("calibrate", n_samples, n_samples)
     return CalibrationStats(model_digest(tflite), n_samples, {s.name: s for s in reducer.stats.values()})

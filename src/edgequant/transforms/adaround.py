@@ -34,7 +34,7 @@ keeps nearest rounding (it never makes a layer worse on calibration data).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -100,6 +100,12 @@ FULL_ROWS = 2 ** 18
 # observer clips) from GATE_SAMPLES samples.
 GATE = 0.1
 GATE_SAMPLES = 16
+# On the sampled path (a model too large for the full setting), 8-bit layers past the gate are learned in
+# order of that ratio, largest first, while their estimated multiply-adds (MIN_STEPS steps and the sampled
+# statistics) fit INT8_BUDGET; the rest keep nearest rounding, named in the notes with the largest ratio
+# left, which bounds what they give up. On MobileNetV2-224 at int8 this learns a layer or two instead of
+# eighteen (about a minute); the trade, measured on real MobileNetV2, is in benchmarks/results/scale.md.
+INT8_BUDGET = 2e10
 
 
 def _padded(x: np.ndarray, kh: int, kw: int, opts: object) -> tuple[np.ndarray, int, int, int, int, int, int]:
@@ -347,26 +353,14 @@ class AdaRound(OnEngineGrid):
         total = len(layers)
         progress("adaround", 0, total)
         learned: dict[str, np.ndarray] = {}
+        full = rows is None or _most_rows(layers, ed, n_samples(x)) <= full_rows
         if activation_bits is not None:
-            gated = _gate(tflite, x, ed, [la for la in layers if la.bits >= 8
-                                          and ed.tensor_name(la.op.outputs[0]) not in layer_bits], activation_bits)
-            for la in [la for la in layers if id(la) in gated]:
-                # At 8 bits the engine's own nearest rounding gives these integers (see the kept-nearest case).
-                ratio, _, qmin, qmax = op_grid(la.w, la.op.op, la.bits)
-                learned[ed.tensor_name(la.op.inputs[1])] = np.clip(np.rint(ratio), qmin, qmax).astype(np.int8)
-                done += 1
-                progress("adaround", done, total)
-            if gated:
-                worst = max(gated.values())
-                changes.append(f"{len(gated)} of {total} int8 layers keep nearest rounding: their estimated weight "
-                               f"rounding noise is under {GATE:g} of the activation quantization noise (largest "
-                               f"{worst:.3f}), so learning cannot gain {10 * math.log10(1 + GATE):.2f} dB there")
-            metrics["gated_layers"] = float(len(gated))
-            layers = [la for la in layers if id(la) not in gated]
+            layers = _skip_unpaying(tflite, x, ed, layers, activation_bits, full, layer_bits, learned, changes,
+                                    metrics, lambda: progress("adaround", len(learned), total))
             if not layers:
                 changes.append("no layer left to learn: the model is unchanged")
                 return TransformResult(bytes(tflite), self.name.value, tuple(changes), metrics, grid_values=learned)
-        full = rows is None or _most_rows(layers, ed, n_samples(x)) <= full_rows
+            done = len(learned)
         picks = _Sampling(tflite, x, layers, ed, None if full else rows)
         xs = picks.inputs
         if not full:
@@ -390,8 +384,11 @@ class AdaRound(OnEngineGrid):
                 # nearest rounding, still placed on the grid with its mean error folded.
                 problems[id(la)] = _Problem(la, picks.rows(la) >= la.mat.shape[-1])
             inputs = sorted({op.inputs[0] for la in wave for op in la.ops})
-            for fb, qb in zip(stream_tensors(tflite, xs, inputs, picks.batch),
-                              stream_tensors(rounded, xs, inputs, picks.batch)):
+            # Before any layer is rounded the rounded model is the float one: one pass serves both.
+            floats = stream_tensors(tflite, xs, inputs, picks.batch)
+            pairs = ((fb, fb) for fb in floats) if wave is picks.waves[0] else \
+                zip(floats, stream_tensors(rounded, xs, inputs, picks.batch))
+            for fb, qb in pairs:
                 for la in wave:
                     for op in la.ops:
                         pick = picks.pick(la, fb[op.inputs[0]], op)
@@ -420,7 +417,9 @@ class AdaRound(OnEngineGrid):
                         progress("adaround", done, total)
                         continue
                 else:
-                    steps = iterations if full else max(MIN_STEPS, int(iterations * share))
+                    # 8-bit layers chosen within INT8_BUDGET get the MIN_STEPS it counted.
+                    steps = iterations if full else MIN_STEPS if (la.bits >= 8 and activation_bits is not None) \
+                        else max(MIN_STEPS, int(iterations * share))
                     q, before, after, steps = _learn(problem, ratio, qmin, qmax, fixed, steps, not full)
                     metrics[f"{la.op.label}.steps"] = float(steps)
                     if after > before:
@@ -473,6 +472,52 @@ def _positions(la: _Layer, ed: GraphEditor) -> int:
     return max(int(np.prod(shape[1:-1])) if len(shape) > 2 else 1, 1)
 
 
+def _skip_unpaying(tflite: bytes, x: Mapping[str, np.ndarray], ed: GraphEditor, layers: list[_Layer],
+                   activation_bits: int, full: bool, layer_bits: Mapping[str, int | None],
+                   learned: dict[str, np.ndarray], changes: list[str], metrics: dict[str, float],
+                   tick: Callable[[], None]) -> list[_Layer]:
+    """The layers left to learn: 8-bit layers under the GATE, or (sampled path) past INT8_BUDGET, keep nearest
+    rounding; their grid values go to ``learned``, what was done to ``changes`` and ``metrics``."""
+    total = len(layers)
+    eight = [la for la in layers if la.bits >= 8 and ed.tensor_name(la.op.outputs[0]) not in layer_bits]
+    ratios = _gate(tflite, x, ed, eight, activation_bits)
+    gated = {i: r for i, r in ratios.items() if r < GATE}
+    over: dict[int, float] = {}
+    if not full:
+        spent = 0.0
+        for la in sorted((la for la in eight if id(la) in ratios and id(la) not in gated),
+                         key=lambda la: -ratios[id(la)]):
+            cost = _learn_cost(la)
+            if spent + cost > INT8_BUDGET:
+                over[id(la)] = ratios[id(la)]
+            else:
+                spent += cost
+    for la in [la for la in layers if id(la) in gated or id(la) in over]:
+        # At 8 bits the engine's own nearest rounding gives these integers (see the kept-nearest case).
+        ratio, _, qmin, qmax = op_grid(la.w, la.op.op, la.bits)
+        learned[ed.tensor_name(la.op.inputs[1])] = np.clip(np.rint(ratio), qmin, qmax).astype(np.int8)
+        tick()
+    if gated:
+        changes.append(f"{len(gated)} of {total} int8 layers keep nearest rounding: their estimated weight rounding "
+                       f"noise is under {GATE:g} of the activation quantization noise (largest "
+                       f"{max(gated.values()):.3f}), so learning cannot gain {10 * math.log10(1 + GATE):.2f} dB there")
+    if over:
+        worst = max(over.values())
+        changes.append(f"{len(over)} more int8 layers keep nearest rounding: learning them would pass the budget of "
+                       f"{INT8_BUDGET:.0e} multiply-adds (largest ratio left {worst:.3f}: at most "
+                       f"{10 * math.log10(1 + worst):.2f} dB given up)")
+    metrics["gated_layers"] = float(len(gated))
+    metrics["over_budget_layers"] = float(len(over))
+    return [la for la in layers if id(la) not in gated and id(la) not in over]
+
+
+def _learn_cost(la: _Layer) -> float:
+    """Multiply-adds of learning one layer on the sampled path: MIN_STEPS steps and the sampled statistics."""
+    groups, out, k = la.mat.shape
+    rows = max(ROWS, ROWS_PER_WEIGHT * k)
+    return MIN_STEPS * _step_cost(la) + float(groups * rows * k * (k + out))
+
+
 def _most_rows(layers: list[_Layer], ed: GraphEditor, samples: int) -> int:
     """The most rows any layer's full statistics would sum over (every position of every sample, every use)."""
     return max(samples * _positions(la, ed) * len(la.ops) for la in layers)
@@ -500,7 +545,7 @@ class _Moments:
 
 def _gate(tflite: bytes, x: Mapping[str, np.ndarray], ed: GraphEditor, layers: list[_Layer],
           activation_bits: int) -> dict[int, float]:
-    """The layers (by id) where learning cannot pay, with their ratio of weight to activation noise.
+    """Each layer's (by id) ratio of estimated weight rounding noise to activation quantization noise.
 
     Weight noise at an output channel: sum_k (nearest(w_k) - w_k)^2 E[x_k^2] (independent rounding errors);
     activation noise: step^2 / 12 of the output, plus the input's step^2 / 12 times sum_k w_k^2; steps from
@@ -516,7 +561,7 @@ def _gate(tflite: bytes, x: Mapping[str, np.ndarray], ed: GraphEditor, layers: l
     for _, result in runner.reduce({k: v[index] for k, v in x.items()}, moments, batch_for(runner)):
         moments = result if result is not None else moments
     levels = 2 ** activation_bits - 1
-    gated = {}
+    ratios: dict[int, float] = {}
     for la in layers:
         src, dst = la.op.inputs[0], la.op.outputs[0]
         if src not in moments.count or dst not in moments.count:
@@ -537,9 +582,8 @@ def _gate(tflite: bytes, x: Mapping[str, np.ndarray], ed: GraphEditor, layers: l
         step_in = (moments.hi[src] - moments.lo[src]) / levels
         step_out = (moments.hi[dst] - moments.lo[dst]) / levels
         act_noise = step_out ** 2 / 12 + step_in ** 2 / 12 * float((la.mat.astype(np.float64) ** 2).sum(-1).mean())
-        if act_noise > 0 and weight_noise < GATE * act_noise:
-            gated[id(la)] = weight_noise / act_noise
-    return gated
+        ratios[id(la)] = weight_noise / act_noise if act_noise > 0 else math.inf
+    return ratios
 
 
 class _Sampling:
@@ -563,7 +607,9 @@ class _Sampling:
         index = np.unique(np.linspace(0, n - 1, keep).round().astype(int)) if keep < n else np.arange(n)
         self.inputs = {k: v[index] for k, v in x.items()}
         self.samples = len(index)
-        count = len(layers) if self.full else min(len(layers), WAVES)
+        # Only 4-bit layers need to see earlier layers' learned rounding (at 8 bits the inputs barely move):
+        # 8-bit layers alone are learned in one group, from one float pass.
+        count = len(layers) if self.full else min(len(layers), WAVES if any(la.bits < 8 for la in layers) else 1)
         bounds = np.linspace(0, len(layers), count + 1).round().astype(int)
         self.waves = [layers[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
         self._rng = {id(la): np.random.default_rng([SEED, i]) for i, la in enumerate(layers)}

@@ -83,6 +83,7 @@ class _Session:
         self.budget, self.objective, self.schemes, self.samples = budget, objective, schemes, samples
         self.max_trials, self.deadline, self.time_text = max_trials, deadline, time_text
         self.longest = 0.0  # seconds of the longest trial measured in this run
+        self.opened = time.monotonic()
         self.run_info, self.progress, self.on_trial = run_info, progress, on_trial
         self.layer_ops = layer_ops(floats.tflite)
         # Stored trials keep their measurements; whether they meet the budget is this run's to judge.
@@ -122,6 +123,13 @@ class _Session:
         started = time.monotonic()
         trial, tflite = self.runner.measure(new_id, recipe, stage, move, parent, layer)
         self.longest = max(self.longest, time.monotonic() - started)
+        # A bar with a count and the time left: trials against --trials, else seconds against --time-budget.
+        if self.max_trials is not None:
+            self.progress("tune trials", len(self.trials), self.max_trials)
+        elif self.deadline is not None:
+            total = max(1, round(self.deadline - self.opened))
+            self.progress(f"tune: {len(self.trials)} trials, seconds of the time budget",
+                          min(total, round(time.monotonic() - self.opened)), total)
         self.trials.append(trial)
         self.history[recipe_key(recipe)] = trial
         if tflite is not None:

@@ -239,11 +239,14 @@ def _mark(met: bool | None) -> str:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    h = result["headline"]
+    h = result.get("headline") or {"time_ratio": "not run", "time_met": None, "peak_rss_mb": "not run",
+                                    "rss_met": None, "runs": []}
     lines = ["# Scale (issue 17): real-size models against TFLiteConverter", "",
              f"Command: `{result['command']}`. Whole processes under /usr/bin/time on a shared 2-core machine, "
              "edgequant and the converter in turn: read the ratios, not the absolute times. Speed models: Keras "
-             "MobileNetV2(weights=None), random init; samples: seeded noise.", "",
+             "MobileNetV2(weights=None), random init; samples: seeded noise."
+             + (f" Sections kept from earlier runs: {'; '.join(f'`{c}`' for c in result['merged'])}."
+                if result.get("merged") else ""), "",
              "## Goals", "", "| goal | measured | |", "|---|---|---|",
              f"| quantize int8 defaults <= {GOALS['time_ratio']}x converter time (MobileNetV2-224, 200 samples) | "
              f"{h['time_ratio']}x | {_mark(h['time_met'])} |",
@@ -309,9 +312,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-real", action="store_true")
     p.add_argument("--skip-tune", action="store_true", help="tune --time-budget 10m takes ten minutes")
     p.add_argument("--real-full", action="store_true", help="full AdaRound on real MobileNetV2 (~15 min)")
+    p.add_argument("--skip-speed", action="store_true", help="quality only (zoo, real MobileNetV2)")
+    p.add_argument("--merge", type=Path, nargs="*", default=[],
+                   help="earlier scale.json files whose sections this run does not measure are kept")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     result: dict[str, Any] = {"command": "python -m benchmarks.scale " + " ".join(argv or sys.argv[1:])}
+    for earlier in args.merge:
+        result = {**json.loads(earlier.read_text()), **{k: v for k, v in result.items() if k != "command"},
+                  "command": result["command"]}
+        result.setdefault("merged", []).append(json.loads(earlier.read_text())["command"])
+    if not args.skip_speed:
+        _speed(args, result)
+    if not args.skip_zoo:
+        models = ["seed_cnn", "mobilenet_like", "resnet_like"] if args.quick else \
+            ["seed_cnn", "seed_mlp", "lenet", "mobilenet_like", "resnet_like", "lstm", "transformer", "outlier_mlp"]
+        result["zoo"] = zoo_quality(models, ["int8", "w4a8"])
+    if not args.skip_real:
+        result["real"] = real_quality(args.real_full)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "scale-quick" if args.quick else "scale"
+    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / f"{stem}.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+def _speed(args: argparse.Namespace, result: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         names = MODELS[-1:] if args.quick else MODELS
@@ -327,18 +354,6 @@ def main(argv: list[str] | None = None) -> int:
                 result["tune"] = tune_budget(big, x200, data, tmp)
                 print(json.dumps(result["tune"]), flush=True)
             result["growth"] = growth(built, tmp, result["headline"]["runs"][0]["edgequant"])
-    if not args.skip_zoo:
-        models = ["seed_cnn", "mobilenet_like", "resnet_like"] if args.quick else \
-            ["seed_cnn", "seed_mlp", "lenet", "mobilenet_like", "resnet_like", "lstm", "transformer", "outlier_mlp"]
-        result["zoo"] = zoo_quality(models, ["int8", "w4a8"])
-    if not args.skip_real:
-        result["real"] = real_quality(args.real_full)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "scale-quick" if args.quick else "scale"
-    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / f"{stem}.md").write_text(markdown(result))
-    print(markdown(result))
-    return 0
 
 
 if __name__ == "__main__":

@@ -325,7 +325,8 @@ class AdaRound(OnEngineGrid):
         sample, one pass pair per layer, every step (no early stop); so is any ``rows`` when no layer has
         more than FULL_POSITIONS positions a sample nor ``full_rows`` rows in all. ``activation_bits`` (the
         scheme's integer activations; None: float) turns on the GATE: 8-bit layers where learning cannot
-        pay keep nearest rounding, with no pass or step spent on them. Progress reports ("adaround", layers done, layers)."""
+        pay keep nearest rounding, with no pass or step spent on them. Progress reports ("adaround",
+        layers done, layers)."""
         x = check_calibration(calibration, "AdaRound")
         ed = GraphEditor(tflite)
         op_bits = dict(op_bits or {})

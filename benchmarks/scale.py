@@ -295,6 +295,7 @@ def markdown(result: dict[str, Any]) -> str:
                   "| model | params | samples | wall s | peak RSS MB |", "|---|---|---|---|---|"]
         lines += [f"| {g['model']} | {g['params']:,} | {g['samples']} | {g['seconds']} | {g['peak_rss_mb']} |"
                   for g in result["growth"]]
+        lines += [""] + [f"{g['model']}, {g['samples']} samples: {g['note']}" for g in result["growth"] if g.get("note")]
         lines.append("")
     if quality:
         lines += ["## Quality: held-out output SQNR (dB), litert engine, observer mse", "",

@@ -363,9 +363,11 @@ class AdaRound(OnEngineGrid):
             layers = _skip_unpaying(tflite, x, ed, layers, activation_bits, full, layer_bits, learned, changes,
                                     metrics, lambda: progress("adaround", len(learned), total))
             if not layers:
-                changes.append("no layer left to learn: the model is unchanged")
-                return TransformResult(bytes(tflite), self.name.value, tuple(changes), metrics, grid_values=learned)
+                changes.append("no layer left to learn")
+                return TransformResult(ed.to_bytes() if learned else bytes(tflite), self.name.value,
+                                       tuple(changes), metrics, grid_values=learned)
             done = len(learned)
+        placed = bool(learned)  # layers kept at nearest rounding are on the grid already
         picks = _Sampling(tflite, x, layers, ed, None if full else rows)
         xs = picks.inputs
         if not full:
@@ -389,9 +391,11 @@ class AdaRound(OnEngineGrid):
                 # nearest rounding, still placed on the grid with its mean error folded.
                 problems[id(la)] = _Problem(la, picks.rows(la) >= la.mat.shape[-1])
             inputs = sorted({op.inputs[0] for la in wave for op in la.ops})
-            # Before any layer is rounded the rounded model is the float one: one pass serves both.
+            # Before any layer is rounded the rounded model is the float one: one pass serves both. 8-bit
+            # layers alone on the sampled path also learn from float inputs (8-bit rounding barely moves them).
             floats = stream_tensors(tflite, xs, inputs, picks.batch)
-            pairs = ((fb, fb) for fb in floats) if wave is picks.waves[0] else \
+            share = wave is picks.waves[0] and (not placed or (not full and all(la.bits >= 8 for la in wave)))
+            pairs = ((fb, fb) for fb in floats) if share else \
                 zip(floats, stream_tensors(rounded, xs, inputs, picks.batch))
             for fb, qb in pairs:
                 for la in wave:
@@ -498,9 +502,12 @@ def _skip_unpaying(tflite: bytes, x: Mapping[str, np.ndarray], ed: GraphEditor, 
             else:
                 spent += cost
     for la in [la for la in layers if id(la) in gated or id(la) in over]:
-        # At 8 bits the engine's own nearest rounding gives these integers (see the kept-nearest case).
-        ratio, _, qmin, qmax = op_grid(la.w, la.op.op, la.bits)
-        learned[ed.tensor_name(la.op.inputs[1])] = np.clip(np.rint(ratio), qmin, qmax).astype(np.int8)
+        # Placed on the grid as the engine would round them, so later layers learn against this rounding
+        # (the engine derives the same scale from s * q and stores the same integers).
+        ratio, scale, qmin, qmax = op_grid(la.w, la.op.op, la.bits)
+        q = np.clip(np.rint(ratio), qmin, qmax)
+        ed.write_constant(la.op.inputs[1], (q * scale).astype(np.float32))
+        learned[ed.tensor_name(la.op.inputs[1])] = q.astype(np.int8)
         tick()
     if gated:
         changes.append(f"{len(gated)} of {total} int8 layers keep nearest rounding: their estimated weight rounding "

@@ -301,7 +301,8 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["## Quality: held-out output SQNR (dB), litert engine, observer mse", "",
                   "Full AdaRound: every row, one pass pair per layer, all steps, every layer learned. Default: "
                   "what `quantize` runs (the gate keeps nearest rounding where learning cannot pay; sampled rows "
-                  "only where a layer has more than FULL_ROWS rows). Seconds are AdaRound's alone.", "",
+                  "only where a layer has more than 1,024 output positions a sample, or 2^20 rows). Seconds are AdaRound's "
+                  "alone.", "",
                   "| model | scheme | none | full | default | default - full | full s | default s | |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for q in quality:
@@ -309,6 +310,8 @@ def markdown(result: dict[str, Any]) -> str:
                          f"{q['default_db']} | {q.get('default_minus_full_db', '')} | {q.get('full_s', '')} | "
                          f"{q['default_s']} | {_mark(q.get('met'))} |")
         lines.append("")
+    if result.get("notes"):
+        lines += ["## Notes on this run", ""] + [f"- {n}" for n in result["notes"]] + [""]
     return "\n".join(lines) + "\n"
 
 

@@ -52,12 +52,15 @@ test: $(STAMP) $(TORCH) $(MODELS) browser
 
 # The side-by-side benchmark (docs: benchmarks/results/latest.md); BENCH_ARGS=--quick for a short run.
 # Then the PyTorch convert speed, and the demo compare's wall time with LiteRT in worker processes and
-# in-process, and the ratio (docs: benchmarks/results/isolation.md).
+# in-process, and the ratio (docs: benchmarks/results/isolation.md). Then the scale section (issue 17:
+# MobileNetV2-224 against TFLiteConverter, compare, tune --time-budget 10m, cost growth, AdaRound quality;
+# benchmarks/results/scale.md), about 40 minutes of it.
 bench: $(STAMP) $(TORCH) $(MODELS)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.real.speed
 	$(BIN)/python -m benchmarks.real.pt2e
 	$(BIN)/python -m benchmarks.isolation
+	$(BIN)/python -m benchmarks.scale $(BENCH_ARGS)
 
 # A coverage-guided campaign (atheris, pinned in fuzz/requirements.txt) on .tflite inputs through eval
 # and quantize for MINUTES minutes; crashers are saved under fuzz/crashers/.

@@ -154,7 +154,7 @@ def test_patches_at_picked_positions_equal_im2col_rows(mobilenet: dict) -> None:
 def _sampled(mobilenet: dict, rows: int) -> object:
     bits, op_bits = litert_op_bits("w4a8")
     return get_transform("adaround").apply(mobilenet["tflite"], mobilenet["cal"][:64], bits, op_bits=op_bits,
-                                           iterations=60, rows=rows)
+                                           iterations=60, rows=rows, full_rows=0)
 
 
 def test_sampled_rows_are_seeded_and_deterministic(mobilenet: dict) -> None:
@@ -192,7 +192,65 @@ def test_sampled_adaround_stays_close_to_full_on_int8(mobilenet: dict) -> None:
     sqnr = {}
     for rows in (None, 4096):
         model = get_transform("adaround").apply(mobilenet["tflite"], mobilenet["cal"], bits, op_bits=op_bits,
-                                                iterations=300, rows=rows).tflite
+                                                iterations=300, rows=rows, full_rows=0).tflite
         sqnr[rows] = fidelity(Runner(_quantize(model, "int8", mobilenet["cal"])).predict_output(mobilenet["x"]),
                               reference).sqnr_db
     assert sqnr[4096] >= sqnr[None] - 0.5, sqnr
+
+
+def test_moments_folded_in_the_worker_match_the_parent(mobilenet: dict) -> None:
+    """Runner.reduce folds tensors where LiteRT runs; the sums must equal the ones computed from shipped tensors."""
+    from edgequant.runtime import Runner, batch_for
+    from edgequant.transforms.adaround import _Moments
+
+    ed = GraphEditor(mobilenet["tflite"])
+    op = ed.find_ops("CONV_2D")[1]
+    wanted = [op.inputs[0], op.outputs[0]]
+    x = {"x": mobilenet["cal"][:40]}
+    runner = Runner(mobilenet["tflite"], preserve=True)
+    folded = None
+    for done, result in runner.reduce(x, _Moments(wanted), 16):
+        folded = result if result is not None else folded
+    assert done == 40 and folded is not None
+    local = _Moments(wanted)
+    for batch in stream_tensors(mobilenet["tflite"], x, wanted, batch_size=16):
+        local.update(16, batch)
+    for i in wanted:
+        np.testing.assert_allclose(folded.squares[i], local.squares[i], rtol=1e-12)
+        assert (folded.count[i], folded.lo[i], folded.hi[i]) == (local.count[i], local.lo[i], local.hi[i])
+    assert batch_for(runner) >= 1
+
+
+def test_gate_skips_only_8bit_layers_and_keeps_their_nearest_rounding(mobilenet: dict) -> None:
+    """With integer activations the gate may keep nearest rounding on 8-bit layers (their weights placed on the
+    grid as the engine rounds them, so later layers learn against that rounding); 4-bit layers always learn."""
+    from edgequant.transforms.grid import fake_quantize
+
+    ed = GraphEditor(mobilenet["tflite"])
+    for scheme in ("int8", "w4a8"):
+        bits, op_bits = litert_op_bits(scheme)
+        result = get_transform("adaround").apply(mobilenet["tflite"], mobilenet["cal"][:64], bits, op_bits=op_bits,
+                                                 iterations=60, activation_bits=8)
+        gated = int(result.metrics["gated_layers"])
+        out = GraphEditor(result.tflite)
+        nearest = 0
+        for op in ed.find_ops(*_WEIGHTED):
+            w = ed.read_constant(op.inputs[1])
+            name = ed.tensor_name(op.inputs[1])
+            b = op_bits.get(op.op, bits)
+            ratio, _, qmin, qmax = grid(w, op.op, b)
+            if np.array_equal(out.read_constant(op.inputs[1]), fake_quantize(w, op.op, b)):
+                nearest += 1
+                np.testing.assert_array_equal(result.grid_values[name], np.clip(np.rint(ratio), qmin, qmax))
+        assert nearest >= gated
+        if scheme == "int8":
+            assert gated > 0 and any(c.startswith(f"{gated} of ") for c in result.changes)
+        else:  # with 4-bit layers in the model every layer learns (8-bit ones repair the 4-bit ones' error)
+            assert gated == 0
+
+
+def test_int8_default_with_the_gate_stores_what_it_placed(mobilenet: dict) -> None:
+    """The pipeline's grid check (quantize raises if the engine stored other integers) covers gated layers."""
+    q = edgequant.quantize(inspect_float_tflite(mobilenet["tflite"], Path("m.tflite"), SourceKind.TFLITE), "int8",
+                           engine="litert", calibration=mobilenet["cal"][:64], observer="mse")
+    assert any("checked: the engine stored exactly the learned weights" in n for n in q.notes)

@@ -31,6 +31,26 @@ def test_minmax_is_exact_and_histogram_keeps_every_value(gaussian) -> None:
     assert s.counts.sum() == gaussian.size and s.counts.shape == (BINS,)  # memory does not grow with samples
 
 
+def test_large_samples_feed_the_histogram_a_stride_with_exact_extremes_and_counts() -> None:
+    """Above HIST_PER_SAMPLE values a sample, the histogram sees every s-th value counted s times; min, max and
+    the count stay exact, and the 99.9th percentile moves by at most two bins on a Gaussian."""
+    from edgequant.calibrate.histogram import HIST_PER_SAMPLE
+
+    x = np.random.default_rng(2).normal(size=(4, 3 * HIST_PER_SAMPLE)).astype(np.float32)
+    s = _stats(x, batch=2)
+    assert (s.min, s.max, s.count) == (float(x.min()), float(x.max()), x.size)
+    assert s.counts.sum() == x.size  # stride 3 divides each sample exactly
+    lo, hi = observe(parse_observer("percentile:99.9"), s, 8)
+    assert hi == pytest.approx(np.percentile(x, 99.9), abs=2 * (s.hi - s.lo) / BINS)
+
+
+def test_a_nan_batch_still_takes_the_careful_path() -> None:
+    x = np.random.default_rng(3).normal(size=(10, 20)).astype(np.float32)
+    x[3, 4], x[5, 6] = np.nan, 2e30
+    s = _stats(x, batch=5)
+    assert (s.nonfinite, s.sentinels) == (1, 1) and np.isfinite([s.min, s.max]).all() and s.max < 1e30
+
+
 def test_ema_follows_the_per_sample_formula() -> None:
     x = np.array([[0.0, 1.0], [0.0, 3.0], [-1.0, 2.0]], np.float32)
     hi = 1.0

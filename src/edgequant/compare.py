@@ -116,18 +116,19 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
     skipped: list[dict[str, str]] = []
     pairs = [(s, e) for s in scheme_list for e in engine_list]
     for i, (scheme, eng) in enumerate(pairs, start=1):
-        progress("quantize", i - 1, len(pairs))
+        progress("compare variants", i - 1, len(pairs))
         reason = _skip_reason(scheme, eng, floats)
         if reason is not None:
             skipped.append({"scheme": scheme.value, "engine": eng.value, "reason": reason})
             continue
         try:
             q = quantize(floats, scheme, eng, calibration=calib_ds, samples=None, io=IOType.FLOAT,
-                         observer=observer if observer is not None and not ENGINES[eng].calibrates_itself else None)
+                         observer=observer if observer is not None and not ENGINES[eng].calibrates_itself else None,
+                         progress=progress)
             variants.append((scheme, eng, q, None))
         except EdgequantError as exc:
             variants.append((scheme, eng, None, str(exc)))
-    progress("quantize", len(pairs), len(pairs))
+    progress("compare variants", len(pairs), len(pairs))
 
     built = [v for v in variants if v[2] is not None]
     # The float model must run: every figure is relative to it. A variant that cannot becomes an error row.

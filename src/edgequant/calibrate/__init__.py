@@ -182,13 +182,28 @@ def check_tensor_names(stats: CalibrationStats, names: Iterable[str],
                              f"statistics; expected one of {shown or 'none (no tensors)'}")
 
 
+class _StatsReducer:
+    """Every watched tensor's TensorStats, updated in the process running the model (runtime.Reducer)."""
+
+    def __init__(self, watch: Mapping[int, str], ranks: Mapping[int, int]) -> None:
+        self.indices = list(watch)
+        self.stats = {i: TensorStats(n, ranks[i]) for i, n in watch.items()}
+
+    def update(self, batch: int, tensors: dict[int, np.ndarray]) -> None:
+        for i, value in tensors.items():
+            # Tensors without a batch axis (rare) count as one sample.
+            self.stats[i].update(value if value.ndim and value.shape[0] == batch else value[None])
+
+
 def collect_stats(tflite: bytes, x: Inputs | np.ndarray, batch_size: int | None = None,
                   progress: Progress = no_progress) -> CalibrationStats:
     """Run the float model on named inputs ``x`` and accumulate stats for its float inputs and every float op output.
 
     Integer inputs (token ids, masks) and integer tensors are never calibrated: they pass through unquantized.
     ``batch_size`` None sizes batches to the runtime's memory budget (runtime.batch_for): LiteRT keeps every
-    intermediate of the batch, so a fixed batch would let memory grow with the model's activations.
+    intermediate of the batch, so a fixed batch would let memory grow with the model's activations. The
+    statistics are folded in where LiteRT runs (Runner.reduce): shipping every intermediate to this process
+    cost more than the model itself on MobileNetV2-224 (benchmarks/results/scale.md).
     """
     runner = Runner(tflite, what="float model", preserve=True)
     batch_size = batch_size or batch_for(runner, most=32)
@@ -198,14 +213,13 @@ def collect_stats(tflite: bytes, x: Inputs | np.ndarray, batch_size: int | None 
         if i in details:
             watch[i] = details[i]["name"]
     watch = {i: n for i, n in watch.items() if np.dtype(details[i]["dtype"]) == np.float32}
-    stats = {n: TensorStats(n, len(details[i]["shape"])) for i, n in watch.items()}
+    reducer = _StatsReducer(watch, {i: len(details[i]["shape"]) for i in watch})
     n_samples = rows(x)
-    total = max(1, -(-n_samples // batch_size))
-    for k, (start, batch) in enumerate(runner.batches(x, batch_size, drop_partial=True), start=1):
-        values = runner.tensors(list(watch))
-        for i, n in watch.items():
-            value = values[i]
-            # Tensors without a batch axis (rare) count as one sample.
-            stats[n].update(value if value.ndim and value.shape[0] == batch else value[None])
-        progress("calibrate", min(k, total), total)
-    return CalibrationStats(model_digest(tflite), n_samples, stats)
+    progress("calibrate", 0, n_samples)
+    for done, result in runner.reduce(x, reducer, batch_size):
+        if result is not None:
+            reducer = result
+            break
+        progress("calibrate", done, n_samples)  # per sample: a fixed-batch model's dropped tail never counts
+    progress("calibrate", n_samples, n_samples)
+    return CalibrationStats(model_digest(tflite), n_samples, {s.name: s for s in reducer.stats.values()})

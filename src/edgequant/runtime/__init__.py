@@ -29,7 +29,7 @@ import contextvars
 import itertools
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -40,7 +40,18 @@ from edgequant.types import UNNAMED
 
 __all__ = ["open_interpreter", "Runner", "IOConversion", "stream_tensors", "guard",
            "Inputs", "DEFAULT_KEY", "as_inputs", "rows", "isolated", "isolation", "open_session", "ops_details",
-           "BATCH_BYTES", "batch_for", "one_worker"]
+           "BATCH_BYTES", "batch_for", "Reducer", "one_worker"]
+
+
+class Reducer(Protocol):
+    """Folds batches of some tensors into a small state, in the process that runs the model (Runner.reduce)."""
+
+    indices: Sequence[int]
+
+    def update(self, rows: int, tensors: dict[int, np.ndarray]) -> None: ...
+
+
+R = TypeVar("R", bound=Reducer)
 
 # Named inputs of one batch (or of a whole data set): signature input name -> array, batch first.
 Inputs = Mapping[str, np.ndarray]
@@ -276,6 +287,20 @@ class Runner:
         for start, n, part in chunks(self.named(inputs), self._info.fixed_batch, batch_size, drop_partial):
             self._session.call("run", part)
             yield start, n
+
+    def reduce(self, inputs: Inputs | np.ndarray, reducer: R, batch_size: int = 64) -> Iterator[tuple[int, R | None]]:
+        """Run every batch and fold the tensors ``reducer.indices`` into ``reducer.update(rows, {index: array})``
+        where LiteRT holds them (the worker process): yields (rows done, None) per batch, then (rows, the
+        reducer with every batch folded in). A fixed-batch model's partial last batch is dropped (statistics
+        must not see padding). The reducer is pickled both ways, so its state must stay small.
+        """
+        self._session.call("attach", reducer)
+        done = 0
+        for _, n, part in chunks(self.named(inputs), self._info.fixed_batch, batch_size, drop_partial=True):
+            self._session.call("run_reduce", part, n)
+            done += n
+            yield done, None
+        yield done, self._session.call("detach")
 
     def predict(self, inputs: Inputs | np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
         """Every output, by name, for every row of ``inputs`` (float32 where the output is float or quantized)."""

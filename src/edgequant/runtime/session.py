@@ -274,6 +274,23 @@ class Session:
     def tensors(self, indices: Sequence[int]) -> dict[int, np.ndarray]:
         return {int(i): self.tensor(int(i)) for i in indices}
 
+    def attach(self, reducer: Any) -> None:
+        """Hold ``reducer`` here, where the tensors are: run_reduce feeds it, detach hands it back."""
+        self._reducer = reducer
+
+    def run_reduce(self, batch: Mapping[str, np.ndarray], rows: int) -> None:
+        """Run one batch and feed the reducer's tensors to it in place: only the reducer's small state ever
+        crosses to the parent, never the batch's intermediates (for calibration, gigabytes per pass)."""
+        self.run(batch)
+        reducer = self._reducer
+        with guard(self.what, "reading its tensors"):
+            tensors = {i: self._wrapper.GetTensor(i, self.subgraph) for i in reducer.indices}
+        reducer.update(rows, tensors)
+
+    def detach(self) -> Any:
+        reducer, self._reducer = self._reducer, None
+        return reducer
+
     def tensor_details(self) -> list[dict[str, Any]]:
         with guard(self.what, "reading its tensors"):
             return self.interp.get_tensor_details(self.subgraph)

@@ -34,7 +34,7 @@ keeps nearest rounding (it never makes a layer worse on calibration data).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -70,10 +70,10 @@ CHECK_EVERY, PATIENCE, SETTLED = 50, 2, 1e-3
 # product and the element-wise update). When ITERATIONS steps of every layer
 # would exceed MODEL_BUDGET, every layer's steps shrink by the same factor (at
 # least MIN_STEPS), the schedule (warm-up, annealing) compressed to fit: the
-# digit zoo keeps all ITERATIONS, MobileNetV2-224 gets about MIN_STEPS.
+# digit zoo (full setting, FULL_ROWS) keeps all ITERATIONS, MobileNetV2-224 gets MIN_STEPS.
 ELEMENTWISE = 64
-MODEL_BUDGET = 1.5e11
-MIN_STEPS = 100
+MODEL_BUDGET = 2e10
+MIN_STEPS = 50
 # Statistics on sampled rows, not every output position of every sample (at
 # 224x224 that is millions of rows per layer, and the closed-form loss needs
 # only a well-determined Gram matrix): at least ROWS per layer and ROWS_PER_WEIGHT
@@ -85,8 +85,30 @@ MIN_STEPS = 100
 # layers of its own group. The SQNR this costs is in benchmarks/results/scale.md.
 ROWS = 4096
 ROWS_PER_WEIGHT = 8
-SAMPLES = 64
-WAVES = 8
+SAMPLES = 32
+WAVES = 4
+# Sampling only where it is needed: when no layer has more than FULL_POSITIONS output positions a sample
+# (28x28 digit models: 784) nor FULL_ROWS rows in all, the statistics use every row, one pass pair per
+# layer, every step: the full setting, which costs seconds there. By positions, not rows alone: 1,000
+# steps of every layer cost the same on 50 samples as on 1,000, and a 96x96 MobileNetV2 on 50 samples
+# (115k rows) took longer in the full setting than on 200 sampled ones.
+FULL_POSITIONS = 1024
+FULL_ROWS = 2 ** 20
+# Where AdaRound pays (8-bit weights under integer activations): learning can at best remove a layer's
+# weight-rounding noise, so a layer whose estimated weight noise at its output is under GATE of the
+# activation quantization noise there (its input's, carried through the weights, and its output's) keeps
+# nearest rounding. Noise adds over layers, so with every skipped layer under GATE the model's output
+# noise exceeds the fully learned one by at most 10 log10(1 + GATE) = 0.41 dB. The estimate reads
+# per-channel second moments and min-max ranges (min-max overstates the activation noise where an
+# observer clips) from GATE_SAMPLES samples.
+GATE = 0.1
+GATE_SAMPLES = 16
+# On the sampled path (a model too large for the full setting), 8-bit layers past the gate are learned in
+# order of that ratio, largest first, while their estimated multiply-adds (MIN_STEPS steps and the sampled
+# statistics) fit INT8_BUDGET; the rest keep nearest rounding, named in the notes with the largest ratio
+# left, which bounds what they give up. On MobileNetV2-224 at int8 this learns a layer or two instead of
+# eighteen (about a minute); the trade, measured on real MobileNetV2, is in benchmarks/results/scale.md.
+INT8_BUDGET = 2e10
 
 
 def _padded(x: np.ndarray, kh: int, kw: int, opts: object) -> tuple[np.ndarray, int, int, int, int, int, int]:
@@ -291,15 +313,20 @@ class AdaRound(OnEngineGrid):
 
     name = TransformName.ADAROUND
     reports_progress = True
+    gates = True
 
     def apply(self, tflite: bytes, calibration: np.ndarray, weight_bits: int = 8, *,
               op_bits: dict[str, int | None] | None = None, iterations: int = ITERATIONS,
               layer_bits: Mapping[str, int | None] | None = None, rows: int | None = ROWS,
+              full_rows: int = FULL_ROWS, activation_bits: int | None = None,
               progress: Progress = no_progress) -> TransformResult:
         """``op_bits`` overrides ``weight_bits`` per op type, ``layer_bits`` per op output tensor name
         (None: the op's weights stay float). ``rows`` None is the full-quality setting: every row of every
-        sample, one pass pair per layer, every step (no early stop); progress reports ("adaround", layers
-        done, layers)."""
+        sample, one pass pair per layer, every step (no early stop); so is any ``rows`` when no layer has
+        more than FULL_POSITIONS positions a sample nor ``full_rows`` rows in all. ``activation_bits`` (the
+        scheme's integer activations; None: float) turns on the GATE: 8-bit layers where learning cannot
+        pay keep nearest rounding, with no pass or step spent on them. Progress reports ("adaround",
+        layers done, layers)."""
         x = check_calibration(calibration, "AdaRound")
         ed = GraphEditor(tflite)
         op_bits = dict(op_bits or {})
@@ -326,8 +353,22 @@ class AdaRound(OnEngineGrid):
             changes.append("no quantized weighted layer: the model is unchanged")
             return TransformResult(bytes(tflite), self.name.value, tuple(changes), metrics)
 
-        full = rows is None
-        picks = _Sampling(tflite, x, layers, ed, rows)
+        done = 0
+        total = len(layers)
+        progress("adaround", 0, total)
+        learned: dict[str, np.ndarray] = {}
+        full = rows is None or (max(_positions(la, ed) * len(la.ops) for la in layers) <= FULL_POSITIONS
+                                and _most_rows(layers, ed, n_samples(x)) <= full_rows)
+        if activation_bits is not None:
+            layers = _skip_unpaying(tflite, x, ed, layers, activation_bits, full, layer_bits, learned, changes,
+                                    metrics, lambda: progress("adaround", len(learned), total))
+            if not layers:
+                changes.append("no layer left to learn")
+                return TransformResult(ed.to_bytes() if learned else bytes(tflite), self.name.value,
+                                       tuple(changes), metrics, grid_values=learned)
+            done = len(learned)
+        placed = bool(learned)  # layers kept at nearest rounding are on the grid already
+        picks = _Sampling(tflite, x, layers, ed, None if full else rows)
         xs = picks.inputs
         if not full:
             changes.append(f"statistics on sampled rows: up to {picks.target_rows(layers[0]):,} per layer from "
@@ -337,9 +378,7 @@ class AdaRound(OnEngineGrid):
         # Only layers that will learn count: a large dense layer left to nearest rounding costs no steps.
         cost = sum(_step_cost(la) for la in layers if picks.rows(la) >= la.mat.shape[-1]) * iterations
         share = min(1.0, MODEL_BUDGET / max(cost, 1.0))
-        learned: dict[str, np.ndarray] = {}
-        improved = done = 0
-        progress("adaround", 0, len(layers))
+        improved = 0
         for wave in picks.waves:
             rounded = ed.to_bytes()
             grids, problems = {}, {}
@@ -352,8 +391,13 @@ class AdaRound(OnEngineGrid):
                 # nearest rounding, still placed on the grid with its mean error folded.
                 problems[id(la)] = _Problem(la, picks.rows(la) >= la.mat.shape[-1])
             inputs = sorted({op.inputs[0] for la in wave for op in la.ops})
-            for fb, qb in zip(stream_tensors(tflite, xs, inputs, picks.batch),
-                              stream_tensors(rounded, xs, inputs, picks.batch)):
+            # Before any layer is rounded the rounded model is the float one: one pass serves both. 8-bit
+            # layers alone on the sampled path also learn from float inputs (8-bit rounding barely moves them).
+            floats = stream_tensors(tflite, xs, inputs, picks.batch)
+            share = wave is picks.waves[0] and (not placed or (not full and all(la.bits >= 8 for la in wave)))
+            pairs = ((fb, fb) for fb in floats) if share else \
+                zip(floats, stream_tensors(rounded, xs, inputs, picks.batch))
+            for fb, qb in pairs:
                 for la in wave:
                     for op in la.ops:
                         pick = picks.pick(la, fb[op.inputs[0]], op)
@@ -379,10 +423,12 @@ class AdaRound(OnEngineGrid):
                         # (seed CNN w4a8 36.9 -> 42.3 dB). So the layer stays as it is
                         # and the engine's own nearest rounding gives the same integers.
                         learned[ed.tensor_name(la.op.inputs[1])] = la.to_weights(q).astype(np.int8)
-                        progress("adaround", done, len(layers))
+                        progress("adaround", done, total)
                         continue
                 else:
-                    steps = iterations if full else max(MIN_STEPS, int(iterations * share))
+                    # 8-bit layers chosen within INT8_BUDGET get the MIN_STEPS it counted.
+                    steps = iterations if full else MIN_STEPS if (la.bits >= 8 and activation_bits is not None) \
+                        else max(MIN_STEPS, int(iterations * share))
                     q, before, after, steps = _learn(problem, ratio, qmin, qmax, fixed, steps, not full)
                     metrics[f"{la.op.label}.steps"] = float(steps)
                     if after > before:
@@ -397,7 +443,7 @@ class AdaRound(OnEngineGrid):
                     ed.write_constant(la.bias, ed.read_constant(la.bias).astype(np.float64)
                                       + problem.mean_residual(mat))
                 learned[ed.tensor_name(la.op.inputs[1])] = la.to_weights(q).astype(np.int8)
-                progress("adaround", done, len(layers))
+                progress("adaround", done, total)
                 if not learn:
                     continue
                 label, key = la.label, la.op.label
@@ -435,6 +481,128 @@ def _positions(la: _Layer, ed: GraphEditor) -> int:
     return max(int(np.prod(shape[1:-1])) if len(shape) > 2 else 1, 1)
 
 
+def _skip_unpaying(tflite: bytes, x: Mapping[str, np.ndarray], ed: GraphEditor, layers: list[_Layer],
+                   activation_bits: int, full: bool, layer_bits: Mapping[str, int | None],
+                   learned: dict[str, np.ndarray], changes: list[str], metrics: dict[str, float],
+                   tick: Callable[[], None]) -> list[_Layer]:
+    """The layers left to learn: 8-bit layers under the GATE, or (sampled path) past INT8_BUDGET, keep nearest
+    rounding; their grid values go to ``learned``, what was done to ``changes`` and ``metrics``."""
+    total = len(layers)
+    if any(la.bits < 8 for la in layers):
+        # Downstream of a 4-bit layer an 8-bit one also repairs that layer's error (its loss reads the rounded
+        # inputs), which the estimate does not see: gating w4a8's depthwise layers cost mobilenet_like 2.3 dB.
+        metrics["gated_layers"] = 0.0
+        return layers
+    eight = [la for la in layers if la.bits >= 8 and ed.tensor_name(la.op.outputs[0]) not in layer_bits]
+    ratios = _gate(tflite, x, ed, eight, activation_bits)
+    gated = {i: r for i, r in ratios.items() if r < GATE}
+    over: dict[int, float] = {}
+    if not full:
+        spent = 0.0
+        for la in sorted((la for la in eight if id(la) in ratios and id(la) not in gated),
+                         key=lambda la: -ratios[id(la)]):
+            cost = _learn_cost(la)
+            if spent + cost > INT8_BUDGET:
+                over[id(la)] = ratios[id(la)]
+            else:
+                spent += cost
+    for la in [la for la in layers if id(la) in gated or id(la) in over]:
+        # Placed on the grid as the engine would round them, so later layers learn against this rounding
+        # (the engine derives the same scale from s * q and stores the same integers).
+        ratio, scale, qmin, qmax = op_grid(la.w, la.op.op, la.bits)
+        q = np.clip(np.rint(ratio), qmin, qmax)
+        ed.write_constant(la.op.inputs[1], (q * scale).astype(np.float32))
+        learned[ed.tensor_name(la.op.inputs[1])] = q.astype(np.int8)
+        tick()
+    if gated:
+        changes.append(f"{len(gated)} of {total} int8 layers keep nearest rounding: their estimated weight rounding "
+                       f"noise is under {GATE:g} of the activation quantization noise (largest "
+                       f"{max(gated.values()):.3f}), so learning cannot gain {10 * math.log10(1 + GATE):.2f} dB there")
+    if over:
+        worst = max(over.values())
+        changes.append(f"{len(over)} more int8 layers keep nearest rounding: learning them would pass the budget of "
+                       f"{INT8_BUDGET:.0e} multiply-adds (largest ratio left {worst:.3f}: at most "
+                       f"{10 * math.log10(1 + worst):.2f} dB given up)")
+    metrics["gated_layers"] = float(len(gated))
+    metrics["over_budget_layers"] = float(len(over))
+    return [la for la in layers if id(la) not in gated and id(la) not in over]
+
+
+def _learn_cost(la: _Layer) -> float:
+    """Multiply-adds of learning one layer on the sampled path: MIN_STEPS steps and the sampled statistics."""
+    groups, out, k = la.mat.shape
+    rows = max(ROWS, ROWS_PER_WEIGHT * k)
+    return MIN_STEPS * _step_cost(la) + float(groups * rows * k * (k + out))
+
+
+def _most_rows(layers: list[_Layer], ed: GraphEditor, samples: int) -> int:
+    """The most rows any layer's full statistics would sum over (every position of every sample, every use)."""
+    return max(samples * _positions(la, ed) * len(la.ops) for la in layers)
+
+
+class _Moments:
+    """Per-channel sums of squares and min-max of some tensors, folded where LiteRT runs (runtime.Reducer)."""
+
+    def __init__(self, indices: list[int]) -> None:
+        self.indices = indices
+        self.squares: dict[int, np.ndarray] = {}
+        self.count: dict[int, int] = {}
+        self.lo: dict[int, float] = {}
+        self.hi: dict[int, float] = {}
+
+    def update(self, rows: int, tensors: dict[int, np.ndarray]) -> None:
+        for i, v in tensors.items():
+            flat = np.asarray(v, np.float32).reshape(-1, v.shape[-1] if v.ndim else 1)
+            sq = np.square(flat).sum(axis=0, dtype=np.float64)
+            self.squares[i] = self.squares.get(i, 0.0) + sq
+            self.count[i] = self.count.get(i, 0) + len(flat)
+            self.lo[i] = min(self.lo.get(i, 0.0), float(flat.min()))
+            self.hi[i] = max(self.hi.get(i, 0.0), float(flat.max()))
+
+
+def _gate(tflite: bytes, x: Mapping[str, np.ndarray], ed: GraphEditor, layers: list[_Layer],
+          activation_bits: int) -> dict[int, float]:
+    """Each layer's (by id) ratio of estimated weight rounding noise to activation quantization noise.
+
+    Weight noise at an output channel: sum_k (nearest(w_k) - w_k)^2 E[x_k^2] (independent rounding errors);
+    activation noise: step^2 / 12 of the output, plus the input's step^2 / 12 times sum_k w_k^2; steps from
+    min-max ranges at ``activation_bits``. Averaged over output channels.
+    """
+    if not layers:
+        return {}
+    runner = Runner(tflite, what="float model", preserve=True)
+    n = n_samples(x)
+    index = np.unique(np.linspace(0, n - 1, min(n, GATE_SAMPLES)).round().astype(int))
+    wanted = sorted({t for la in layers for t in (la.op.inputs[0], la.op.outputs[0])})
+    moments = _Moments(wanted)
+    for _, result in runner.reduce({k: v[index] for k, v in x.items()}, moments, batch_for(runner)):
+        moments = result if result is not None else moments
+    levels = 2 ** activation_bits - 1
+    ratios: dict[int, float] = {}
+    for la in layers:
+        src, dst = la.op.inputs[0], la.op.outputs[0]
+        if src not in moments.count or dst not in moments.count:
+            continue  # a batch-less or skipped tensor: no estimate, so the layer learns
+        ex2 = moments.squares[src] / max(moments.count[src], 1)
+        groups, out, k = la.mat.shape
+        if la.op.op == "DEPTHWISE_CONV_2D":
+            per_group = ex2[np.arange(groups) * len(ex2) // groups] if len(ex2) != groups else ex2
+            power = np.broadcast_to(per_group[:, None, None], la.mat.shape)
+        elif len(ex2) * (k // max(len(ex2), 1)) == k:
+            power = np.broadcast_to(np.tile(ex2, k // len(ex2)), la.mat.shape)  # (kh, kw, cin) order
+        else:
+            power = np.full(la.mat.shape, float(ex2.mean()))
+        ratio, scale, qmin, qmax = op_grid(la.w, la.op.op, la.bits)
+        r, sc = _as_groups(la, ratio), _as_groups(la, scale)
+        error = (np.clip(np.rint(r), qmin, qmax) - r) * sc
+        weight_noise = float((error * error * power).sum(axis=-1).mean())
+        step_in = (moments.hi[src] - moments.lo[src]) / levels
+        step_out = (moments.hi[dst] - moments.lo[dst]) / levels
+        act_noise = step_out ** 2 / 12 + step_in ** 2 / 12 * float((la.mat.astype(np.float64) ** 2).sum(-1).mean())
+        ratios[id(la)] = weight_noise / act_noise if act_noise > 0 else math.inf
+    return ratios
+
+
 class _Sampling:
     """Which samples, output positions and layer groups AdaRound's statistics use (seeded, deterministic).
 
@@ -456,7 +624,9 @@ class _Sampling:
         index = np.unique(np.linspace(0, n - 1, keep).round().astype(int)) if keep < n else np.arange(n)
         self.inputs = {k: v[index] for k, v in x.items()}
         self.samples = len(index)
-        count = len(layers) if self.full else min(len(layers), WAVES)
+        # Only 4-bit layers need to see earlier layers' learned rounding (at 8 bits the inputs barely move):
+        # 8-bit layers alone are learned in one group, from one float pass.
+        count = len(layers) if self.full else min(len(layers), WAVES if any(la.bits < 8 for la in layers) else 1)
         bounds = np.linspace(0, len(layers), count + 1).round().astype(int)
         self.waves = [layers[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
         self._rng = {id(la): np.random.default_rng([SEED, i]) for i, la in enumerate(layers)}

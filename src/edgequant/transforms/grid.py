@@ -102,11 +102,16 @@ class OnEngineGrid:
 
     # Transforms that take many seconds per layer report progress from apply (AdaRound); the rest are one pass.
     reports_progress = False
+    # Transforms that skip layers where they cannot pay take the scheme's activation bits (AdaRound).
+    gates = False
 
     def apply_for(self, tflite: bytes, calibration: np.ndarray | None, scheme: Scheme,
                   precisions: Mapping[str, Precision] | None = None,
                   progress: Progress = no_progress):  # -> TransformResult
         bits, op_bits = litert_op_bits(scheme)
         extra = {"progress": progress} if self.reports_progress else {}
+        if self.gates:
+            # Integer activations set the noise floor learned rounding has to beat (AdaRound's GATE).
+            extra["activation_bits"] = {Scheme.INT8: 8, Scheme.W4A8: 8, Scheme.INT16X8: 16}.get(Scheme(scheme))
         return self.apply(tflite, calibration, bits, op_bits=op_bits,  # type: ignore[attr-defined]
                           layer_bits=litert_layer_bits(precisions), **extra)

@@ -82,6 +82,8 @@ class _Session:
         self.floats, self.data, self.runner, self.rundir = floats, data, runner, rundir
         self.budget, self.objective, self.schemes, self.samples = budget, objective, schemes, samples
         self.max_trials, self.deadline, self.time_text = max_trials, deadline, time_text
+        self.longest = 0.0  # seconds of the longest trial measured in this run
+        self.opened = time.monotonic()
         self.run_info, self.progress, self.on_trial = run_info, progress, on_trial
         self.layer_ops = layer_ops(floats.tflite)
         # Stored trials keep their measurements; whether they meet the budget is this run's to judge.
@@ -111,10 +113,23 @@ class _Session:
             return stored
         if self.max_trials is not None and len(self.trials) >= self.max_trials:
             raise StopSearch(f"trial limit {self.max_trials} reached")
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            raise StopSearch(f"time budget {self.time_text} reached")
+        # A trial that would end past the budget is not started: the longest one so far says how long one
+        # takes (a real-size model's trial takes minutes, and --time-budget is a promise about wall time).
+        if self.deadline is not None and time.monotonic() + self.longest >= self.deadline:
+            raise StopSearch(f"time budget {self.time_text} reached" if time.monotonic() >= self.deadline else
+                             f"time budget {self.time_text}: no time left for another trial (the longest took "
+                             f"{self.longest:.0f} s)")
         new_id = max((t.id for t in self.trials), default=0) + 1
+        started = time.monotonic()
         trial, tflite = self.runner.measure(new_id, recipe, stage, move, parent, layer)
+        self.longest = max(self.longest, time.monotonic() - started)
+        # A bar with a count and the time left: trials against --trials, else seconds against --time-budget.
+        if self.max_trials is not None:
+            self.progress("tune trials", len(self.trials), self.max_trials)
+        elif self.deadline is not None:
+            total = max(1, round(self.deadline - self.opened))
+            self.progress(f"tune: {len(self.trials)} trials, seconds of the time budget",
+                          min(total, round(time.monotonic() - self.opened)), total)
         self.trials.append(trial)
         self.history[recipe_key(recipe)] = trial
         if tflite is not None:

@@ -172,6 +172,19 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
     n_samples = chosen.samples if chosen.samples is not None else DEFAULT_SAMPLES
     x = None if calibration is None else select_samples(
         load_checked_data(calibration, floats, resize, normalize), n_samples).inputs
+    islands = _islands_wanted(float_islands, scheme_, eng, precisions, floats)
+    if islands:
+        # Planned before the transforms, so that AdaRound leaves the layers kept float alone.
+        plan_ = plan_islands(floats.tflite, x, keep=precisions)
+        precisions = plan_.precisions
+        notes_in += plan_.notes()
+        if x is None:
+            notes_in.append("float islands: no outlier test (it needs --calibration data, --stats has no channels)")
+        # The recipe that ran names every island, so reusing it gives the same model without planning again.
+        rules = dict(chosen.tensors)
+        for name, p in precisions.items():
+            rules[name] = dataclasses.replace(rules.get(name, TensorRule()), precision=p)
+        chosen = dataclasses.replace(chosen, tensors=rules)
     transformed = False
     if names and stats is not None and not explicit:
         # Saved statistics describe the untransformed model; keep them usable.
@@ -184,18 +197,6 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
                                                                  precisions)
         notes_in += transform_notes
         transformed = floats is not original
-    islands = _islands_wanted(float_islands, scheme_, eng, precisions, floats)
-    if islands:
-        plan_ = plan_islands(floats.tflite, x, keep=precisions)
-        precisions = plan_.precisions
-        notes_in += plan_.notes()
-        if x is None:
-            notes_in.append("float islands: no outlier test (it needs --calibration data, --stats has no channels)")
-        # The recipe that ran names every island, so reusing it gives the same model without planning again.
-        rules = dict(chosen.tensors)
-        for name, p in precisions.items():
-            rules[name] = dataclasses.replace(rules.get(name, TensorRule()), precision=p)
-        chosen = dataclasses.replace(chosen, tensors=rules)
     if scheme_.needs_calibration:
         found, more = calibration_candidates(eng.name.value, eng.calibrates_itself, scheme_, floats.tflite, x,
                                              chosen.observer, stats, progress, overrides,

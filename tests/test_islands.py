@@ -121,6 +121,14 @@ def test_islands_raise_int8_cosine(block) -> None:
     assert again.tflite == on.tflite
 
 
+def test_w4a8_gets_islands_too(block) -> None:
+    _, _, _, folder = block
+    q = edgequant.quantize(folder / "float.tflite", "w4a8", calibration=folder / "calib.npy", transforms="none",
+                           observer="minmax")
+    assert any(n.startswith("float islands (attention model)") for n in q.notes)
+    assert q.recipe.precisions() and set(q.recipe.precisions().values()) == {Precision.FLOAT}
+
+
 def test_islands_refused_where_they_cannot_apply(block) -> None:
     _, _, _, folder = block
     with pytest.raises(UnsupportedError, match="float islands need scheme"):

@@ -13,6 +13,7 @@ plan, so each row shows what one part of it is worth:
 - no outlier test: the plan's ops between the matmuls float, every matmul int8;
 - GELU and softmax int8: the plan, but GELU, SOFTMAX and the masked-score SELECT_V2 int8;
 - islands: the plan (edgequant's default for attention models);
+- islands, outlier op int16x8: the plan, with 16-bit activations instead of float for the outlier ops;
 - islands + float BATCH_MATMUL: the plan with the attention matmuls float too.
 
 cosine: the sentence embedding against the float .tflite, on the calibration
@@ -55,6 +56,7 @@ def plans(floats, calibration: dict[str, np.ndarray]) -> dict[str, dict | None]:
         "no outlier test": structural,
         "GELU and softmax int8": {n: p for n, p in full.precisions.items() if ops[n] not in SCORE_OPS},
         "islands": full.precisions,
+        "islands, outlier op int16x8": {**full.precisions, **{n: "int16x8" for n in full.outliers}},
         "islands + float BATCH_MATMUL": {**full.precisions,
                                          **{n: full.precisions.get(n, "float") for n, op in ops.items()
                                             if op == "BATCH_MATMUL"}},

@@ -42,9 +42,9 @@ __all__ = ["IslandPlan", "plan_islands", "is_attention_model", "INTEGER_OPS", "L
            "channel_peaks"]
 
 # Ops kept integer: the matrix multiplications (weights and multiply-adds).
-INTEGER_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "BATCH_MATMUL"})
+INTEGER_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "BATCH_MATMUL"})
 # Weighted ops among them: their output channels are the weight's output channels, which the outlier test reads.
-WEIGHTED = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"})
+WEIGHTED = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"})
 # Ops that move or select values without arithmetic: LiteRT Quantizer gives them their input's scale.
 LAYOUT_OPS = frozenset({"RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "CONCATENATION", "GATHER", "GATHER_ND",
                         "SLICE", "STRIDED_SLICE", "PACK", "UNPACK", "SPLIT", "SPLIT_V", "PAD", "PADV2",
@@ -69,7 +69,7 @@ class IslandPlan(Record):
     def notes(self) -> list[str]:
         ops = ", ".join(f"{n} {op}" for op, n in sorted(self.float_ops.items(), key=lambda kv: (-kv[1], kv[0])))
         out = [f"float islands (attention model): {sum(self.float_ops.values())} ops between the integer "
-               f"matmuls stay float ({ops}); FULLY_CONNECTED, CONV_2D and BATCH_MATMUL stay int8"]
+               f"matmuls stay float ({ops}); fully connected, convolution and BATCH_MATMUL ops stay int8"]
         if self.outliers:
             listed = "; ".join(f"{name} ({ratio:.0f}x)" for name, ratio in self.outliers.items())
             out.append(f"float islands: {len(self.outliers)} weighted op(s) kept float for an outlier output "

@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", required=True)
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--adaround", action="store_true", help="also build int8 with the default transforms")
+    p.add_argument("--float-bmm", action="store_true", help="also build the islands with BATCH_MATMUL float too")
+    p.add_argument("--no-off", action="store_true", help="skip the row with islands off")
     p.add_argument("--work", type=Path, default=Path(".model-cache") / "islands")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -72,15 +74,26 @@ def main(argv: list[str] | None = None) -> int:
     ref_dev, ref_test = outputs(floats.tflite, dev), outputs(floats.tflite, test)
     rows: dict[str, dict] = {"float": {"bytes": len(floats.tflite)}}
     models = {"float": floats.tflite}
-    builds = [("int8, islands off", False, "none"), ("int8, islands (default)", None, "none")]
+    builds: list[tuple[str, bool | None, str, dict | None]] = [] if args.no_off else [
+        ("int8, islands off", False, "none", None)]
+    builds.append(("int8, islands (default)", None, "none", None))
     if args.adaround:
-        builds.append(("int8, islands + default transforms", None, "default"))
-    for row, islands, transforms in builds:
+        builds.append(("int8, islands + default transforms", None, "default", None))
+    if args.float_bmm:
+        from edgequant.engines.litert import layer_ops
+        from edgequant.recipe.islands import plan_islands
+
+        plan = plan_islands(floats.tflite, dict(np.load(args.calibration)))
+        names = {**{n: "float" for n in plan.precisions},
+                 **{n: "float" for n, op in layer_ops(floats.tflite).items() if op == "BATCH_MATMUL"}}
+        builds.append(("int8, islands + float BATCH_MATMUL", False, "none",
+                       {"version": 2, "tensors": {n: {"precision": v} for n, v in names.items()}}))
+    for row, islands, transforms, recipe in builds:
         print(f"building {row} ...", file=sys.stderr, flush=True)
         t = time.time()
         try:
             q = edgequant.quantize(floats, "int8", calibration=args.calibration, transforms=transforms,
-                                   float_islands=islands)
+                                   float_islands=islands, recipe=recipe)
         except edgequant.EdgequantError as exc:
             rows[row] = {"error": str(exc)[:300], "build_seconds": round(time.time() - t, 1)}
             continue

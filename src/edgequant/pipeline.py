@@ -26,7 +26,8 @@ from edgequant.engines import ENGINES, Engine, check_supported, get_engine, reso
 from edgequant.errors import EngineError, InputError, UnsupportedError
 from edgequant.evaluate import evaluate_runners, fidelity_by_output, label_output, worst_output
 from edgequant.frontends import load_model, source_options
-from edgequant.recipe import Recipe, plan
+from edgequant.recipe import Recipe, TensorRule, plan
+from edgequant.recipe.islands import is_attention_model, plan_islands
 from edgequant.recipe import parse_transforms  # noqa: F401 - kept importable here, where it lived before recipe/
 from edgequant.graph import WEIGHTED_OPS, index_limits, read_graph, signature_input_indices
 from edgequant.runtime import Inputs, Runner, one_worker, rows
@@ -152,7 +153,7 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
              observer: Observer | str | None = None, stats: CalibrationStats | str | Path | None = None,
              transforms: Sequence[str] | str | None = None, progress: Progress = no_progress,
              recipe: Recipe | Mapping[str, Any] | str | Path | None = None,
-             signature: str | None = None) -> QuantizedModel:
+             signature: str | None = None, float_islands: bool | None = None) -> QuantizedModel:
     """Quantize ``model`` with one scheme and engine; the result is checked to load and run in LiteRT.
 
     Static schemes need ``calibration`` data or saved ``stats`` (from
@@ -160,6 +161,9 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
     ``recipe`` (a Recipe, its dict, or a recipe JSON file) supplies the plan;
     keywords given here override it, each with a note. The result's
     ``recipe`` is the plan that ran, with the observer and transforms resolved.
+    ``float_islands`` (recipe/islands.py): None plans them for attention models
+    at int8 and w4a8 when the recipe sets no per-layer precision; True plans
+    them for any model; False never.
     """
     # The plan first: a bad recipe or option fails before any model work.
     chosen, notes_in = plan(recipe, scheme=scheme, engine=engine, io=io, observer=observer,
@@ -183,6 +187,19 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
     n_samples = chosen.samples if chosen.samples is not None else DEFAULT_SAMPLES
     x = None if calibration is None else select_samples(
         load_checked_data(calibration, floats, resize, normalize), n_samples).inputs
+    islands = _islands_wanted(float_islands, scheme_, eng, precisions, floats)
+    if islands:
+        # Planned before the transforms, so that AdaRound leaves the layers kept float alone.
+        plan_ = plan_islands(floats.tflite, x, keep=precisions)
+        precisions = plan_.precisions
+        notes_in += plan_.notes()
+        if x is None:
+            notes_in.append("float islands: no outlier test (it needs --calibration data, --stats has no channels)")
+        # The recipe that ran names every island, so reusing it gives the same model without planning again.
+        rules = dict(chosen.tensors)
+        for name, p in precisions.items():
+            rules[name] = dataclasses.replace(rules.get(name, TensorRule()), precision=p)
+        chosen = dataclasses.replace(chosen, tensors=rules)
     transformed = False
     if names and stats is not None and not explicit:
         # Saved statistics describe the untransformed model; keep them usable.
@@ -252,6 +269,25 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
     return QuantizedModel(scheme=scheme_, engine=eng.name, io=io_, tflite=tflite, path=path, seconds=seconds,
                           calibration_samples=0 if calib is None else calib.samples,
                           notes=floats.notes + notes + tuple(notes_in) + extra + runner.io_notes(), recipe=ran)
+
+
+# Schemes whose int8 activations the float-island plan is for.
+ISLAND_SCHEMES = (Scheme.INT8, Scheme.W4A8)
+
+
+def _islands_wanted(wanted: bool | None, scheme: Scheme, eng: Engine, precisions: Mapping[str, Precision],
+                    floats: FloatModel) -> bool:
+    """Whether to plan float islands: asked for, or (None) an attention model at int8/w4a8 with no precision rule."""
+    if wanted is False:
+        return False
+    able = scheme in ISLAND_SCHEMES and Precision.FLOAT in eng.layer_precisions
+    if wanted:
+        if not able:
+            names = ", ".join(s.value for s in ISLAND_SCHEMES)
+            raise UnsupportedError(f"float islands need scheme {names} and engine litert, found scheme "
+                                   f"{scheme.value} and engine {eng.name.value}")
+        return True
+    return able and not precisions and is_attention_model(floats.tflite)
 
 
 def _check_engine(eng: Engine, chosen: Recipe, scheme: Scheme, io: IOType,

@@ -141,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--observer", help=OBSERVER_HELP + "; 'auto' for that choice")
     p.add_argument("--stats", type=path, help="statistics from 'edgequant calibrate' instead of a new pass")
     p.add_argument("--transforms", help=TRANSFORMS_HELP + "; 'default' for that choice")
+    p.add_argument("--float-islands", choices=("auto", "on", "off"), default="auto",
+                   help="int8/w4a8 on the litert engine: keep the ops between the matmuls (LayerNorm, softmax, GELU, "
+                        "residual adds) and outlier-channel layers in float; auto (default): for attention models "
+                        "when the recipe sets no per-layer precision")
     p.add_argument("-o", "--output", type=path, required=True)
     p.add_argument("--save-recipe", type=path, metavar="FILE",
                    help="write the recipe that ran (observer and transforms resolved) for reuse with --recipe")
@@ -331,7 +335,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         q = eq.quantize(_source(args), args.scheme, args.engine, calibration=args.calibration, samples=args.samples,
                         io=args.io, output=args.output, unsafe=args.unsafe, resize=args.resize,
                         normalize=args.normalize, observer=args.observer, stats=args.stats,
-                        transforms=args.transforms, progress=progress, recipe=args.recipe, signature=args.signature)
+                        transforms=args.transforms, progress=progress, recipe=args.recipe, signature=args.signature,
+                        float_islands={"auto": None, "on": True, "off": False}[args.float_islands])
         args.result = q
         print(report.quantized_text(q), file=out)
         if args.save_recipe and q.recipe is not None:

@@ -29,7 +29,7 @@ from edgequant._util import Progress, last_error_line, quiet
 from edgequant.errors import EngineError, UnsupportedError
 from edgequant.types import CalibrationInput, EngineName, FloatModel, IOType, Precision, Scheme
 
-__all__ = ["LiteRTEngine", "quantizable_ops", "keep_float_rule", "rewrite_keeping_float", "layer_rule",
+__all__ = ["LiteRTEngine", "quantizable_ops", "keep_float_rule", "rewrite_keeping_float", "layer_rule", "layer_rules",
            "precision_ops", "layer_ops"]
 
 # Ops that take int4 weights with int8 activations in litert-quantizer 0.11.
@@ -197,7 +197,7 @@ class LiteRTEngine:
         if precisions:
             ops = layer_ops(model.tflite)
             # Appended last: litert-quantizer gives the later scope regex priority over the scheme's ".*".
-            rules += [layer_rule(name, ops[name], p) for name, p in precisions.items()]
+            rules += layer_rules(precisions, ops)
             counts: dict[str, int] = {}
             for p in precisions.values():
                 counts[p.value] = counts.get(p.value, 0) + 1
@@ -333,6 +333,24 @@ def layer_rule(tensor: str, op: str, precision: Precision) -> dict[str, Any]:
     cfg["activation_tensor_config"].update(num_bits=bits, symmetric=bits == 16)
     cfg["weight_tensor_config"]["num_bits"] = precision.weight_bits
     return {"regex": scope, "operation": operation, "algorithm_key": base["algorithm_key"], "op_config": cfg}
+
+
+def layer_rules(precisions: Mapping[str, Precision], ops: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One rule per (op type, precision) for many layers: :func:`layer_rule` with its scopes joined.
+
+    litert-quantizer tests every rule's regex against every op with re.search,
+    whose compiled-pattern cache holds 512 patterns: one rule per layer (a float-island
+    plan sets hundreds) recompiled every pattern on every test, and took minutes.
+    """
+    groups: dict[tuple[str, Precision], list[str]] = {}
+    for name, precision in precisions.items():
+        groups.setdefault((ops[name], precision), []).append(name)
+    out = []
+    for (op, precision), names in groups.items():
+        rule = layer_rule(names[0], op, precision)
+        rule["regex"] = "^(?:" + "|".join(re.escape(n) for n in names) + ");"
+        out.append(rule)
+    return out
 
 
 def keep_float_rule(tensor: str) -> dict[str, Any]:

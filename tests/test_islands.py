@@ -1,0 +1,135 @@
+"""Float islands (recipe/islands.py): the plan for attention models, and what it wins at int8.
+
+The model is a post-norm attention block built in code (BERT's layout:
+residual add, then LayerNorm), untrained, seeded, with one outlier channel
+planted in the feed-forward output the way trained BERTs carry them (MiniLM's
+was 186x its median channel): that output column's weights and bias are
+scaled so that channel peaks ~200x above the median channel.
+
+Tolerances, and why: at int8 (min-max ranges, no transforms) with every op
+quantized this block's output cosine against float measured 0.970, with the
+plan 0.998: the cosine error (1 - cosine) fell 15x. The test asks for a cosine
+of at least 0.99 with islands and an error at most a quarter of the one without.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgequant
+from edgequant.errors import UnsupportedError
+from edgequant.recipe.islands import (INTEGER_OPS, OUTLIER_RATIO, channel_peaks, is_attention_model, plan_islands)
+from edgequant.runtime import Runner
+from edgequant.types import Precision
+
+TOKENS, DIM, HEADS, FFN = 16, 32, 4, 64
+OUTLIER_CHANNEL, OUTLIER_SCALE = 5, 200.0
+
+
+def _block(path: Path) -> Path:
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(3)
+    x = keras.Input((TOKENS, DIM), name="tokens")
+    h = layers.MultiHeadAttention(HEADS, DIM // HEADS, name="attention")(x, x)
+    y = layers.LayerNormalization(epsilon=1e-6, name="ln1")(layers.Add(name="res1")([x, h]))
+    f = layers.Dense(FFN, activation="gelu", name="ffn1")(y)
+    f = layers.Dense(DIM, name="ffn2")(f)
+    z = layers.LayerNormalization(epsilon=1e-6, name="ln2")(layers.Add(name="res2")([y, f]))
+    out = layers.Dense(8, name="head")(z)
+    model = keras.Model(x, out)
+    kernel, bias = model.get_layer("ffn2").get_weights()
+    kernel[:, OUTLIER_CHANNEL] *= OUTLIER_SCALE
+    bias[OUTLIER_CHANNEL] = OUTLIER_SCALE
+    model.get_layer("ffn2").set_weights([kernel, bias])
+    model.save(path / "block.keras")
+    return path / "block.keras"
+
+
+@pytest.fixture(scope="module")
+def block(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, np.ndarray, np.ndarray, Path]:
+    folder = tmp_path_factory.mktemp("islands")
+    floats = edgequant.convert(_block(folder))
+    rng = np.random.default_rng(0)
+    calib = rng.normal(size=(48, TOKENS, DIM)).astype(np.float32)
+    test = rng.normal(size=(32, TOKENS, DIM)).astype(np.float32)
+    np.save(folder / "calib.npy", calib)
+    (folder / "float.tflite").write_bytes(floats.tflite)
+    return floats.tflite, calib, test, folder
+
+
+def _cosine(model: bytes, reference: bytes, x: np.ndarray) -> float:
+    a = Runner(model).predict(x)
+    b = Runner(reference).predict(x)
+    (a,), (b,) = a.values(), b.values()
+    a, b = a.reshape(len(x), -1), b.reshape(len(x), -1)
+    return float(np.mean(np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))))
+
+
+def test_attention_is_detected(block, float_tflite: Path) -> None:
+    assert is_attention_model(block[0])
+    assert not is_attention_model(float_tflite.read_bytes())  # the session's seed CNN
+
+
+def test_plan_keeps_matmuls_integer_and_the_rest_float(block) -> None:
+    from edgequant.engines.litert import layer_ops
+
+    tflite, calib, _, _ = block
+    plan = plan_islands(tflite, None)
+    ops = layer_ops(tflite)
+    planned = {ops[n] for n in plan.precisions}
+    assert {"MEAN", "RSQRT", "SOFTMAX", "GELU"} <= planned  # LayerNorm, softmax, GELU
+    assert all(p is Precision.FLOAT for p in plan.precisions.values())
+    assert not planned & INTEGER_OPS  # without data, no outlier test
+    assert plan.outliers == {} and plan.float_ops == {op: sum(1 for n in plan.precisions if ops[n] == op)
+                                                      for op in planned}
+
+
+def test_outlier_channel_is_found_and_kept_float(block) -> None:
+    from edgequant.graph.submodel import GraphModel
+
+    tflite, calib, _, _ = block
+    plan = plan_islands(tflite, calib)
+    assert len(plan.outliers) == 1
+    (name, ratio), = plan.outliers.items()
+    assert "ffn2" in name and ratio > OUTLIER_RATIO and plan.largest_kept_ratio <= OUTLIER_RATIO
+    assert plan.precisions[name] is Precision.FLOAT
+    g = GraphModel(tflite)
+    t = next(t for t in g.producers() if g.tensor_name(t) == name)
+    peak = channel_peaks(tflite, calib, [t])[t]
+    assert int(np.argmax(peak)) == OUTLIER_CHANNEL
+
+
+def test_islands_raise_int8_cosine(block) -> None:
+    tflite, _, test, folder = block
+    calib = folder / "calib.npy"
+    off = edgequant.quantize(folder / "float.tflite", "int8", calibration=calib, transforms="none",
+                             observer="minmax", float_islands=False)
+    on = edgequant.quantize(folder / "float.tflite", "int8", calibration=calib, transforms="none",
+                            observer="minmax")
+    assert any(n.startswith("float islands (attention model)") for n in on.notes)
+    assert not any(n.startswith("float islands") for n in off.notes)
+    c_off, c_on = _cosine(off.tflite, tflite, test), _cosine(on.tflite, tflite, test)
+    assert c_on >= 0.99 and 1 - c_on <= 0.25 * (1 - c_off), (c_off, c_on)
+    # The recipe that ran names every island: quantizing with it again plans nothing and gives the same model.
+    again = edgequant.quantize(folder / "float.tflite", recipe=on.recipe, calibration=calib)
+    assert not any(n.startswith("float islands") for n in again.notes)
+    assert again.tflite == on.tflite
+
+
+def test_w4a8_gets_islands_too(block) -> None:
+    _, _, _, folder = block
+    q = edgequant.quantize(folder / "float.tflite", "w4a8", calibration=folder / "calib.npy", transforms="none",
+                           observer="minmax")
+    assert any(n.startswith("float islands (attention model)") for n in q.notes)
+    assert q.recipe.precisions() and set(q.recipe.precisions().values()) == {Precision.FLOAT}
+
+
+def test_islands_refused_where_they_cannot_apply(block) -> None:
+    _, _, _, folder = block
+    with pytest.raises(UnsupportedError, match="float islands need scheme"):
+        edgequant.quantize(folder / "float.tflite", "dynamic", float_islands=True)

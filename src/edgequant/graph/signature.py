@@ -125,6 +125,20 @@ def enumerate_ops(ed: GraphEditor) -> list[str]:
     return [builtin_name(ed.model, op, names) for sg in ed.model.subgraphs for op in (sg.operators or [])]
 
 
+def normalize_opcodes(tflite: bytes, what: str = "model") -> tuple[bytes, int]:
+    """Fill the 32-bit ``builtin_code`` of operator codes that set only the old 8-bit ``deprecated_builtin_code``
+    (models written before schema 3a); (bytes, count). LiteRT reads the larger of the two, but LiteRT
+    Quantizer reads ``builtin_code`` alone and takes every such op for ADD (0)."""
+    ed = GraphEditor(tflite, what)
+    fixed = 0
+    for code in ed.model.operatorCodes or []:
+        old = int(code.deprecatedBuiltinCode or 0)
+        if old > int(code.builtinCode or 0):
+            code.builtinCode = old
+            fixed += 1
+    return (ed.to_bytes(), fixed) if fixed else (bytes(tflite), 0)
+
+
 def widen_fp16_weights(tflite: bytes, what: str = "model") -> tuple[bytes, int]:
     """Replace every DEQUANTIZE of a constant float16 tensor with the float32 constant; (bytes, count)."""
     ed = GraphEditor(tflite, what)

@@ -29,8 +29,9 @@ SEEDS = {"calibration": 11, "dev": 22, "test": 33}
 # lfw_subset: images 0-99 are faces; each split takes its own.
 FACES = {"calibration": range(0, 50), "dev": range(50, 70), "test": range(70, 100)}
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
-FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf",
-         "DejaVuSansCondensed.ttf")
+# The six faces of fonts-dejavu-core (the Makefile installs it when missing).
+FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSansMono.ttf",
+         "DejaVuSansMono-Bold.ttf")
 WORDS = ("river", "market", "Boston", "train", "coffee", "garden", "window", "summer", "planet", "rocket",
          "violet", "harbor", "Lisbon", "silver", "ticket", "number", "street", "orange", "yellow", "museum",
          "doctor", "bridge", "castle", "forest", "winter", "Quebec", "Oslo", "piano", "camera", "engine",

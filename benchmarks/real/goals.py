@@ -58,12 +58,14 @@ def evaluate(models: dict) -> list[dict]:
         if eq is None:
             v[n] = (False, "edgequant int8 failed")
             continue
-        best_sq = max(peers, key=lambda kr: _num(kr[1]["sqnr_db"]), default=None)
-        best_p = max((_num(r[prim]) for _, r in peers), default=-math.inf)
-        ok = (best_sq is None or _num(eq["sqnr_db"]) >= _num(best_sq[1]["sqnr_db"])) and _num(eq[prim]) >= best_p
-        v[n] = (ok, f"SQNR {_num(eq['sqnr_db']):.1f} dB vs best peer {best_sq[0] if best_sq else '-'} "
-                    f"{_num(best_sq[1]['sqnr_db']) if best_sq else math.nan:.1f}; {prim} {_num(eq[prim]):.3f} vs "
-                    f"best peer {best_p:.3f}")
+        if not peers:
+            v[n] = (True, f"SQNR {_num(eq['sqnr_db']):.1f} dB, {prim} {_num(eq[prim]):.3f}; no int8 peer built")
+            continue
+        best_sq = max(peers, key=lambda kr: _num(kr[1]["sqnr_db"]))
+        best_p = max(peers, key=lambda kr: _num(kr[1][prim]))
+        ok = _num(eq["sqnr_db"]) >= _num(best_sq[1]["sqnr_db"]) and _num(eq[prim]) >= _num(best_p[1][prim])
+        v[n] = (ok, f"SQNR {_num(eq['sqnr_db']):.1f} dB vs {best_sq[0]} {_num(best_sq[1]['sqnr_db']):.1f}; "
+                    f"{prim} {_num(eq[prim]):.3f} vs {best_p[0]} {_num(best_p[1][prim]):.3f}")
     out.append(_goal("int8: edgequant's default has the best output SQNR and a task metric >= the best peer's",
                      v, skipped))
 

@@ -124,7 +124,7 @@ def minilm_keras(cache: Path = DEFAULT_CACHE) -> Path:
 
 MODELS: dict[str, RealModel] = {m.name: m for m in (
     RealModel("mobilenet_v2", "MobileNetV2 (torchvision, ImageNet)", "classifier",
-              lambda: f"{HERE / 'mobilenet_v2.py'}:build", _imagenet("inputs"), cnn=True,
+              lambda: f"{HERE / 'mobilenet_v2.py'}:build", _imagenet("x"), cnn=True,
               torch_build="benchmarks.real.mobilenet_v2"),
     RealModel("efficientnet_lite0", "EfficientNet-Lite0 (ImageNet)", "classifier",
               lambda: f"{HERE / 'efficientnet_lite0.py'}:build", _efficientnet, cnn=True,

@@ -25,7 +25,7 @@ from pathlib import Path
 from benchmarks.real import goals as goals_mod
 from benchmarks.real.cells import Context, cells
 from benchmarks.real.fetch import DEFAULT_CACHE
-from benchmarks.real.models import MODELS, RealModel
+from benchmarks.real.models import MODELS, RealModel, Split
 from benchmarks.real.score import PRIMARY, score
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -80,10 +80,11 @@ def run_model(model: RealModel, sizes: dict, only: set[str] | None, reconvert: b
         _log(f"[{model.name}] {entry['error']}")
         return entry
     entry["float_notes"] = notes
-    splits = {s: model.make_split(s, sizes[s]) for s in ("calibration", "dev", "test")}
+    float_runner = Runner(float_tflite, what=f"{model.name} float")
+    splits = {s: _named(model.make_split(s, sizes[s]), float_runner.input_names)
+              for s in ("calibration", "dev", "test")}
     entry["split_sizes"] = {s: len(v) for s, v in splits.items()}
     charset = model.charset() if model.charset else None
-    float_runner = Runner(float_tflite, what=f"{model.name} float")
     ref = float_runner.predict(splits["test"].inputs)
     ctx = Context(model, float_tflite, float_runner.key, float_runner.input_names, splits["calibration"],
                   splits["dev"], float_runner.predict(splits["dev"].inputs), sizes["tune_budget"])
@@ -122,6 +123,16 @@ def run_model(model: RealModel, sizes: dict, only: set[str] | None, reconvert: b
             row["size_ratio"] = row["bytes"] / len(float_tflite)
     entry["seconds"] = round(time.time() - started, 1)
     return entry
+
+
+def _named(split: Split, names: tuple[str, ...]) -> Split:
+    """The split with its one input named as the converted model names it (a torch source's input names
+    come from its forward() arguments); peers that calibrate by name need it."""
+    if len(split.inputs) == 1 and len(names) == 1:
+        return Split({names[0]: next(iter(split.inputs.values()))}, split.labels)
+    if set(split.inputs) != set(names):
+        raise KeyError(f"the data has inputs {sorted(split.inputs)}, the model {sorted(names)}")
+    return split
 
 
 def _brief(row: dict, kind: str) -> str:

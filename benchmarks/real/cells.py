@@ -160,7 +160,7 @@ def _float_file(ctx: Context) -> Path:
 def tune(ctx: Context) -> tuple[bytes, str]:
     """``edgequant tune`` with the latency objective on the dev split (never the test split)."""
     import edgequant as eq
-    from edgequant.recipe import Recipe
+    from benchmarks.methods import tune_outcome
 
     if ctx.model.kind == "classifier":
         y = next(iter(ctx.dev_float.values())).reshape(len(ctx.dev), -1).argmax(1)
@@ -172,10 +172,5 @@ def tune(ctx: Context) -> tuple[bytes, str]:
         result = eq.tune(_float_file(ctx), data, drop, out, calibration=dict(ctx.calibration.inputs),
                          metric=metric, objective="latency", time_budget=ctx.tune_budget,
                          samples=len(ctx.calibration))
-        if result.best is None:
-            raise RuntimeError(f"edgequant tune built no model ({result.stopped})")
-        tflite = (Path(out) / "best.tflite").read_bytes()
-    recipe = Recipe.from_dict(result.best.ran_recipe or result.best.recipe, "tuned")
-    met = "budget met" if result.met else f"budget missed by {result.shortfall}"
-    return tflite, (f"{metric} within {drop} on dev, latency objective, {ctx.tune_budget}: {recipe.summary()}; "
-                    f"trial {result.best.id} of {len(result.trials)}, {met}, {result.stopped}")
+        tflite, note = tune_outcome(result, Path(out), metric)
+    return tflite, f"{metric} within {drop} on dev, latency objective, {ctx.tune_budget}: {note}"

@@ -25,6 +25,18 @@ def _ok(cells: dict, key: str) -> dict | None:
     return row if row is not None and "error" not in row else None
 
 
+def _why(cells: dict, *keys: str) -> str:
+    """Why the cells a goal needs are missing: not run (--methods), or failed with the cell's error."""
+    parts = []
+    for key in keys:
+        row = cells.get(key)
+        if row is None:
+            parts.append(f"{key} not run")
+        elif "error" in row:
+            parts.append(f"{key} failed ({row['error'][:80]})")
+    return ", ".join(parts)
+
+
 def _peers(cells: dict, scheme: str) -> list[tuple[str, dict]]:
     return [(k, r) for k, r in cells.items() if r.get("peer") and r["scheme"] == scheme and "error" not in r]
 
@@ -56,7 +68,7 @@ def evaluate(models: dict) -> list[dict]:
         eq, prim = _ok(m["cells"], "edgequant int8"), m["primary"]
         peers = _peers(m["cells"], "int8")
         if eq is None:
-            v[n] = (False, "edgequant int8 failed")
+            v[n] = (False, _why(m["cells"], "edgequant int8"))
             continue
         if not peers:
             v[n] = (True, f"SQNR {_num(eq['sqnr_db']):.1f} dB, {prim} {_num(eq[prim]):.3f}; no int8 peer built")
@@ -94,7 +106,7 @@ def evaluate(models: dict) -> list[dict]:
             continue
         w4, i8, prim = _ok(m["cells"], "edgequant w4a8"), _ok(m["cells"], "edgequant int8"), m["primary"]
         if w4 is None or i8 is None:
-            v[n] = (False, "edgequant w4a8 or int8 failed")
+            v[n] = (False, _why(m["cells"], "edgequant w4a8", "edgequant int8"))
             continue
         v[n] = (_num(w4[prim]) >= _num(i8[prim]) - POINT - 1e-9,
                 f"{prim} w4a8 {_num(w4[prim]):.3f} vs int8 {_num(i8[prim]):.3f}")
@@ -107,7 +119,7 @@ def evaluate(models: dict) -> list[dict]:
             continue
         i8, fl = _ok(m["cells"], "edgequant int8"), m["cells"]["float"]
         if i8 is None:
-            v[n] = (False, "edgequant int8 failed")
+            v[n] = (False, _why(m["cells"], "edgequant int8"))
             continue
         v[n] = (_num(i8["exact_match"]) >= _num(fl["exact_match"]) - POINT - 1e-9,
                 f"exact match int8 {_num(i8['exact_match']):.3f} vs float {_num(fl['exact_match']):.3f}")
@@ -120,7 +132,7 @@ def evaluate(models: dict) -> list[dict]:
         for scheme in ("fp16", "dynamic"):
             eq, peers = _ok(m["cells"], f"edgequant {scheme}"), _peers(m["cells"], scheme)
             if eq is None:
-                ok, parts = False, parts + [f"edgequant {scheme} failed"]
+                ok, parts = False, parts + [_why(m["cells"], f"edgequant {scheme}")]
                 continue
             if not peers:
                 parts.append(f"{scheme}: no peer built")

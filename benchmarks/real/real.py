@@ -100,6 +100,10 @@ def run_model(model: RealModel, sizes: dict, only: set[str] | None, reconvert: b
             with quiet():
                 blob, note = cell.build()
             runner = Runner(blob, what=cell.key)
+            # Kept for inspection (edgequant analyze / compare on them), overwritten by the next run.
+            built = DEFAULT_CACHE / "real" / model.name / "built"
+            built.mkdir(parents=True, exist_ok=True)
+            (built / f"{cell.key.replace(' ', '_')}.tflite").write_bytes(blob)
             outs = runner.predict(splits["test"].inputs)
             row.update(bytes=len(blob), note=note, **score(model.kind, outs, ref, splits["test"].labels, charset))
             runners[cell.key] = runner

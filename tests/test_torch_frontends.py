@@ -242,3 +242,32 @@ def test_edgequant_imports_only_litert_quantizer():
             "print('ai_edge_quantizer' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_resize_with_tensor_sizes_is_made_static():
+    """onnx2torch's Resize reads its sizes or scales from a tensor (sizes.tolist()), which torch.export cannot
+    trace (DINOv2's position-embedding interpolation); make_static writes them in as Python values."""
+    from edgequant.frontends.fxpass import make_static
+    from edgequant.frontends.torchenv import import_onnx2torch
+
+    onnx2torch = import_onnx2torch("resize test")  # not pytest.importorskip: that imports torchvision's converters
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 6])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Mul", ["shape", "two"], ["sizes"]),  # sizes computed in the graph: 1,2,8,12 * ...
+             helper.make_node("Resize", ["x", "", "", "sizes"], ["r"], mode="linear"),
+             helper.make_node("Resize", ["r", "", "half"], ["y"], mode="nearest")]
+    inits = [numpy_helper.from_array(np.array([1, 1, 2, 2], np.int64), "two"),
+             numpy_helper.from_array(np.array([1, 1, 0.5, 0.5], np.float32), "half")]
+    model = helper.make_model(helper.make_graph(nodes, "resize", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    gm = onnx2torch.convert(model).eval()
+    arg = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 2, 4, 6)).astype(np.float32))
+    expected = gm(arg)
+    assert make_static(gm, (arg,))[0] == 2
+    called = [type(gm.get_submodule(n.target)).__name__ for n in gm.graph.nodes if n.op == "call_module"]
+    assert not any("Resize" in name for name in called)
+    assert torch.allclose(gm(arg), expected)
+    exported = torch.export.export(gm, (arg,)).module()
+    assert torch.allclose(exported(arg), expected)

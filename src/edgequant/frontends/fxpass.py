@@ -1,6 +1,6 @@
 """torch.fx passes run on an onnx2torch module before litert-torch converts it.
 
-- Static shapes: onnx2torch's Reshape, Expand and Slice take their shape and indices
+- Static shapes: onnx2torch's Reshape, Expand, Resize and Slice take their shape, sizes and indices
   as tensors, so torch.export stops on them (GuardOnDataDependentSymNode).
   With the input shapes fixed, every such tensor has one value: the pass runs
   the module once and writes those values into the graph as Python constants.
@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import inspect
 import operator
 from typing import Any
 
@@ -48,6 +49,7 @@ def make_static(gm: Any, args: tuple) -> tuple[int, int]:
     import torch
     from onnx2torch.node_converters.expand import OnnxExpand
     from onnx2torch.node_converters.reshape import OnnxReshape
+    from onnx2torch.node_converters.resize import OnnxResize
     from onnx2torch.node_converters.slice import OnnxSlice, _get_slices
 
     values = _record_values(gm, args)
@@ -65,6 +67,10 @@ def make_static(gm: Any, args: tuple) -> tuple[int, int]:
             # Expand takes its target shape as a tensor too (a mask broadcast over heads, positions).
             with graph.inserting_before(node):
                 new = graph.call_function(torch.broadcast_to, (node.args[0], tuple(values[node.name].shape)))
+            counts[0] += 1
+        elif isinstance(module, OnnxResize):
+            # Resize takes its sizes or scales as a tensor (DINOv2's position-embedding interpolation).
+            new = _static_resize(graph, node, module, values)
             counts[0] += 1
         elif isinstance(module, OnnxSlice):
             extra = [_value(a, values) for a in node.args[1:]] + [None] * (5 - len(node.args))
@@ -86,6 +92,25 @@ def make_static(gm: Any, args: tuple) -> tuple[int, int]:
     graph.lint()
     gm.recompile()
     return counts[0], counts[1]
+
+
+def _static_resize(graph: Any, node: Any, module: Any, values: dict[str, Any]) -> Any:
+    """F.interpolate with the Python sizes or scales the module was given (as onnx2torch's forward computes
+    them: the batch and channel entries dropped), so export sees no tensor-valued size."""
+    import torch
+    from onnx2torch.node_converters.resize import _onnx_mode_to_torch_mode
+
+    bound = inspect.signature(module.forward).bind(*node.args, **node.kwargs).arguments
+    scales, sizes = (_value(bound.get(k), values) for k in ("scales", "sizes"))
+    # The output's rank is the input's (the input node may already be a replaced one, with no value recorded).
+    mode = _onnx_mode_to_torch_mode(module.onnx_mode, values[node.name].dim() - 2)
+    kwargs: dict[str, Any] = {"mode": mode, "align_corners": module.align_corners}
+    if sizes is not None and torch.as_tensor(sizes).numel():
+        kwargs["size"] = tuple(int(v) for v in torch.as_tensor(sizes).tolist()[2:])
+    else:
+        kwargs["scale_factor"] = tuple(float(v) for v in torch.as_tensor(scales).tolist()[2:])
+    with graph.inserting_before(node):
+        return graph.call_function(torch.nn.functional.interpolate, (node.args[0],), kwargs)
 
 
 def _plain_slice(s: Any) -> Any:

@@ -271,3 +271,37 @@ def test_resize_with_tensor_sizes_is_made_static():
     assert torch.allclose(gm(arg), expected)
     exported = torch.export.export(gm, (arg,)).module()
     assert torch.allclose(exported(arg), expected)
+
+
+def test_if_on_shapes_only_is_replaced_by_its_branch():
+    """SVTRv2's decoder picks a branch by the input's shape; with the shape fixed the If goes (onnx2torch has
+    no If, and onnxsim fails on branches that read outer values). A data-dependent If stays."""
+    ort = pytest.importorskip("onnxruntime")
+    from edgequant.frontends.onnxmodel import _fold_constant_ifs
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, None)
+    then = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["t"])], "then", [],
+                             [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["e"])], "else", [],
+                              [helper.make_tensor_value_info("e", TensorProto.FLOAT, None)])
+    then2 = helper.make_graph([helper.make_node("Neg", ["x"], ["t2"])], "then2", [],
+                              [helper.make_tensor_value_info("t2", TensorProto.FLOAT, None)])
+    nodes = [helper.make_node("Size", ["x"], ["n"]),
+             helper.make_node("Greater", ["n", "one"], ["big"]),
+             helper.make_node("If", ["big"], ["y"], then_branch=then, else_branch=other),
+             helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+             helper.make_node("Greater", ["s", "zero"], ["positive"]),  # depends on the data
+             helper.make_node("If", ["positive"], ["z"], then_branch=then2, else_branch=other)]
+    inits = [numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+             numpy_helper.from_array(np.array(1, np.int64), "one"),
+             numpy_helper.from_array(np.array(0.0, np.float32), "zero")]
+    model = helper.make_model(helper.make_graph(nodes, "ifs", [x], [y, z], inits),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    data = np.array([[1.0, -2.0, 3.0]], np.float32)
+    expected = ort.InferenceSession(model.SerializeToString()).run(None, {"x": data})
+    assert _fold_constant_ifs(model, {"x": (1, 3)}, onnx, ort, "ifs") == 1
+    assert [n.op_type for n in model.graph.node].count("If") == 1  # the data-dependent one
+    got = ort.InferenceSession(model.SerializeToString()).run(None, {"x": data})
+    assert all(np.allclose(a, b) for a, b in zip(got, expected))

@@ -1,7 +1,8 @@
 """Issue 18's goals, judged on real.json's figures: each met, not met, or not measured (with the reason).
 
 A goal is met only when every model it covers was measured and passes; a model whose float conversion
-failed, or whose needed cell is an error, makes the goal "not met" and is named.
+failed, or whose needed cell is an error, makes the goal "not met" and is named. Peers are compared only
+where they quantized something (their model under 0.9x float's size).
 """
 
 from __future__ import annotations
@@ -37,8 +38,14 @@ def _why(cells: dict, *keys: str) -> str:
     return ", ".join(parts)
 
 
+# A peer cell whose model is not smaller than this share of float quantized nothing (LiteRT Quantizer's
+# Hadamard recipe rotates FULLY_CONNECTED only): it does not offer the scheme, so it is not "the best peer".
+QUANTIZED_SIZE = 0.9
+
+
 def _peers(cells: dict, scheme: str) -> list[tuple[str, dict]]:
-    return [(k, r) for k, r in cells.items() if r.get("peer") and r["scheme"] == scheme and "error" not in r]
+    return [(k, r) for k, r in cells.items() if r.get("peer") and r["scheme"] == scheme and "error" not in r
+            and _num(r.get("size_ratio")) < QUANTIZED_SIZE]
 
 
 def _goal(name: str, verdicts: dict[str, tuple[bool, str]], skipped: dict[str, str]) -> dict:
@@ -160,9 +167,26 @@ def evaluate(models: dict) -> list[dict]:
         v[n] = (_num(r["latency_ratio"]) <= 1.0, f"{k} {_num(r['latency_ratio']):.2f}x float latency")
     out.append(_goal("speed: the fastest edgequant model within 1 point of float runs at least as fast as float",
                      v, skipped))
-    out.append({"goal": "analyze explains every real model's worst layer; compare flags every variant slower "
-                        "than float", "status": "not measured",
-                "detail": "this runner does not call analyze or compare"})
+    # 7. analyze: a worst-layer finding for edgequant int8, a "slow" finding for every edgequant model the
+    # benchmark measured at >= 1.10x float latency (compare's tolerance; the runner calls analyze, not compare).
+    v = {}
+    for n, m in measured.items():
+        found = m.get("analysis")
+        if found is None:
+            v[n] = (False, "analyze not run (--no-analyze)")
+            continue
+        i8 = found.get("edgequant int8", {})
+        parts, ok = [], "layer-error" in i8.get("kinds", [])
+        parts.append("int8 worst layer explained" if ok else f"int8: {i8.get('error', 'no layer-error finding')}")
+        slow = [k for k, r in m["cells"].items() if not r.get("peer") and r["method"] != "float"
+                and _num(r.get("latency_ratio")) >= 1.10]
+        flagged = [k for k in slow if "slow" in found.get(k, {}).get("kinds", [])]
+        ok &= len(flagged) == len(slow)
+        parts.append(f"{len(flagged)} of {len(slow)} slower-than-float edgequant models flagged slow"
+                     + (f" (not: {', '.join(k for k in slow if k not in flagged)})" if len(flagged) < len(slow) else ""))
+        v[n] = (ok, "; ".join(parts))
+    out.append(_goal("analyze explains the worst layer of edgequant's int8 and flags every edgequant model "
+                     "slower than float", v, skipped))
     return out
 
 

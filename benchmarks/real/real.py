@@ -30,7 +30,7 @@ from benchmarks.real.score import PRIMARY, score
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 # Split sizes (calibration, dev, test) and latency rounds; --quick is the short lane.
-FULL = {"calibration": 24, "dev": 24, "test": 48, "runs": 20, "tune_budget": "2m"}
+FULL = {"calibration": 16, "dev": 16, "test": 32, "runs": 20, "tune_budget": "90s"}
 QUICK = {"calibration": 8, "dev": 8, "test": 12, "runs": 5, "tune_budget": "40s"}
 
 
@@ -62,7 +62,7 @@ def float_model(model: RealModel, reconvert: bool) -> tuple[bytes, list[str]]:
     return fm.tflite, list(fm.notes)
 
 
-def run_model(model: RealModel, sizes: dict, only: set[str] | None, reconvert: bool) -> dict:
+def run_model(model: RealModel, sizes: dict, only: set[str] | None, reconvert: bool, analyze: bool) -> dict:
     from edgequant._util import quiet
     from edgequant.evaluate import measure_interleaved
     from edgequant.runtime import Runner
@@ -89,6 +89,7 @@ def run_model(model: RealModel, sizes: dict, only: set[str] | None, reconvert: b
     ctx = Context(model, float_tflite, float_runner.key, float_runner.input_names, splits["calibration"],
                   splits["dev"], float_runner.predict(splits["dev"].inputs), sizes["tune_budget"])
     runners: dict[str, Runner] = {"float": float_runner}
+    built: dict[str, bytes] = {}
     entry["cells"]["float"] = {"method": "float", "scheme": "float", "peer": False, "bytes": len(float_tflite),
                                **score(model.kind, ref, ref, splits["test"].labels, charset)}
     todo = cells(ctx, only)
@@ -101,9 +102,10 @@ def run_model(model: RealModel, sizes: dict, only: set[str] | None, reconvert: b
                 blob, note = cell.build()
             runner = Runner(blob, what=cell.key)
             # Kept for inspection (edgequant analyze / compare on them), overwritten by the next run.
-            built = DEFAULT_CACHE / "real" / model.name / "built"
-            built.mkdir(parents=True, exist_ok=True)
-            (built / f"{cell.key.replace(' ', '_')}.tflite").write_bytes(blob)
+            folder = DEFAULT_CACHE / "real" / model.name / "built"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{cell.key.replace(' ', '_')}.tflite").write_bytes(blob)
+            built[cell.key] = blob
             outs = runner.predict(splits["test"].inputs)
             row.update(bytes=len(blob), note=note, **score(model.kind, outs, ref, splits["test"].labels, charset))
             runners[cell.key] = runner
@@ -125,6 +127,13 @@ def run_model(model: RealModel, sizes: dict, only: set[str] | None, reconvert: b
     for row in entry["cells"].values():
         if "bytes" in row:
             row["size_ratio"] = row["bytes"] / len(float_tflite)
+    if analyze:
+        from benchmarks.real.explain import explain
+
+        _log(f"[{model.name}] edgequant analyze on edgequant int8 and every edgequant model >= 1.10x float latency")
+        with quiet():
+            entry["analysis"] = explain(entry["cells"], built, DEFAULT_CACHE / "real" / model.name / "float.tflite",
+                                        splits["dev"])
     entry["seconds"] = round(time.time() - started, 1)
     return entry
 
@@ -163,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(f"--{name}", type=int, help=f"{name} size (default {FULL[name]}, quick {QUICK[name]})")
     p.add_argument("--tune-budget", help=f"tune's time budget per model (default {FULL['tune_budget']})")
     p.add_argument("--reconvert", action="store_true", help="convert the float models again")
+    p.add_argument("--no-analyze", action="store_true", help="skip edgequant analyze on edgequant's models")
     p.add_argument("--render", action="store_true", help="only judge the goals and render real.md from real.json")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -183,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     out_json = args.out / "real.json"
     results = json.loads(out_json.read_text()) if out_json.exists() else {"models": {}}
     for name in [] if args.render else names:
-        results["models"][name] = _finite(run_model(MODELS[name], sizes, only, args.reconvert))
+        results["models"][name] = _finite(run_model(MODELS[name], sizes, only, args.reconvert,
+                                                       not args.no_analyze))
         results["models"] = {n: results["models"][n] for n in MODELS if n in results["models"]}
         results["goals"] = goals_mod.evaluate(results["models"])
         args.out.mkdir(parents=True, exist_ok=True)
@@ -237,6 +248,11 @@ def render(results: dict) -> str:
             lines.append(f"| {r['method']} | {r['scheme']} | {r['bytes'] / 1e6:.2f} | {_fmt(r.get('size_ratio'), '.2f')} "
                          f"| {_fmt(r[prim])} | {extra} | {_fmt(r['sqnr_db'], '.1f')} | {_fmt(r['cosine'], '.4f')} "
                          f"| {_fmt(r.get('latency_ratio'), '.2f')} | {_fmt(r.get('seconds'), '')} |")
+        if m.get("analysis"):
+            lines += ["", "edgequant analyze (dev split):", ""]
+            for k, a in m["analysis"].items():
+                text = a["error"] if "error" in a else " ".join(a["findings"]) or "no layer or speed finding"
+                lines.append(f"- {k}: {text}")
         notes = [(k, r["note"]) for k, r in m["cells"].items() if r.get("note")]
         if notes:
             lines += ["", "Recipes that ran:", ""] + [f"- {k}: {n}" for k, n in notes]

@@ -175,9 +175,10 @@ def evaluate(models: dict) -> list[dict]:
         if found is None:
             v[n] = (False, "analyze not run (--no-analyze)")
             continue
-        i8 = found.get("edgequant int8", {})
-        parts, ok = [], "layer-error" in i8.get("kinds", [])
-        parts.append("int8 worst layer explained" if ok else f"int8: {i8.get('error', 'no layer-error finding')}")
+        i8 = found.get("edgequant int8")
+        ok = i8 is not None and "layer-error" in i8.get("kinds", [])
+        parts = ["int8 worst layer explained" if ok else "int8: " + (
+            "edgequant int8 was not built" if i8 is None else i8.get("error", "no layer-error finding"))]
         slow = [k for k, r in m["cells"].items() if not r.get("peer") and r["method"] != "float"
                 and _num(r.get("latency_ratio")) >= 1.10]
         flagged = [k for k in slow if "slow" in found.get(k, {}).get("kinds", [])]

@@ -209,6 +209,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def summary_row(name: str, m: dict) -> str:
+    if "error" in m:
+        return f"| {name} | | | not measured: {m['error'][:100]} | | |"
+    prim, cells = m["primary"], m["cells"]
+    ok = {k: r for k, r in cells.items() if "error" not in r}
+
+    def fig(key: str) -> str:
+        r = ok.get(key)
+        if r is None:
+            return "failed" if key in cells else "not run"
+        return f"{_fmt(r[prim])} / {_fmt(r['sqnr_db'], '.1f')} dB"
+
+    peers = [k for k, r in ok.items() if r.get("peer") and r["scheme"] == "int8"]
+    best = max(peers, key=lambda k: goals_mod._num(ok[k]["sqnr_db"]), default=None)
+    close = [k for k, r in ok.items() if not r.get("peer") and k != "float" and r.get("latency_ratio") is not None
+             and goals_mod._num(r[prim]) >= goals_mod._num(cells["float"][prim]) - goals_mod.POINT - 1e-9]
+    fast = min(close, key=lambda k: ok[k]["latency_ratio"], default=None)
+    peer = f"{best}: {fig(best)}" if best else "none built"
+    quick = f"{fast}: {ok[fast]['latency_ratio']:.2f}x float" if fast else "none"
+    return f"| {name} | {prim} | {cells['float']['bytes'] / 1e6:.1f} | {fig('edgequant int8')} | {peer} | {quick} |"
+
+
 def _fmt(v, spec: str = ".3f") -> str:
     if v is None:
         return ""
@@ -226,6 +248,11 @@ def render(results: dict) -> str:
              "strings). SQNR and cosine: the worst output. Latency: median of interleaved batch-1 rounds, 1 thread, "
              "as a ratio to float in the same rounds.", "", "## Goals", ""]
     lines += [f"- {line}" for line in goals_mod.lines(results.get("goals", []))]
+    lines += ["", "## Summary", "", "int8: edgequant's default against the best int8 peer by output SQNR (its task metric "
+              "beside); fastest: edgequant's fastest model within 1 point of float's task metric.", "",
+              "| model | task metric | float MB | edgequant int8 | best int8 peer | fastest edgequant within 1 pt |",
+              "|---|---|---:|---|---|---|"]
+    lines += [summary_row(name, m) for name, m in results["models"].items()]
     for name, m in results["models"].items():
         lines += ["", f"## {m['title']} (`{name}`)", ""]
         if "error" in m:

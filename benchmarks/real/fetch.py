@@ -10,6 +10,7 @@ installed: some pull dependencies that clash with our pins.
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 import zipfile
@@ -17,7 +18,8 @@ from pathlib import Path
 
 __all__ = ["Asset", "ASSETS", "DEFAULT_CACHE", "fetch", "path", "FetchError", "MiniLMFiles", "fetch_minilm"]
 
-DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".model-cache"
+# BENCH_MODEL_CACHE moves it (a read-only or shared checkout).
+DEFAULT_CACHE = Path(os.environ.get("BENCH_MODEL_CACHE") or Path(__file__).resolve().parents[2] / ".model-cache")
 
 
 @dataclasses.dataclass(frozen=True)

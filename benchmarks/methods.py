@@ -16,7 +16,7 @@ import numpy as np
 
 from edgequant._util import quiet, quiet_tensorflow
 
-__all__ = ["Method", "METHODS", "NotApplicable", "SCHEMES", "TUNED", "TUNED_BUDGET_PT", "get_method"]
+__all__ = ["Method", "METHODS", "NotApplicable", "SCHEMES", "TUNED", "TUNED_BUDGET_PT", "get_method", "tune_outcome"]
 
 # Not a scheme: the row of `edgequant tune`, which picks the scheme (and per-layer precision) itself
 # within a top-1 budget; run.py compares it with each peer's best fixed scheme within the same budget.
@@ -206,22 +206,28 @@ class EdgequantTuned:
         import tempfile
 
         import edgequant
-        from edgequant.recipe import Recipe
 
         test = Path(keras_path).parent / "test.npz"  # a zoo entry's held-out split, beside model.keras
         with tempfile.TemporaryDirectory(prefix="bench-tune-") as out:
             result = edgequant.tune(keras_path, test, self.max_drop, out, calibration=calibration,
                                     time_budget=self.time_budget)
-            if result.best is None:
-                raise RuntimeError(f"edgequant tune built no model ({result.stopped})")
-            tflite = (Path(out) / "best.tflite").read_bytes()
-        recipe = Recipe.from_dict(result.best.ran_recipe or result.best.recipe, "tuned")
-        met = "budget met" if result.met else f"budget missed by {result.shortfall:.2f} pt"
-        return tflite, (f"{recipe.summary()}; trial {result.best.id} of {len(result.trials)}, {met}, "
-                        f"{result.stopped}")
+            return tune_outcome(result, Path(out), "pt")
 
     def build(self, keras_path: Path, scheme: str, calibration: np.ndarray) -> bytes:
         return self.tune(keras_path, calibration)[0]
+
+
+def tune_outcome(result: Any, out: Path, unit: str) -> tuple[bytes, str]:
+    """A finished tune's best model (read from ``out`` before it goes) and a one-line note: the recipe it
+    chose, and whether the budget (in ``unit``) was met."""
+    from edgequant.recipe import Recipe
+
+    if result.best is None:
+        raise RuntimeError(f"edgequant tune built no model ({result.stopped})")
+    tflite = (out / "best.tflite").read_bytes()
+    recipe = Recipe.from_dict(result.best.ran_recipe or result.best.recipe, "tuned")
+    met = "budget met" if result.met else f"budget missed by {result.shortfall:.3g} {unit}"
+    return tflite, f"{recipe.summary()}; trial {result.best.id} of {len(result.trials)}, {met}, {result.stopped}"
 
 
 _TRANSFORM_COLUMNS = (EdgequantTransform("none", "eq-no-transform"), EdgequantTransform("cle", "eq-cle"),

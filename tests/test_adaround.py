@@ -254,3 +254,23 @@ def test_int8_default_with_the_gate_stores_what_it_placed(mobilenet: dict) -> No
     q = edgequant.quantize(inspect_float_tflite(mobilenet["tflite"], Path("m.tflite"), SourceKind.TFLITE), "int8",
                            engine="litert", calibration=mobilenet["cal"][:64], observer="mse")
     assert any("checked: the engine stored exactly the learned weights" in n for n in q.notes)
+
+
+def test_grouped_convolution_is_skipped_not_fatal(tmp_path: Path) -> None:
+    """SVTRv2's mixers are grouped CONV_2Ds (kernel in-channels = input channels / groups): AdaRound's and bias
+    correction's patches span every input channel, so they skip such a layer (with a note) and do the rest."""
+    import keras
+
+    inputs = keras.Input((6, 6, 4))
+    x = keras.layers.Conv2D(8, 3, groups=2, padding="same", name="grouped")(inputs)
+    x = keras.layers.Conv2D(4, 1, name="plain")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(x)))
+    model.save(tmp_path / "g.keras")
+    tflite = edgequant.convert(tmp_path / "g.keras").tflite
+    ed = GraphEditor(tflite)
+    assert any(ed.tensor_shape(op.inputs[1])[-1] == 2 for op in ed.find_ops("CONV_2D"))  # stays grouped
+    cal = np.random.default_rng(0).normal(size=(16, 6, 6, 4)).astype(np.float32)
+    for name in ("adaround", "bias-correction"):
+        result = get_transform(name).apply(tflite, cal, 8)
+        assert any("grouped convolution" in c for c in result.changes), (name, result.changes)
+    edgequant.quantize(tmp_path / "g.keras", "int8", calibration=cal)  # default transforms, no crash

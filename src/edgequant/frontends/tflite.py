@@ -2,7 +2,8 @@
 
 Published models come in shapes the other stages should not have to know
 about, so they are normalised here, each with a note: float16 weights behind
-DEQUANTIZE ops become the float32 weights they stand for, a model without a
+DEQUANTIZE ops become the float32 weights they stand for, operator codes written
+before the 32-bit opcode field get it filled, a model without a
 signature gets a default one, and of several signatures the chosen one is kept.
 """
 
@@ -13,8 +14,8 @@ from pathlib import Path
 
 from edgequant.errors import InputError, UnsupportedError
 from edgequant.graph import read_graph
-from edgequant.graph.signature import (choose_key, select_signature, signature_keys, widen_fp16_weights,
-                                       with_default_signature)
+from edgequant.graph.signature import (choose_key, normalize_opcodes, select_signature, signature_keys,
+                                       widen_fp16_weights, with_default_signature)
 from edgequant.runtime import Runner
 from edgequant.types import FloatModel, SourceKind
 
@@ -31,6 +32,10 @@ def inspect_float_tflite(tflite: bytes, source: Path, kind: SourceKind, unsafe: 
             f"expected a float model, found a quantized one in {what} "
             f"({graph.quantized_tensors} quantized tensors); quantize from the float model instead")
     notes = []
+    tflite, renamed = normalize_opcodes(tflite, what)
+    if renamed:
+        notes.append(f"{renamed} operator codes set only the old 8-bit opcode field: copied to the 32-bit field "
+                     "LiteRT Quantizer reads")
     tflite, widened = widen_fp16_weights(tflite, what)
     if widened:
         notes.append(f"{widened} weight tensors stored as float16 (behind DEQUANTIZE) read as float32: the float "

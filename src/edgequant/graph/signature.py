@@ -125,11 +125,25 @@ def enumerate_ops(ed: GraphEditor) -> list[str]:
     return [builtin_name(ed.model, op, names) for sg in ed.model.subgraphs for op in (sg.operators or [])]
 
 
+def normalize_opcodes(tflite: bytes, what: str = "model") -> tuple[bytes, int]:
+    """Fill the 32-bit ``builtin_code`` of operator codes that set only the old 8-bit ``deprecated_builtin_code``
+    (models written before schema 3a); (bytes, count). LiteRT reads the larger of the two, but LiteRT
+    Quantizer reads ``builtin_code`` alone and takes every such op for ADD (0)."""
+    ed = GraphEditor(tflite, what)
+    fixed = 0
+    for code in ed.model.operatorCodes or []:
+        old = int(code.deprecatedBuiltinCode or 0)
+        if old > int(code.builtinCode or 0):
+            code.builtinCode = old
+            fixed += 1
+    return (ed.to_bytes(), fixed) if fixed else (bytes(tflite), 0)
+
+
 def widen_fp16_weights(tflite: bytes, what: str = "model") -> tuple[bytes, int]:
     """Replace every DEQUANTIZE of a constant float16 tensor with the float32 constant; (bytes, count)."""
     ed = GraphEditor(tflite, what)
     sg = ed.model.subgraphs[0]
-    keep, widened = [], 0
+    keep, widened, dropped = [], 0, set()
     for ref, op in zip(ed.ops, list(sg.operators or [])):
         if (ref.op == "DEQUANTIZE" and len(ref.inputs) == 1 and ed.is_constant(ref.inputs[0])
                 and ed.tensor_dtype(ref.inputs[0]) == "float16" and not ed.is_graph_output(ref.outputs[0])):
@@ -137,13 +151,46 @@ def widen_fp16_weights(tflite: bytes, what: str = "model") -> tuple[bytes, int]:
             out = ref.outputs[0]
             ed.write_constant_new(out, values)
             ed.drop_constant(ref.inputs[0])
+            dropped.add(int(ref.inputs[0]))
             widened += 1
             continue
         keep.append(op)
     if not widened:
         return bytes(tflite), 0
     sg.operators = keep
+    _drop_unused_tensors(ed.model, dropped)
     return ed.to_bytes(), widened
+
+
+def _drop_unused_tensors(model: Any, candidates: set[int]) -> None:
+    """Remove subgraph 0's ``candidates`` that nothing references any more, renumbering the rest. An
+    emptied float16 tensor left in the graph has no data, and LiteRT Quantizer's calibration reads every
+    tensor ("Tensor data is null")."""
+    sg = model.subgraphs[0]
+    used = {int(i) for i in list(sg.inputs if sg.inputs is not None else []) +
+            list(sg.outputs if sg.outputs is not None else [])}
+    for op in sg.operators or []:
+        for field in (op.inputs, op.outputs, getattr(op, "intermediates", None)):
+            used |= {int(i) for i in (field if field is not None else [])}
+    drop = {t for t in candidates if t not in used}
+    if not drop:
+        return
+    keep = [i for i in range(len(sg.tensors)) if i not in drop]
+    new = {old: k for k, old in enumerate(keep)}
+
+    def renumber(field: Any) -> Any:
+        return None if field is None else [new[int(i)] if int(i) >= 0 else int(i) for i in field]
+
+    sg.tensors = [sg.tensors[i] for i in keep]
+    for op in sg.operators or []:
+        op.inputs, op.outputs = renumber(op.inputs), renumber(op.outputs)
+        if getattr(op, "intermediates", None) is not None:
+            op.intermediates = renumber(op.intermediates)
+    sg.inputs, sg.outputs = renumber(sg.inputs), renumber(sg.outputs)
+    for sig in model.signatureDefs or []:
+        if int(sig.subgraphIndex or 0) == 0:
+            for tm in list(sig.inputs or []) + list(sig.outputs or []):
+                tm.tensorIndex = new[int(tm.tensorIndex)]
 
 
 def split_consumed_outputs(tflite: bytes, what: str = "model") -> tuple[bytes, dict[str, str]]:

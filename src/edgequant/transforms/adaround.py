@@ -43,7 +43,7 @@ from edgequant.graph.edit import GraphEditor, OpRef
 from edgequant.runtime import BATCH_BYTES, Runner, batch_for
 from edgequant.runtime import rows as n_samples
 from edgequant.transforms import TransformName, TransformResult, check_calibration, stream_tensors
-from edgequant.transforms.grid import OnEngineGrid, layer_weight_bits, op_grid, same_padding
+from edgequant.transforms.grid import OnEngineGrid, grouped_conv, layer_weight_bits, op_grid, same_padding
 
 __all__ = ["AdaRound", "im2col", "ITERATIONS"]
 
@@ -343,6 +343,9 @@ class AdaRound(OnEngineGrid):
                 continue
             # Shared kernels (an unrolled RNN) take the first use's layer rule; a rule on a later use alone
             # would split one weight tensor between two grids, which no engine stores.
+            if grouped_conv(ed, ops[0]):
+                changes.append(f"skipped {ops[0].label}: a grouped convolution (its rows are per group)")
+                continue
             bits = layer_weight_bits(ed, ops[0], weight_bits, op_bits, layer_bits)
             if bits is None:
                 changes.append(f"skipped {ops[0].label}: {ops[0].op} weights stay float")

@@ -36,8 +36,8 @@ import numpy as np
 
 from edgequant.graph.edit import GraphEditor, OpRef
 from edgequant.transforms import TransformName, TransformResult, check_calibration, stream_tensors
-from edgequant.transforms.grid import (OnEngineGrid, fake_quantize, layer_weight_bits, litert_layer_bits,
-                                       litert_op_bits, same_padding)
+from edgequant.transforms.grid import (OnEngineGrid, fake_quantize, grouped_conv, layer_weight_bits,
+                                       litert_layer_bits, litert_op_bits, same_padding)
 
 __all__ = ["BiasCorrection", "fake_quantize", "litert_op_bits", "litert_layer_bits"]
 
@@ -126,6 +126,9 @@ class BiasCorrection(OnEngineGrid):
                     or len(ed.consumers(bias)) != 1:
                 # A bias shared with another op would be corrected for both.
                 changes.append(f"skipped {op.label}: no float bias of its own to correct")
+                continue
+            if grouped_conv(ed, op):
+                changes.append(f"skipped {op.label}: a grouped convolution (its patch is per group)")
                 continue
             bits = layer_weight_bits(ed, op, weight_bits, op_bits, layer_bits)
             if bits is None and not propagate:

@@ -20,7 +20,7 @@ from edgequant.graph.edit import GraphEditor, OpRef
 from edgequant.types import Precision, Scheme
 
 __all__ = ["MIN_BOUND", "weight_range", "weight_grid", "fake_quantize", "litert_op_bits", "litert_layer_bits",
-           "layer_weight_bits", "op_grid", "same_padding", "OnEngineGrid"]
+           "layer_weight_bits", "op_grid", "same_padding", "OnEngineGrid", "grouped_conv"]
 
 # litert-quantizer's floor on a symmetric bound (it avoids a zero scale for an all-zero channel).
 MIN_BOUND = 1e-9
@@ -115,3 +115,9 @@ class OnEngineGrid:
             extra["activation_bits"] = {Scheme.INT8: 8, Scheme.W4A8: 8, Scheme.INT16X8: 16}.get(Scheme(scheme))
         return self.apply(tflite, calibration, bits, op_bits=op_bits,  # type: ignore[attr-defined]
                           layer_bits=litert_layer_bits(precisions), **extra)
+
+
+def grouped_conv(ed: GraphEditor, op: OpRef) -> bool:
+    """A CONV_2D whose kernel reads fewer input channels than its input has (groups > 1, as in SVTRv2's
+    mixers): the transforms' patches span every input channel, so they skip it."""
+    return op.op == "CONV_2D" and ed.tensor_shape(op.inputs[1])[-1] != ed.tensor_shape(op.inputs[0])[-1]

@@ -1,0 +1,181 @@
+"""benchmarks/real's metric functions, data generators and goal judging (fast), and one end-to-end run of
+``python -m benchmarks.real`` on BlazeFace, the smallest real model (slow)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from benchmarks.real import data, goals, metrics, score
+
+# ------------------------------------------------------------------ metrics
+
+
+def test_edit_distance_and_cer():
+    assert metrics.edit_distance("kitten", "sitting") == 3
+    assert metrics.edit_distance("", "abc") == 3
+    assert metrics.edit_distance("abc", "abc") == 0
+    # 1 substitution over 6 reference characters, then 2 deletions over 3
+    assert metrics.cer(["abcdeX"], ["abcdef"]) == pytest.approx(1 / 6)
+    assert metrics.cer(["a", "abcdef"], ["abc", "abcdef"]) == pytest.approx(2 / 9)
+    assert metrics.exact_match(["a", "b", "c"], ["a", "x", "c"]) == pytest.approx(2 / 3)
+
+
+def test_ctc_greedy_merges_repeats_and_drops_blanks():
+    charset = ["a", "b", "c"]
+    steps = [0, 1, 1, 0, 1, 2, 2, 3, 0]  # blank a a blank a b b c blank -> "aabc"
+    probs = np.eye(4)[steps][None]
+    assert metrics.ctc_greedy(probs, charset) == ["aabc"]
+
+
+def test_iou():
+    a = np.array([[0, 0, 2, 2], [0, 0, 1, 1], [0, 0, 1, 1]])
+    b = np.array([[1, 1, 3, 3], [0, 0, 1, 1], [2, 2, 3, 3]])
+    assert metrics.iou(a, b) == pytest.approx([1 / 7, 1.0, 0.0])
+    assert metrics.iou([[0, 0, 0, 0]], [[0, 0, 0, 0]]) == pytest.approx([0.0])  # empty union
+
+
+def test_pair_ranking():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(8, 16))
+    emb = np.repeat(base, 2, axis=0) + 0.01 * rng.normal(size=(16, 16))  # rows 2i, 2i+1 near-equal
+    good = metrics.pair_ranking(emb, shift=3)
+    assert good["ranked"] == 1.0 and good["gap"] > 0.5
+    swapped = emb.copy()
+    swapped[1::2] = rng.normal(size=(8, 16))  # paraphrases replaced by noise
+    assert metrics.pair_ranking(swapped, shift=3)["gap"] < good["gap"]
+
+
+def test_saliency_correlation_sqnr_cosine():
+    rng = np.random.default_rng(1)
+    ref = rng.random((3, 1, 8, 8))
+    assert metrics.pearson(ref, ref) == pytest.approx(1.0)
+    assert metrics.pearson(2 * ref + 5, ref) == pytest.approx(1.0)  # invariant to scale and offset
+    assert metrics.pearson(-ref, ref) == pytest.approx(-1.0)
+    assert metrics.pearson(np.ones_like(ref), ref) == 0.0
+    assert metrics.sqnr_db(ref, ref) == math.inf
+    assert metrics.sqnr_db(ref + 0.1 * ref, ref) == pytest.approx(20.0)
+    assert metrics.cosine(3 * ref, ref) == pytest.approx(1.0)
+    logits = np.array([[5.0, 4, 3, 2, 1, 0], [0, 1, 2, 3, 4, 5]])
+    other = np.array([[4.0, 5, 3, 2, 0, 1], [5, 1, 2, 3, 4, 0]])
+    assert metrics.top1_agreement(other, logits) == 0.0
+    assert metrics.top5_overlap(other, logits) == pytest.approx(4 / 5)  # each row shares 4 of its top 5
+
+
+def test_blazeface_decoding():
+    anchors = score.blazeface_anchors()
+    assert anchors.shape == (896, 2)
+    regressors = np.zeros((1, 896, 16), np.float32)
+    scores = np.full((1, 896, 1), -5.0, np.float32)
+    scores[0, 520] = 3.0  # an 8x8-grid anchor: (520 - 512) // 6 = cell 1 -> centre (1.5 / 8, 0.5 / 8)
+    regressors[0, 520, :4] = [0.0, 0.0, 32.0, 16.0]  # pixels of the 128-pixel input
+    box = score.blazeface_top_boxes(regressors, scores)[0]
+    assert box == pytest.approx([1.5 / 8 - 0.125, 0.5 / 8 - 0.0625, 1.5 / 8 + 0.125, 0.5 / 8 + 0.0625])
+
+
+def test_score_ocr_strips_and_drops_spaces_the_charset_cannot_write():
+    charset = list("ab")
+    probs = np.eye(3)[[1, 0, 2, 2]][None]  # "ab"
+    row = score.score("ocr", {"p": probs}, {"p": probs}, ["a b"], charset)
+    assert row["exact_match"] == 1.0 and row["cer"] == 0.0 and row["float_text_agreement"] == 1.0
+
+
+# ------------------------------------------------------------------ data
+
+
+def test_splits_share_no_photo_face_or_sentence():
+    photos = [set(data.PHOTOS[s]) for s in data.SPLITS]
+    faces = [set(data.FACES[s]) for s in data.SPLITS]
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert not photos[i] & photos[j] and not faces[i] & faces[j]
+    assert "cat" not in {p for s in data.SPLITS for p in data.PHOTOS[s]}  # skimage's cat is chelsea
+    sentences = [set(data.sentence_split(s)) for s in data.SPLITS]
+    assert all(len(s) >= 24 for s in sentences)
+    assert not (sentences[0] & sentences[1]) and not (sentences[0] & sentences[2]) and not (sentences[1] & sentences[2])
+
+
+def test_test_strings_are_new_and_seeded():
+    test = data.text_strings("test", 40)
+    others = set(data.text_strings("calibration", 512)) | set(data.text_strings("dev", 512))
+    assert not set(test) & others
+    assert test == data.text_strings("test", 40)
+
+
+def test_image_generators_shapes_and_seeds():
+    pytest.importorskip("skimage")
+    x = data.crops("dev", 5, 64)
+    assert x.shape == (5, 64, 64, 3) and x.dtype == np.uint8
+    assert np.array_equal(x, data.crops("dev", 5, 64))
+    assert not np.array_equal(x, data.crops("test", 5, 64))
+    f = data.faces("test", 3, 128)
+    assert f.shape == (3, 128, 128, 3) and f.dtype == np.uint8
+
+
+def test_render_text():
+    if not (data.FONT_DIR / data.FONTS[0]).exists():
+        pytest.skip("fonts-dejavu-core is not installed (make test installs it)")
+    imgs = data.render_text(["hello 42", "a"], "dev", 32)
+    assert [i.shape[0] for i in imgs] == [32, 32] and imgs[0].shape[1] > imgs[1].shape[1]
+    assert imgs[0].dtype == np.uint8 and imgs[0].std() > 10  # there is text on it
+
+
+# ------------------------------------------------------------------ goals
+
+
+def _cell(method, scheme, peer, **figures):
+    base = {"method": method, "scheme": scheme, "peer": peer, "sqnr_db": 20.0, "cosine": 0.99,
+            "top1_agreement": 0.9, "bytes": 100, "size_ratio": 0.25, "latency_ratio": 0.5}
+    return {**base, **figures}
+
+
+def _model(**cells):
+    return {"kind": "classifier", "primary": "top1_agreement", "transformer": False, "cnn": True,
+            "cells": {"float": _cell("float", "float", False, sqnr_db="inf", cosine=1.0, top1_agreement=1.0,
+                                     size_ratio=1.0, latency_ratio=1.0), **cells}}
+
+
+def test_goals_int8_and_w4a8_judged_from_the_cells():
+    good = _model(**{"edgequant int8": _cell("edgequant", "int8", False, sqnr_db=25.0),
+                     "edgequant w4a8": _cell("edgequant", "w4a8", False, top1_agreement=0.895),
+                     "litert-quantizer int8": _cell("litert-quantizer", "int8", True, sqnr_db=22.0)})
+    bad = _model(**{"edgequant int8": _cell("edgequant", "int8", False, sqnr_db=21.0),
+                    "edgequant w4a8": {"method": "edgequant", "scheme": "w4a8", "peer": False, "error": "x"},
+                    "litert-quantizer int8": _cell("litert-quantizer", "int8", True, sqnr_db=22.0)})
+    by = {g["goal"].split(":")[0]: g["status"] for g in goals.evaluate({"m": good})}
+    assert by["int8"] == "met" and by["w4a8 on the CNNs"] == "met"
+    by = {g["goal"].split(":")[0]: g["status"] for g in goals.evaluate({"m": bad})}
+    assert by["int8"] == "not met" and by["w4a8 on the CNNs"] == "not met"
+    failed = goals.evaluate({"m": good, "x": {"error": "float conversion failed", "cnn": True}})
+    assert {g["goal"].split(":")[0]: g["status"] for g in failed}["int8"] == "not met"
+    assert json.dumps(failed)  # JSON-ready
+
+
+# ------------------------------------------------------------------ end to end (slow)
+
+
+@pytest.mark.slow
+def test_real_benchmark_runs_on_blazeface(tmp_path, capsys):
+    pytest.importorskip("skimage")
+    from benchmarks.real import real
+
+    try:
+        from benchmarks.real.fetch import path
+
+        path("blazeface")
+    except Exception as exc:  # no network and no cached wheel
+        pytest.skip(f"mediapipe wheel unavailable: {exc}")
+    code = real.main(["--models", "blazeface", "--quick", "--methods", "edgequant,litert-quantizer",
+                      "--calibration", "4", "--dev", "4", "--test", "4", "--runs", "2", "--out", str(tmp_path)])
+    assert code == 0
+    result = json.loads((tmp_path / "real.json").read_text())
+    cells = result["models"]["blazeface"]["cells"]
+    assert cells["float"]["face_iou"] == pytest.approx(1.0)
+    assert {"edgequant int8", "litert-quantizer dynamic"} <= set(cells)
+    assert all("error" in c or 0 <= c["face_iou"] <= 1 for c in cells.values())
+    md = (tmp_path / "real.md").read_text()
+    assert "BlazeFace" in md and "## Goals" in md
+    assert "int8: edgequant's default" in capsys.readouterr().out

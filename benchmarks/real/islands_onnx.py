@@ -16,13 +16,14 @@ median of interleaved rounds, batch 1, 1 thread. Writes benchmarks/results/<name
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.real import write_results
 
 from benchmarks.real.minilm import RESULTS
 from benchmarks.real.minilm_peers import interleaved_latency
@@ -114,10 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"model": args.model.name, "attention_model": is_attention_model(floats.tflite),
               "float_bytes": len(floats.tflite), "test_samples": len(samples), "latency_runs": args.runs,
               "threads": 1, "batch": 1, "rows": rows, "seconds": round(time.time() - t0, 1)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / f"{args.name}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(args.out, args.name, result, markdown)
     return 0
 
 

@@ -26,7 +26,6 @@ sentence in each round. Writes benchmarks/results/<name>.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -34,6 +33,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.real import write_results
 
 from benchmarks.real.fetch import DEFAULT_CACHE
 from benchmarks.real.minilm import INPUTS, RESULTS
@@ -129,10 +130,7 @@ def main(argv: list[str] | None = None) -> int:
               "plan": {"float_ops": full.float_ops, "outliers": full.outliers,
                        "largest_kept_ratio": full.largest_kept_ratio},
               "rows": rows, "seconds": round(time.time() - t0, 1)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / f"{name}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(args.out, name, result, markdown)
     return 0
 
 

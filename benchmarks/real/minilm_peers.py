@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import sys
 import time
@@ -32,6 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.real import write_results
 
 from benchmarks.real import sentences
 from benchmarks.real.fetch import DEFAULT_CACHE
@@ -282,10 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"model": args.model, "float_bytes": len(float_tflite), "test_sentences": len(test),
               "calibration_sentences": len(calib), "latency_runs": args.runs, "threads": 1, "batch": 1,
               "gather_rule": GATHER_RULE, "peers": rows, "seconds": round(time.time() - t0, 1)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / f"{args.name}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(args.out, args.name, result, markdown)
     return 0
 
 

@@ -121,18 +121,22 @@ def table_ranges(tflite: bytes) -> dict[str, tuple[float, float]]:
     return out
 
 
-def _prepared(model: FloatModel, scheme: Scheme, io: IOType,
-              ranges: dict[str, tuple[float, float]] | None) -> tuple[bytes, dict[str, tuple[float, float]] | None]:
-    """The float graph the quantizer gets, and the ranges for it: float model outputs that other ops also
-    read get a copy for those ops (graph.signature.split_consumed_outputs), with the output's range."""
+def _prepared(model: FloatModel, scheme: Scheme, io: IOType, ranges: dict[str, tuple[float, float]] | None,
+              precisions: Mapping[str, Precision] | None = None
+              ) -> tuple[bytes, dict[str, tuple[float, float]] | None, dict[str, Precision]]:
+    """The float graph the quantizer gets, with its ranges and layer precisions: float model outputs that other
+    ops also read get a copy for those ops (graph.signature.split_consumed_outputs), with the output's range and
+    the precision of the op that writes the output (a float island's output stays float in its copy too)."""
+    precisions = dict(precisions or {})
     if not (scheme.needs_calibration and io is IOType.FLOAT):
-        return model.tflite, ranges
+        return model.tflite, ranges, precisions
     from edgequant.graph.signature import split_consumed_outputs
 
     tflite, copies = split_consumed_outputs(model.tflite, "float model")
     if ranges is not None and copies:
         ranges = {**ranges, **{c: ranges[o] for c, o in copies.items() if o in ranges}}
-    return tflite, ranges
+    precisions.update({c: precisions[o] for c, o in copies.items() if o in precisions})
+    return tflite, ranges, precisions
 
 
 def _qsvs(tflite: bytes, ranges: dict[str, tuple[float, float]]) -> dict[str, Any]:
@@ -194,16 +198,16 @@ class LiteRTEngine:
         if tables:
             rules += _gather_rules()
             notes.append(f"embedding tables ({len(tables) // 2} lookups on a constant) stored int8 per-tensor")
+        source, ranges, layer = _prepared(model, scheme, io, calib.ranges if calib is not None else None,
+                                          precisions)
         if precisions:
-            ops = layer_ops(model.tflite)
             # Appended last: litert-quantizer gives the later scope regex priority over the scheme's ".*".
-            rules += layer_rules(precisions, ops)
+            rules += layer_rules(layer, layer_ops(source))
             counts: dict[str, int] = {}
             for p in precisions.values():
                 counts[p.value] = counts.get(p.value, 0) + 1
             notes.append("per-layer precision: " + ", ".join(f"{n} op(s) {p}" for p, n in sorted(counts.items()))
                          + "; QUANTIZE/DEQUANTIZE ops join layers of different precision")
-        source, ranges = _prepared(model, scheme, io, calib.ranges if calib is not None else None)
         try:
             with quiet() as captured:
                 qt = quantizer.Quantizer(bytearray(source), rules)
@@ -377,7 +381,8 @@ def rewrite_keeping_float(model: FloatModel, scheme: Scheme, calibration: Calibr
     from litert_quantizer import quantizer
 
     rules = _recipe(scheme, IOType.FLOAT) + [keep_float_rule(t) for t in keep_float]
-    source, ranges = _prepared(model, scheme, IOType.FLOAT, calibration.ranges if calibration is not None else None)
+    source, ranges, _ = _prepared(model, scheme, IOType.FLOAT,
+                                  calibration.ranges if calibration is not None else None)
     try:
         with quiet() as captured:
             qt = quantizer.Quantizer(bytearray(source), rules)

@@ -171,6 +171,11 @@ def mutants(models: dict[str, bytes], count: int, seed: int = 15) -> Iterator[tu
 def find_crasher(data: bytes, limit: int = 16384) -> tuple[int, bytes] | None:
     """The first mutant with one uint32 set to 0xFFFFFFFF (among the first ``limit`` bytes and the last)
     that crashes LiteRT when loaded: the kind of file issue 15 found segfaulting in allocate_tensors."""
+    return next(find_crashers(data, limit), None)
+
+
+def find_crashers(data: bytes, limit: int = 16384) -> Iterator[tuple[int, bytes]]:
+    """Every such mutant, in file order (see :func:`find_crasher`)."""
     from edgequant.errors import EdgequantError, ModelCrashError
     from edgequant.runtime import Runner
 
@@ -189,5 +194,4 @@ def find_crasher(data: bytes, limit: int = 16384) -> tuple[int, bytes] | None:
                 pass
             break
         if crashes == 3:
-            return pos, bytes(out)
-    return None
+            yield pos, bytes(out)

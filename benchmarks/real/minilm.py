@@ -124,6 +124,15 @@ def tflite_embeddings(model: bytes | Path, data: dict[str, np.ndarray], output: 
                            for i in range(len(data[INPUTS[0]]))])
 
 
+def rebuilt(cache: Path, model: str, prog: str) -> Path | None:
+    """``<cache>/minilm/<model>`` as this script writes it, or None after a one-line error naming the fix."""
+    path = cache / "minilm" / model
+    if not path.exists():
+        print(f"{prog}: error: {path} not found: run python -m benchmarks.real.minilm first", file=sys.stderr)
+        return None
+    return path
+
+
 def convert_float(model) -> bytes:
     import tensorflow as tf
 

@@ -76,17 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     import keras
 
     import edgequant
-    from benchmarks.real.minilm import convert_float
+    from benchmarks.real.minilm import convert_float, rebuilt
     from edgequant.frontends import load_model
     from edgequant.types import Precision
 
     t0 = time.time()
-    folder = args.cache / "minilm"
-    keras_path = folder / args.model
-    if not keras_path.exists():
-        print(f"minilm_islands: error: {keras_path} not found: run python -m benchmarks.real.minilm first",
-              file=sys.stderr)
+    keras_path = rebuilt(args.cache, args.model, "minilm_islands")
+    if keras_path is None:
         return 2
+    folder = keras_path.parent
     name = args.name or ("minilm_islands" + ("_seq32" if "seq32" in args.model else ""))
     calib_npz = folder / "calibration.npz"
     calib = {n: np.load(calib_npz)[n] for n in INPUTS}

@@ -227,16 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from benchmarks.real.minilm import convert_float
+    from benchmarks.real.minilm import convert_float, rebuilt
     import keras
 
     t0 = time.time()
-    folder = args.cache / "minilm"
-    keras_path = folder / args.model
-    if not keras_path.exists():
-        print(f"minilm_peers: error: {keras_path} not found: run python -m benchmarks.real.minilm first",
-              file=sys.stderr)
+    keras_path = rebuilt(args.cache, args.model, "minilm_peers")
+    if keras_path is None:
         return 2
+    folder = keras_path.parent
     calib_npz, test_npz = np.load(folder / "calibration.npz"), np.load(folder / "test.npz")
     calib = [{n: calib_npz[n][i:i + 1] for n in INPUTS} for i in range(len(calib_npz[INPUTS[0]]))]
     test = [{n: test_npz[n][i:i + 1] for n in INPUTS} for i in range(len(test_npz[INPUTS[0]]))]

@@ -1,12 +1,14 @@
 """calibrate/: observers against hand-computed ranges, bounded memory, repairs, saved stats."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
 import edgequant
-from edgequant.calibrate import (CalibrationStats, Observer, ObserverName, compute_ranges, parse_observer)
+from edgequant.calibrate import (CalibrationStats, Observer, ObserverName, compute_ranges, parse_observer,
+                                  repair_notes)
 from edgequant.calibrate.histogram import BINS, EMA_SMOOTHING, TensorStats
 from edgequant.calibrate.observers import observe
 from edgequant.cli import main
@@ -151,6 +153,12 @@ def test_degenerate_ranges_are_repaired_and_listed() -> None:
     assert ranges["nan"] == (0.0, 3.0)  # zero included; the NaN ignored
     problems = {r.tensor: r.problem for r in repairs}
     assert "narrower" in problems["dead"] and "NaN" in problems["nan"]
+    # Few repairs are listed one by one; many (a deep model's dead channels) become one counted line.
+    assert [n.split(":")[1].strip() for n in repair_notes(repairs)] == ["dead", "nan"]
+    many = [dataclasses.replace(repairs[0], tensor=f"t{i}") for i in range(5)] + [repairs[1]]
+    [summary] = repair_notes(many)
+    assert summary.startswith("ranges repaired on 6 tensors: range narrower than") and "(5)" in summary
+    assert "NaN/Inf values seen (ignored) (1)" in summary and "the first: t0:" in summary
 
 
 def test_stats_round_trip_and_validation(tmp_path, gaussian) -> None:
@@ -192,10 +200,65 @@ def test_default_picks_the_best_observer_on_calibration_samples(seed_cnn_path, d
     q = edgequant.quantize(seed_cnn_path, "int8", calibration=digits["calibration"], samples=50)
     [note] = [n for n in q.notes if n.startswith("observer auto-selected")]
     chosen = note.split(": ", 1)[1].split(" ", 1)[0]
-    scores = {part.rsplit(" ", 2)[0]: float(part.rsplit(" ", 2)[1])
-              for part in note.split("samples: ", 1)[1].rstrip(")").split(", ")}
-    assert set(scores) == {"minmax", "mse", "percentile:99.99", "percentile:99.9", "ema-minmax"}
-    assert scores[chosen] == max(scores.values())
+
+    def scores(listing: str) -> dict[str, float]:
+        return {part.rsplit(" ", 2)[0]: float(part.rsplit(" ", 2)[1]) for part in listing.split(", ")}
+
+    # All five are screened on a few scoring samples; the best two are scored on all of them.
+    finals, screened_out = note.split("samples: ", 1)[1].rstrip(")").split("; screened out on 8 of them: ")
+    finalists, dropped = scores(finals), scores(screened_out)
+    assert len(finalists) == 2 and len(dropped) == 3
+    assert set(finalists) | set(dropped) == {"minmax", "mse", "percentile:99.99", "percentile:99.9", "ema-minmax"}
+    assert finalists[chosen] == max(finalists.values())
+
+
+def test_scoring_runs_each_model_once_per_sample(float_tflite, digits, monkeypatch) -> None:
+    """Scoring a prefix, then all samples, equals scoring all at once, and no sample runs twice."""
+    from edgequant import pipeline
+    from edgequant.evaluate import fidelity_by_output, worst_output
+    from edgequant.runtime import Runner
+
+    with np.load(digits["calibration"]) as z:
+        x = {"input": z["x"][:50]}
+    floats = edgequant.convert(float_tflite)
+    x = {floats.signature.inputs[0].name: x["input"]}
+    q = edgequant.quantize(floats, "int8", calibration=x, observer="minmax", transforms="none")
+    runner = Runner(q.tflite)
+    ran: list[int] = []
+    predict = runner.predict
+    monkeypatch.setattr(runner, "predict", lambda inputs: ran.append(len(next(iter(inputs.values())))) or
+                        predict(inputs))
+    scoring = pipeline._Scoring(floats, x)
+    screened, whole = scoring.sqnr(runner, pipeline.SCREEN_SAMPLES), scoring.sqnr(runner)
+    assert ran == [pipeline.SCREEN_SAMPLES, scoring.n - pipeline.SCREEN_SAMPLES]
+    assert scoring.sqnr(runner) == whole and ran == [pipeline.SCREEN_SAMPLES, scoring.n - pipeline.SCREEN_SAMPLES]
+    direct = worst_output(fidelity_by_output(predict(scoring.x), Runner(floats.tflite).predict(scoring.x)))[1]
+    assert whole == pytest.approx(direct.sqnr_db)
+    # The screening samples are spread over the calibration data, not its first rows.
+    first = next(iter(scoring.x.values()))[:pipeline.SCREEN_SAMPLES]
+    rows_used = [int(np.flatnonzero((x[floats.signature.inputs[0].name] == r).all(axis=tuple(range(1, r.ndim + 1))))[0])
+                 for r in first]
+    assert max(rows_used) > 25 and np.isfinite(screened)
+
+
+def test_shared_stats_gather_each_model_and_samples_once(float_tflite, digits, monkeypatch) -> None:
+    """compare's variants and tune's trials share one calibration pass per (model, samples), and only there."""
+    import importlib
+
+    calibrate = importlib.import_module("edgequant.calibrate")  # edgequant.calibrate is also the API function
+    tflite = float_tflite.read_bytes()
+    with np.load(digits["calibration"]) as z:
+        x = z["x"][:20]
+    passes: list[int] = []
+    gather = calibrate._gather
+    monkeypatch.setattr(calibrate, "_gather", lambda *a: passes.append(1) or gather(*a))
+    with calibrate.shared_stats():
+        first = calibrate.collect_stats(tflite, x)
+        assert calibrate.collect_stats(tflite, x.copy()) is first and len(passes) == 1
+        calibrate.collect_stats(tflite, x[:10])  # other samples: another pass
+        assert len(passes) == 2
+    calibrate.collect_stats(tflite, x)  # outside the block nothing is kept
+    assert len(passes) == 3
 
 
 def test_converter_says_observer_does_not_apply(seed_cnn_path, digits) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgequant._util import Progress, atomic_write, no_progress
+from edgequant.calibrate import shared_stats
 from edgequant.checks import check_labels, check_samples, classes_of
 from edgequant.data import DataLike, select_samples
 from edgequant.engines import ENGINES
@@ -115,19 +116,20 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
     variants: list[tuple[Scheme, EngineName, QuantizedModel | None, str | None]] = []
     skipped: list[dict[str, str]] = []
     pairs = [(s, e) for s in scheme_list for e in engine_list]
-    for i, (scheme, eng) in enumerate(pairs, start=1):
-        progress("compare variants", i - 1, len(pairs))
-        reason = _skip_reason(scheme, eng, floats)
-        if reason is not None:
-            skipped.append({"scheme": scheme.value, "engine": eng.value, "reason": reason})
-            continue
-        try:
-            q = quantize(floats, scheme, eng, calibration=calib_ds, samples=None, io=IOType.FLOAT,
-                         observer=observer if observer is not None and not ENGINES[eng].calibrates_itself else None,
-                         progress=progress)
-            variants.append((scheme, eng, q, None))
-        except EdgequantError as exc:
-            variants.append((scheme, eng, None, str(exc)))
+    with shared_stats():  # the variants calibrate the same float model on the same samples
+        for i, (scheme, eng) in enumerate(pairs, start=1):
+            progress("compare variants", i - 1, len(pairs))
+            reason = _skip_reason(scheme, eng, floats)
+            if reason is not None:
+                skipped.append({"scheme": scheme.value, "engine": eng.value, "reason": reason})
+                continue
+            try:
+                own = ENGINES[eng].calibrates_itself
+                q = quantize(floats, scheme, eng, calibration=calib_ds, samples=None, io=IOType.FLOAT,
+                             observer=observer if observer is not None and not own else None, progress=progress)
+                variants.append((scheme, eng, q, None))
+            except EdgequantError as exc:
+                variants.append((scheme, eng, None, str(exc)))
     progress("compare variants", len(pairs), len(pairs))
 
     built = [v for v in variants if v[2] is not None]

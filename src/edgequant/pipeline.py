@@ -229,7 +229,8 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
     start = time.perf_counter()
     built = _build(eng, floats, scheme_, io_, candidates, precisions, x, progress)
     # Candidates are scored against the user's float model, not a transformed one.
-    calib, tflite, notes, runner = _best(built, original, notes_in, progress)
+    scoring = _Scoring(original, x) if x is not None else None
+    calib, tflite, notes, runner = _best(built, scoring, notes_in, progress)
     if transformed and not explicit and x is not None:
         # A default transform must pay on this model: the same plan without it is built and both are
         # scored against float (AdaRound at int8 lowered real MobileNetV2: benchmarks/results/transform-guard.md).
@@ -242,9 +243,10 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
                                               _tensor_bits(scheme_, precisions))
             plain_candidates = list(found)
         plain_notes: list[str] = []
-        plain = _best(_build(eng, original, scheme_, io_, plain_candidates, precisions, x, progress), original,
+        assert scoring is not None
+        plain = _best(_build(eng, original, scheme_, io_, plain_candidates, precisions, x, progress), scoring,
                       plain_notes, progress)
-        with_sqnr, without_sqnr, used = _score_pair(runner, plain[3], original, x)
+        with_sqnr, without_sqnr, used = scoring.sqnr(runner), scoring.sqnr(plain[3]), scoring.n
         listed = ", ".join(n.value for n in names)
         if without_sqnr > with_sqnr:
             calib, tflite, notes, runner = plain
@@ -407,33 +409,73 @@ def _score_samples(x: Inputs) -> dict[str, np.ndarray]:
     return {k: v[index] for k, v in x.items()}
 
 
-def _score_pair(first: Runner, second: Runner, floats: FloatModel, x: Inputs) -> tuple[float, float, int]:
-    """Worst-output SQNR vs float of two quantized models on the scoring samples, and their count."""
-    xs = _score_samples(x)
-    reference = Runner(floats.tflite).predict(xs)
-    a, b = (worst_output(fidelity_by_output(r.predict(xs), reference))[1].sqnr_db for r in (first, second))
-    return a, b, rows(xs)
+class _Scoring:
+    """Quantized models scored against float on the scoring samples; every model runs on each sample once.
+
+    ``quantize`` scores observer candidates, then (with default transforms) the
+    winner against the plan without them: the float reference and the winner's
+    outputs are reused rather than run again (int16x8 kernels run several times
+    slower than float's).
+    """
+
+    def __init__(self, floats: FloatModel, x: Inputs) -> None:
+        chosen = _score_samples(x)
+        self.n = rows(chosen)
+        # Ordered so that every prefix is spread over the samples too (the screening reads a prefix).
+        step = max(1, -(-self.n // SCREEN_SAMPLES))
+        order = np.concatenate([np.arange(start, self.n, step) for start in range(step)])
+        self.x = {name: v[order] for name, v in chosen.items()}
+        self._floats = floats
+        self._reference: dict[str, np.ndarray] | None = None
+        self._outputs: dict[int, tuple[Runner, int, dict[str, np.ndarray]]] = {}
+
+    def sqnr(self, runner: Runner, k: int | None = None) -> float:
+        """Worst-output SQNR vs float of ``runner`` on ``k`` of the scoring samples (all by default)."""
+        k = self.n if k is None else min(k, self.n)
+        if self._reference is None:
+            self._reference = Runner(self._floats.tflite).predict(self.x)
+        _, have, out = self._outputs.get(id(runner), (runner, 0, {}))
+        if have < k:
+            more = runner.predict({name: v[have:k] for name, v in self.x.items()})
+            out = {name: np.concatenate([out[name], v]) if have else v for name, v in more.items()}
+            self._outputs[id(runner)] = (runner, k, out)  # the runner is held so that its id stays its own
+        reference = {name: v[:k] for name, v in self._reference.items()}
+        return worst_output(fidelity_by_output({name: v[:k] for name, v in out.items()}, reference))[1].sqnr_db
 
 
-def _best(built: list, floats: FloatModel, notes_in: list[str], progress: Progress = no_progress) -> tuple:
-    """One candidate: itself. Several: the one whose outputs match float best (worst output's SQNR) on
-    the scoring samples (:func:`_score_samples`)."""
+# With more than two observer candidates, all are scored on a few (evenly spread) of the scoring samples and
+# the best two on all of them: scoring ran every candidate on every sample before, which at int16x8
+# (LiteRT's reference kernels) was most of quantize's time.
+SCREEN_SAMPLES = 8
+FINALISTS = 2
+
+
+def _best(built: list, scoring: _Scoring | None, notes_in: list[str], progress: Progress = no_progress) -> tuple:
+    """One candidate: itself. Several: the one whose outputs match float best (worst output's SQNR) on the
+    scoring samples (:class:`_Scoring`), screening first when there are more than FINALISTS candidates."""
     if len(built) == 1:
         return built[0]
+    assert scoring is not None
     n = rows(built[0][0].x)
-    x = _score_samples(built[0][0].x)
-    reference = Runner(floats.tflite).predict(x)
-
-    def score(k: int, runner: Runner) -> float:
-        progress("score observers", k, len(built))
-        return worst_output(fidelity_by_output(runner.predict(x), reference))[1].sqnr_db
-
-    scored = [(score(k, item[3]), item) for k, item in enumerate(built)]
-    progress("score observers", len(built), len(built))
+    screen = len(built) > FINALISTS and scoring.n > SCREEN_SAMPLES
+    progress("score observers", 0, len(built))
+    screened = []
+    if screen:
+        screened = sorted(((scoring.sqnr(item[3], SCREEN_SAMPLES), k) for k, item in enumerate(built)),
+                          key=lambda s: (-s[0], s[1]))
+        finalists = sorted(k for _, k in screened[:FINALISTS])
+    else:
+        finalists = list(range(len(built)))
+    scored = []
+    for done, k in enumerate(finalists, start=1):
+        scored.append((scoring.sqnr(built[k][3]), built[k]))
+        progress("score observers", len(built) - len(finalists) + done, len(built))
     best_sqnr, best = max(scored, key=lambda s: s[0])
     listing = ", ".join(f"{item[0].observer} {sqnr:.1f} dB" for sqnr, item in scored)
-    notes_in.append(f"observer auto-selected: {best[0].observer} (output SQNR vs float on {rows(x)} of {n} "
-                    f"calibration samples: {listing})")
+    dropped = ", ".join(f"{built[k][0].observer} {sqnr:.1f} dB" for sqnr, k in screened[FINALISTS:])
+    notes_in.append(f"observer auto-selected: {best[0].observer} (output SQNR vs float on {scoring.n} of {n} "
+                    f"calibration samples: {listing}"
+                    + (f"; screened out on {SCREEN_SAMPLES} of them: {dropped}" if dropped else "") + ")")
     return best
 
 

@@ -9,11 +9,12 @@ One pass serves every observer and scheme; ``edgequant calibrate`` saves it and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ from edgequant.runtime import Inputs, Runner, batch_for, rows
 from edgequant.types import Record
 
 __all__ = ["CalibrationStats", "collect_stats", "Repair", "compute_ranges", "Observer", "ObserverName",
-           "parse_observer", "DEFAULT_OBSERVER", "AUTO_CANDIDATES", "STATS_VERSION", "model_digest",
+           "parse_observer", "DEFAULT_OBSERVER", "AUTO_CANDIDATES", "STATS_VERSION", "model_digest", "shared_stats",
+           "repair_notes",
            "check_tensor_names"]
 
 STATS_VERSION = 1
@@ -118,6 +120,22 @@ class Repair(Record):
                 f"[{self.after[0]:.4g}, {self.after[1]:.4g}]")
 
 
+# Repairs listed one note each up to this many; beyond, one note counts them by problem.
+LISTED_REPAIRS = 3
+
+
+def repair_notes(repairs: Iterable[Repair]) -> list[str]:
+    """Notes for the user: each repair, or (a deep model with many dead channels) one summary line."""
+    found = list(repairs)
+    if len(found) <= LISTED_REPAIRS:
+        return [f"range repaired: {r.describe()}" for r in found]
+    problems: dict[str, int] = {}
+    for r in found:
+        problems[r.problem] = problems.get(r.problem, 0) + 1
+    counted = "; ".join(f"{problem} ({n})" for problem, n in problems.items())
+    return [f"ranges repaired on {len(found)} tensors: {counted}; the first: {found[0].describe()}"]
+
+
 def _repair(name: str, lo: float, hi: float, stats: TensorStats, bits: int) -> tuple[float, float, Repair | None]:
     before = (lo, hi)
     problem = None
@@ -195,6 +213,36 @@ class _StatsReducer:
             self.stats[i].update(value if value.ndim and value.shape[0] == batch else value[None])
 
 
+# Statistics already gathered inside a shared_stats() block, by model and samples.
+_shared: dict[tuple[str, str], CalibrationStats] | None = None
+
+
+@contextlib.contextmanager
+def shared_stats() -> Iterator[None]:
+    """Within the block, one model's statistics on the same samples are gathered once.
+
+    compare's variants and tune's trials each quantize the same float model on
+    the same calibration samples; each used to run the whole calibration pass
+    again. Outside a block nothing is kept.
+    """
+    global _shared
+    outer = _shared
+    _shared = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _shared = outer
+
+
+def _samples_digest(x: Inputs) -> str:
+    digest = hashlib.blake2b(digest_size=20)
+    for name in sorted(x):
+        v = np.ascontiguousarray(x[name])
+        digest.update(f"{name}|{v.dtype.str}|{v.shape}|".encode())
+        digest.update(memoryview(v).cast("B"))
+    return digest.hexdigest()
+
+
 def collect_stats(tflite: bytes, x: Inputs | np.ndarray, batch_size: int | None = None,
                   progress: Progress = no_progress) -> CalibrationStats:
     """Run the float model on named inputs ``x`` and accumulate stats for its float inputs and every float op output.
@@ -204,7 +252,18 @@ def collect_stats(tflite: bytes, x: Inputs | np.ndarray, batch_size: int | None 
     intermediate of the batch, so a fixed batch would let memory grow with the model's activations. The
     statistics are folded in where LiteRT runs (Runner.reduce): shipping every intermediate to this process
     cost more than the model itself on MobileNetV2-224 (benchmarks/results/scale.md).
+    Inside :func:`shared_stats` a repeated request is answered from the first.
     """
+    if _shared is None:
+        return _gather(tflite, x, batch_size, progress)
+    named = x if isinstance(x, Mapping) else {"": np.asarray(x)}
+    key = (model_digest(tflite), _samples_digest(named))
+    if key not in _shared:
+        _shared[key] = _gather(tflite, x, batch_size, progress)
+    return _shared[key]
+
+
+def _gather(tflite: bytes, x: Inputs | np.ndarray, batch_size: int | None, progress: Progress) -> CalibrationStats:
     runner = Runner(tflite, what="float model", preserve=True)
     batch_size = batch_size or batch_for(runner, most=32)
     details = {int(d["index"]): d for d in runner.tensor_details()}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgequant._util import Progress
 from edgequant.calibrate import (AUTO_CANDIDATES, DEFAULT_OBSERVER, CalibrationStats, Observer, ObserverName,
-                                 collect_stats, compute_ranges, model_digest)
+                                 collect_stats, compute_ranges, model_digest, repair_notes)
 from edgequant.errors import InputError
 from edgequant.graph import output_tensor_names
 from edgequant.runtime import Inputs, rows
@@ -90,5 +90,5 @@ def calibration_candidates(engine_name: str, calibrates_itself: bool, scheme: Sc
                                            f"ranges from edgequant's {obs} observer{mine} over {collected.samples} "
                                            "samples",
                                            observer=str(obs),
-                                           repairs=tuple(f"range repaired: {r.describe()}" for r in repairs)))
+                                           repairs=tuple(repair_notes(repairs))))
     return candidates, notes

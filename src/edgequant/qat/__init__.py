@@ -24,7 +24,7 @@ from edgequant._util import Progress, atomic_write, no_progress
 from edgequant.checks import check_labels, classes_of
 from edgequant.data import DataLike, check_against_model, load_data, select_samples
 from edgequant.errors import InputError, UnsupportedError
-from edgequant.calibrate import parse_observer
+from edgequant.calibrate import parse_observer, repair_notes
 from edgequant.evaluate.metrics import predictions, top1
 from edgequant.qat.finetune import FitOptions, OnEpoch, check_fit_options, infer, no_epoch_log, resolve_loss
 from edgequant.qat.records import EpochLog, LayerSparsity, LossKind, PruneResult, PruneSchedule, QATResult, SizeReport
@@ -157,7 +157,7 @@ def qat(model: str | Path, data: DataLike, val: DataLike | None = None, scheme: 
              f"activation ranges start from the {obs} observer over {len(calib)} training samples and are "
              + ("learned with the weights" if learn_ranges else "kept fixed"),
              f"learning rate {learning_rate:g}" + (", decaying to 0 along a cosine" if cosine else ", constant")]
-    notes += [f"range repaired: {r.describe()}" for r in repairs] + export_notes
+    notes += repair_notes(repairs) + export_notes
     if best != epochs:
         notes.append(f"kept epoch {best} of {epochs} (best validation top-1)")
     if val_ds is None:

@@ -251,7 +251,7 @@ def tune(model: FloatModel | str | Path, data: DataLike, max_drop: float, out: s
     trials.json; ``resume`` continues from that history. ``on_trial`` is
     called after every trial (the CLI prints a line).
     """
-    from edgequant.calibrate import collect_stats
+    from edgequant.calibrate import collect_stats, shared_stats
     from edgequant.pipeline import DEFAULT_SAMPLES, load_checked_data, resolve_model
     from edgequant.evaluate import label_output
     from edgequant.evaluate.metrics import top1
@@ -293,15 +293,16 @@ def tune(model: FloatModel | str | Path, data: DataLike, max_drop: float, out: s
     if metric_ is Metric.SQNR:
         notes.append(f"metric sqnr: --max-drop is the lowest output SQNR accepted ({max_drop:g} dB), since the "
                      "float model's own SQNR is infinite")
-    stats = collect_stats(floats.tflite, x_cal, progress=progress)
-    runner = TrialRunner(floats, ds, x_cal, stats, budget, runs, label)
-    run_info = {"run": {"model": str(floats.source), "data": ds.source, "samples": rows(x_cal), "runs": runs,
-                        "metric": metric_.value, "max_drop": float(max_drop), "objective": objective_.value,
-                        "schemes": [s.value for s in schemes_]},
-                "float": {"size_bytes": len(floats.tflite), "accuracy": float_acc}, "notes": notes,
-                "provenance": provenance or collect({"model": model, "data": data, "calibration": calibration})}
-    session = _Session(floats, ds, runner, rundir, budget, objective_, schemes_, n, trials,
-                       None if seconds is None else started + seconds, str(time_budget), run_info, progress,
-                       on_trial)
-    stopped = Search(session, objective_, schemes_, n).run()
-    return session.finish(stopped)
+    with shared_stats():  # a trial that calibrates again (a transform's check) reuses the float model's pass
+        stats = collect_stats(floats.tflite, x_cal, progress=progress)
+        runner = TrialRunner(floats, ds, x_cal, stats, budget, runs, label)
+        run_info = {"run": {"model": str(floats.source), "data": ds.source, "samples": rows(x_cal), "runs": runs,
+                            "metric": metric_.value, "max_drop": float(max_drop), "objective": objective_.value,
+                            "schemes": [s.value for s in schemes_]},
+                    "float": {"size_bytes": len(floats.tflite), "accuracy": float_acc}, "notes": notes,
+                    "provenance": provenance or collect({"model": model, "data": data, "calibration": calibration})}
+        session = _Session(floats, ds, runner, rundir, budget, objective_, schemes_, n, trials,
+                           None if seconds is None else started + seconds, str(time_budget), run_info, progress,
+                           on_trial)
+        stopped = Search(session, objective_, schemes_, n).run()
+        return session.finish(stopped)

@@ -52,10 +52,15 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, keras, tensorflow as tf
 m = keras.models.load_model(sys.argv[1])
 x = np.load(sys.argv[2])
+scheme = sys.argv[4] if len(sys.argv) > 4 else "int8"
 conv = tf.lite.TFLiteConverter.from_keras_model(m)
 conv.optimizations = [tf.lite.Optimize.DEFAULT]
-conv.representative_dataset = lambda: ([x[i:i + 1].astype(np.float32)] for i in range(len(x)))
-conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+if scheme == "fp16":
+    conv.target_spec.supported_types = [tf.float16]
+elif scheme in ("int8", "int16x8"):
+    conv.representative_dataset = lambda: ([x[i:i + 1].astype(np.float32)] for i in range(len(x)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if scheme == "int8" else
+                                      tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
 open(sys.argv[3], "wb").write(conv.convert())
 """
 
@@ -96,8 +101,13 @@ def _edgequant(model: Path, x: Path, out: Path, n: int) -> dict[str, Any]:
                    "--samples", str(n), "--no-registry", "-o", str(out)])
 
 
-def _converter(model: Path, x: Path, out: Path) -> dict[str, Any]:
-    return _timed([sys.executable, "-c", _CONVERTER, str(model), str(x), str(out)])
+def _converter(model: Path, x: Path, out: Path, scheme: str = "int8") -> dict[str, Any]:
+    return _timed([sys.executable, "-c", _CONVERTER, str(model), str(x), str(out), scheme])
+
+
+# The schemes TensorFlow's converter builds (compare's tflite-converter engine): the issue's compare goal is
+# against the converter's time for these.
+CONVERTER_SCHEMES = ("fp16", "dynamic", "int8", "int16x8")
 
 
 def headline(model: Path, x: Path, tmp: Path, rounds: int) -> dict[str, Any]:
@@ -116,11 +126,16 @@ def headline(model: Path, x: Path, tmp: Path, rounds: int) -> dict[str, Any]:
 
 
 def compare_all(model: Path, x: Path, data: Path, tmp: Path, converter_seconds: float) -> dict[str, Any]:
-    """``edgequant compare --schemes all`` against the converter's int8 time measured in this run."""
+    """``edgequant compare --schemes all`` against the converter building each of its own schemes, run next to
+    it (the goal's denominator), and against one converter int8 run of the headline."""
     out = tmp / "compare"
     timing = _timed([str(BIN / "edgequant"), "compare", str(model), "--data", str(data), "--calibration", str(x),
                      "--samples", "200", "--schemes", "all", "--runs", "10", "--out", str(out), "--no-report",
                      "--no-registry"])
+    print(json.dumps({"compare": timing}), flush=True)
+    converter = {scheme: _converter(model, x, tmp / f"cv-{scheme}.tflite", scheme)["seconds"]
+                 for scheme in CONVERTER_SCHEMES}
+    print(json.dumps({"converter": converter}), flush=True)
     built, failed, seconds = [], [], {}
     report = out / "compare.json"
     if report.is_file():
@@ -129,9 +144,11 @@ def compare_all(model: Path, x: Path, data: Path, tmp: Path, converter_seconds: 
             (failed if row.get("error") else built).append(name)
             if row.get("quantize_seconds") is not None:
                 seconds[name] = round(float(row["quantize_seconds"]), 1)
-    ratio = round(timing["seconds"] / converter_seconds, 2)
-    # The converter's own variants in compare (fp16, dynamic, int8, int16x8) each cost about one converter run.
+    converter_total = round(sum(converter.values()), 1)
+    ratio = round(timing["seconds"] / converter_total, 2)
     return {**timing, "built": built, "failed": failed, "quantize_seconds": seconds, "ratio": ratio,
+            "converter_seconds": converter, "converter_total": converter_total,
+            "ratio_one_int8_run": round(timing["seconds"] / converter_seconds, 2),
             "met": ratio <= GOALS["compare_ratio"]}
 
 
@@ -257,8 +274,10 @@ def markdown(result: dict[str, Any]) -> str:
              f"| quantize peak RSS <= {GOALS['peak_rss_mb']} MB | {h['peak_rss_mb']} MB | {_mark(h['rss_met'])} |"]
     if result.get("compare"):
         c = result["compare"]
-        lines.append(f"| compare --schemes all <= {GOALS['compare_ratio']}x converter time | {c['ratio']}x "
-                     f"({c['seconds']} s) | {_mark(c['met'])} |")
+        against = (f"the converter's {c['converter_total']} s for its {len(c['converter_seconds'])} schemes"
+                   if c.get("converter_seconds") else "one converter int8 run")
+        lines.append(f"| compare --schemes all <= {GOALS['compare_ratio']}x the converter's time for the schemes it "
+                     f"builds | {c['ratio']}x ({c['seconds']} s against {against}) | {_mark(c['met'])} |")
     if result.get("tune"):
         t = result["tune"]
         lines.append(f"| tune --time-budget 10m ends <= {GOALS['tune_seconds']:.0f} s with a within-budget model | "
@@ -288,6 +307,9 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["## compare --schemes all on MobileNetV2-224", "",
                   f"{c['seconds']} s, peak {c['peak_rss_mb']} MB; built: {', '.join(c['built']) or 'none'}; "
                   f"failed: {', '.join(c['failed']) or 'none'}."
+                  + ("" if not c.get("converter_seconds") else " The converter, run right after it, per scheme: "
+                     + ", ".join(f"{k} {v} s" for k, v in c["converter_seconds"].items())
+                     + f" (one int8 run of the headline: {c['ratio_one_int8_run']}x).")
                   + ("" if not c.get("quantize_seconds") else " Quantize seconds per variant: "
                      + ", ".join(f"{k} {v}" for k, v in c["quantize_seconds"].items()) + "."), ""]
     if result.get("growth"):

@@ -362,7 +362,7 @@ class AdaRound(OnEngineGrid):
         learned: dict[str, np.ndarray] = {}
         full = rows is None or (max(_positions(la, ed) * len(la.ops) for la in layers) <= FULL_POSITIONS
                                 and _most_rows(layers, ed, n_samples(x)) <= full_rows)
-        if activation_bits is not None:
+        if activation_bits is not None or not full:
             layers = _skip_unpaying(tflite, x, ed, layers, activation_bits, full, layer_bits, learned, changes,
                                     metrics, lambda: progress("adaround", len(learned), total))
             if not layers:
@@ -397,8 +397,8 @@ class AdaRound(OnEngineGrid):
             # Before any layer is rounded the rounded model is the float one: one pass serves both. 8-bit
             # layers alone on the sampled path also learn from float inputs (8-bit rounding barely moves them).
             floats = stream_tensors(tflite, xs, inputs, picks.batch)
-            share = wave is picks.waves[0] and (not placed or (not full and all(la.bits >= 8 for la in wave)))
-            pairs = ((fb, fb) for fb in floats) if share else \
+            one_pass = wave is picks.waves[0] and (not placed or (not full and all(la.bits >= 8 for la in wave)))
+            pairs = ((fb, fb) for fb in floats) if one_pass else \
                 zip(floats, stream_tensors(rounded, xs, inputs, picks.batch))
             for fb, qb in pairs:
                 for la in wave:
@@ -485,11 +485,16 @@ def _positions(la: _Layer, ed: GraphEditor) -> int:
 
 
 def _skip_unpaying(tflite: bytes, x: Mapping[str, np.ndarray], ed: GraphEditor, layers: list[_Layer],
-                   activation_bits: int, full: bool, layer_bits: Mapping[str, int | None],
+                   activation_bits: int | None, full: bool, layer_bits: Mapping[str, int | None],
                    learned: dict[str, np.ndarray], changes: list[str], metrics: dict[str, float],
                    tick: Callable[[], None]) -> list[_Layer]:
     """The layers left to learn: 8-bit layers under the GATE, or (sampled path) past INT8_BUDGET, keep nearest
-    rounding; their grid values go to ``learned``, what was done to ``changes`` and ``metrics``."""
+    rounding; their grid values go to ``learned``, what was done to ``changes`` and ``metrics``.
+
+    With float activations (``activation_bits`` None: dynamic) there is no gate, since no activation noise
+    hides the weights'; on the sampled path the budget still applies, the layers ranked by their weight
+    noise against their output's power.
+    """
     total = len(layers)
     if any(la.bits < 8 for la in layers):
         # Downstream of a 4-bit layer an 8-bit one also repairs that layer's error (its loss reads the rounded
@@ -498,7 +503,7 @@ def _skip_unpaying(tflite: bytes, x: Mapping[str, np.ndarray], ed: GraphEditor, 
         return layers
     eight = [la for la in layers if la.bits >= 8 and ed.tensor_name(la.op.outputs[0]) not in layer_bits]
     ratios = _gate(tflite, x, ed, eight, activation_bits)
-    gated = {i: r for i, r in ratios.items() if r < GATE}
+    gated = {i: r for i, r in ratios.items() if r < GATE} if activation_bits is not None else {}
     over: dict[int, float] = {}
     if not full:
         spent = 0.0
@@ -521,7 +526,12 @@ def _skip_unpaying(tflite: bytes, x: Mapping[str, np.ndarray], ed: GraphEditor, 
         changes.append(f"{len(gated)} of {total} int8 layers keep nearest rounding: their estimated weight rounding "
                        f"noise is under {GATE:g} of the activation quantization noise (largest "
                        f"{max(gated.values()):.3f}), so learning cannot gain {10 * math.log10(1 + GATE):.2f} dB there")
-    if over:
+    if over and activation_bits is None:
+        worst = max(over.values())
+        changes.append(f"{len(over)} of {total} int8 layers keep nearest rounding: learning them would pass the "
+                       f"budget of {INT8_BUDGET:.0e} multiply-adds (the noisiest left: weight rounding noise "
+                       f"{10 * math.log10(max(worst, 1e-30)):.1f} dB against its output)")
+    elif over:
         worst = max(over.values())
         changes.append(f"{len(over)} more int8 layers keep nearest rounding: learning them would pass the budget of "
                        f"{INT8_BUDGET:.0e} multiply-adds (largest ratio left {worst:.3f}: at most "
@@ -564,12 +574,13 @@ class _Moments:
 
 
 def _gate(tflite: bytes, x: Mapping[str, np.ndarray], ed: GraphEditor, layers: list[_Layer],
-          activation_bits: int) -> dict[int, float]:
+          activation_bits: int | None) -> dict[int, float]:
     """Each layer's (by id) ratio of estimated weight rounding noise to activation quantization noise.
 
     Weight noise at an output channel: sum_k (nearest(w_k) - w_k)^2 E[x_k^2] (independent rounding errors);
     activation noise: step^2 / 12 of the output, plus the input's step^2 / 12 times sum_k w_k^2; steps from
-    min-max ranges at ``activation_bits``. Averaged over output channels.
+    min-max ranges at ``activation_bits``. Averaged over output channels. ``activation_bits`` None (float
+    activations): the ratio is to the output's mean power instead.
     """
     if not layers:
         return {}
@@ -580,7 +591,7 @@ def _gate(tflite: bytes, x: Mapping[str, np.ndarray], ed: GraphEditor, layers: l
     moments = _Moments(wanted)
     for _, result in runner.reduce({k: v[index] for k, v in x.items()}, moments, batch_for(runner)):
         moments = result if result is not None else moments
-    levels = 2 ** activation_bits - 1
+    levels = 2 ** activation_bits - 1 if activation_bits is not None else 1
     ratios: dict[int, float] = {}
     for la in layers:
         src, dst = la.op.inputs[0], la.op.outputs[0]
@@ -599,6 +610,10 @@ def _gate(tflite: bytes, x: Mapping[str, np.ndarray], ed: GraphEditor, layers: l
         r, sc = _as_groups(la, ratio), _as_groups(la, scale)
         error = (np.clip(np.rint(r), qmin, qmax) - r) * sc
         weight_noise = float((error * error * power).sum(axis=-1).mean())
+        if activation_bits is None:
+            ratios[id(la)] = weight_noise / float(moments.squares[dst].sum() / max(moments.count[dst], 1)
+                                                  / len(moments.squares[dst]) or 1e-30)
+            continue
         step_in = (moments.hi[src] - moments.lo[src]) / levels
         step_out = (moments.hi[dst] - moments.lo[dst]) / levels
         act_noise = step_out ** 2 / 12 + step_in ** 2 / 12 * float((la.mat.astype(np.float64) ** 2).sum(-1).mean())

@@ -19,7 +19,7 @@ import numpy as np
 
 from edgequant._util import Progress, atomic_write, no_progress
 from edgequant.data import DataLike, check_against_model, load_data, select_samples
-from edgequant.calibrate import CalibrationStats, Observer, collect_stats, parse_observer
+from edgequant.calibrate import CalibrationStats, Observer, collect_stats, parse_observer, shared_stats
 from edgequant.calibrate.plan import calibration_candidates
 from edgequant.checks import check_labels, check_runs, check_samples, check_threads, classes_of
 from edgequant.engines import ENGINES, Engine, check_supported, get_engine, resolve_engine
@@ -134,18 +134,19 @@ def convert(model: Any, output: str | Path | None = None, unsafe: bool = False, 
     return loaded
 
 
-def _one_worker(label: str) -> Callable[[F], F]:
-    """Run a whole step's models in one LiteRT worker (see :func:`edgequant.runtime.one_worker`)."""
+def _one_step(label: str) -> Callable[[F], F]:
+    """Run a whole step's models in one LiteRT worker (see :func:`edgequant.runtime.one_worker`), each
+    model's calibration pass on the same samples made once (:func:`edgequant.calibrate.shared_stats`)."""
     def wrap(fn: F) -> F:
         @functools.wraps(fn)
         def inner(*args: Any, **kwargs: Any) -> Any:
-            with one_worker(label):
+            with one_worker(label), shared_stats():
                 return fn(*args, **kwargs)
         return inner  # type: ignore[return-value]
     return wrap
 
 
-@_one_worker("quantize")
+@_one_step("quantize")
 def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
              engine: EngineName | str | None = None, calibration: DataLike | None = None, samples: int | None = None,
              io: IOType | str | None = None, output: str | Path | None = None, unsafe: bool = False,
@@ -207,13 +208,17 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
                         "the untransformed model")
         names = ()
     grid_values: dict[str, np.ndarray] = {}
+    measured = floats  # the model whose activations calibration reads
     if names:
-        floats, transform_notes, grid_values = _apply_transforms(names, explicit, eng, scheme_, floats, x, progress,
-                                                                 precisions)
+        floats, transform_notes, grid_values, kept = _apply_transforms(names, explicit, eng, scheme_, floats, x,
+                                                                       progress, precisions)
         notes_in += transform_notes
         transformed = floats.tflite != original.tflite  # a transform that changed nothing needs no check
+        # Weights moved only within their 8-bit rounding: one pass over the user's model serves both this
+        # plan and the check without the transforms below.
+        measured = original if kept else floats
     if scheme_.needs_calibration:
-        found, more = calibration_candidates(eng.name.value, eng.calibrates_itself, scheme_, floats.tflite, x,
+        found, more = calibration_candidates(eng.name.value, eng.calibrates_itself, scheme_, measured.tflite, x,
                                              chosen.observer, stats, progress, overrides,
                                              lambda name: chosen.field(f"tensors.{name}"),
                                              _tensor_bits(scheme_, precisions))
@@ -313,10 +318,12 @@ def _tensor_bits(scheme: Scheme, precisions: Mapping[str, Precision]) -> dict[st
 
 def _apply_transforms(names: Sequence[TransformName], explicit: bool, eng: Engine, scheme: Scheme,
                       floats: FloatModel, x: Inputs | None, progress: Progress,
-                      precisions: Mapping[str, Precision]) -> tuple[FloatModel, list[str], dict[str, np.ndarray]]:
+                      precisions: Mapping[str, Precision]
+                      ) -> tuple[FloatModel, list[str], dict[str, np.ndarray], bool]:
     """Run float-graph transforms in their fixed order; the engine then quantizes the edited float model.
 
-    Also returns the integer grid values transforms placed weights on (AdaRound), by weight tensor name.
+    Also returns the integer grid values transforms placed weights on (AdaRound), by weight tensor name, and
+    whether every transform kept the activations (TransformResult.activations_kept).
     """
     listed = ", ".join(n.value for n in names)
     if eng.calibrates_itself:
@@ -324,14 +331,15 @@ def _apply_transforms(names: Sequence[TransformName], explicit: bool, eng: Engin
         if explicit:
             raise UnsupportedError(f"--transforms {listed} edit the float .tflite, which engine {eng.name.value} "
                                    "does not use: use --engine litert")
-        return floats, [f"transforms ({listed}) do not apply to engine {eng.name.value}"], {}
+        return floats, [f"transforms ({listed}) do not apply to engine {eng.name.value}"], {}, True
     if x is None:
         if explicit:
             raise InputError(f"--transforms {listed} measure on calibration data: expected --calibration DATA, "
                              "found none")
-        return floats, [f"default transforms ({listed}) skipped: they need --calibration data"], {}
+        return floats, [f"default transforms ({listed}) skipped: they need --calibration data"], {}, True
     notes = []
     grid_values: dict[str, np.ndarray] = {}
+    kept = True
     if tuple(names) != ordered(names):
         names = ordered(names)
         notes.append("transforms run in edgequant's fixed order: " + ", ".join(n.value for n in names))
@@ -340,10 +348,11 @@ def _apply_transforms(names: Sequence[TransformName], explicit: bool, eng: Engin
         result = get_transform(name).apply_for(floats.tflite, x, scheme, precisions, progress=progress)
         floats = dataclasses.replace(floats, tflite=result.tflite)
         grid_values.update(result.grid_values)
+        kept = kept and result.activations_kept
         notes.append(f"{name.value}: " + ("; ".join(result.changes[:4]) or "no change")
                      + (f" (+{len(result.changes) - 4} more)" if len(result.changes) > 4 else ""))
         progress(f"transform {name.value}", i, len(names))
-    return floats, notes, grid_values
+    return floats, notes, grid_values, kept
 
 
 def _check_grid(tflite: bytes, grid_values: dict[str, np.ndarray], eng: Engine, notes: list[str]) -> None:

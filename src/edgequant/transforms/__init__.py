@@ -53,6 +53,9 @@ class TransformResult(Record):
     # (AdaRound), so a caller can check the engine stored exactly these.
     grid_values: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False,
                                                            metadata={"json": False})
+    # True when no op's output moved by more than rounding its weights to 8 bits moves it (AdaRound with
+    # every layer at 8 bits): the user's model's activation statistics then still describe this one.
+    activations_kept: bool = dataclasses.field(default=False, metadata={"json": False})
 
 
 class Transform(Protocol):

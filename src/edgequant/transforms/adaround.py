@@ -354,8 +354,9 @@ class AdaRound(OnEngineGrid):
         metrics: dict[str, float] = {"layers": float(len(layers))}
         if not layers:
             changes.append("no quantized weighted layer: the model is unchanged")
-            return TransformResult(bytes(tflite), self.name.value, tuple(changes), metrics)
+            return TransformResult(bytes(tflite), self.name.value, tuple(changes), metrics, activations_kept=True)
 
+        eight_bit = all(la.bits >= 8 for la in layers)
         done = 0
         total = len(layers)
         progress("adaround", 0, total)
@@ -368,7 +369,7 @@ class AdaRound(OnEngineGrid):
             if not layers:
                 changes.append("no layer left to learn")
                 return TransformResult(ed.to_bytes() if learned else bytes(tflite), self.name.value,
-                                       tuple(changes), metrics, grid_values=learned)
+                                       tuple(changes), metrics, grid_values=learned, activations_kept=eight_bit)
             done = len(learned)
         placed = bool(learned)  # layers kept at nearest rounding are on the grid already
         picks = _Sampling(tflite, x, layers, ed, None if full else rows)
@@ -460,7 +461,8 @@ class AdaRound(OnEngineGrid):
         metrics["improved_layers"] = float(improved)
         changes.append("the weights now sit on the engine's grid: quantize this model with the same scheme, "
                        "or it is not the learned rounding that gets stored")
-        return TransformResult(ed.to_bytes(), self.name.value, tuple(changes), metrics, grid_values=learned)
+        return TransformResult(ed.to_bytes(), self.name.value, tuple(changes), metrics, grid_values=learned,
+                               activations_kept=eight_bit)
 
 
 def _as_groups(la: _Layer, a: np.ndarray) -> np.ndarray:

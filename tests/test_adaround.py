@@ -276,3 +276,24 @@ def test_grouped_convolution_is_skipped_not_fatal(tmp_path: Path) -> None:
         result = get_transform(name).apply(tflite, cal, 8)
         assert any("grouped convolution" in c for c in result.changes), (name, result.changes)
     edgequant.quantize(tmp_path / "g.keras", "int8", calibration=cal)  # default transforms, no crash
+
+
+def test_dynamic_keeps_depthwise_float_and_adaround_leaves_it(mobilenet: dict) -> None:
+    """XNNPACK has no dynamic-range depthwise kernel: the dynamic scheme keeps those convolutions float,
+    quantizes the other weighted ops to int8, and AdaRound rounds only what the engine stores as int8."""
+    from edgequant.graph import read_graph
+
+    from edgequant.frontends import inspect_float_tflite
+    from edgequant.types import SourceKind
+
+    floats = inspect_float_tflite(mobilenet["tflite"], Path("mobilenet_like.tflite"), SourceKind.TFLITE)
+    q = edgequant.quantize(floats, "dynamic", engine="litert", calibration=mobilenet["cal"][:64])
+    ops = read_graph(q.tflite).ops
+    depthwise = [o for o in ops if o.op == "DEPTHWISE_CONV_2D"]
+    others = [o for o in ops if o.op in ("CONV_2D", "FULLY_CONNECTED")]
+    assert depthwise and all(o.weight_dtype == "float32" for o in depthwise)
+    assert others and all(o.weight_dtype == "int8" for o in others)
+    assert any("depthwise convolutions stay float" in n for n in q.notes)
+    # The transform check passes either way; when AdaRound is kept, its integers are what was stored.
+    if q.recipe.transforms:
+        assert any(n.startswith("checked: the engine stored exactly the learned weights") for n in q.notes)

@@ -69,6 +69,12 @@ def _recipe(scheme: Scheme, io: IOType) -> list[dict[str, Any]]:
             rules.append(rule)
     else:
         rules = list(builders[scheme]())
+    if scheme is Scheme.DYNAMIC:
+        # XNNPACK has no dynamic-range (hybrid) depthwise kernel: LiteRT's builtin one quantizes the input
+        # at every call and ran slower than float, and the per-tensor input step cost accuracy, for weights
+        # that are a small share of a model (benchmarks/results/dynamic-choices.md).
+        rules.append({"regex": ".*", "operation": "DEPTHWISE_CONV_2D", "algorithm_key": "no_quantize",
+                      "op_config": {"compute_precision": "FLOAT"}})
     if scheme.needs_calibration:
         if io is IOType.FLOAT:
             edge = {"algorithm_key": "no_quantize", "op_config": {"compute_precision": "FLOAT"}}
@@ -189,7 +195,8 @@ class LiteRTEngine:
         from litert_quantizer import quantizer
 
         bits = "int4 for " + " and ".join(W4A8_OPS) + ", int8 elsewhere" if scheme is Scheme.W4A8 else \
-            f"int{4 if scheme is Scheme.WEIGHT_ONLY_INT4 else 8}"
+            "int8; depthwise convolutions stay float (no fast dynamic-range kernel for them)" \
+            if scheme is Scheme.DYNAMIC else f"int{4 if scheme is Scheme.WEIGHT_ONLY_INT4 else 8}"
         notes = [f"litert-quantizer {_version()}: weights symmetric per-channel {bits}" if scheme is not Scheme.FP16
                  else f"litert-quantizer {_version()} float casting: weights of {', '.join(FP16_OPS[:3])} and "
                       "transposed convolutions stored as float16, dequantized to float32 at load on CPU"]

@@ -60,11 +60,14 @@ def litert_op_bits(scheme: Scheme | str) -> tuple[int, dict[str, int | None]]:
 
     litert-quantizer 0.11 keeps DEPTHWISE_CONV_2D in float under weight-only
     int4 and at int8 under w4a8 (4-bit weights only for CONV_2D and
-    FULLY_CONNECTED there); every other scheme quantizes weights to 8 bits.
+    FULLY_CONNECTED there); the litert engine keeps it float under dynamic
+    (engines/litert.py); every other scheme quantizes weights to 8 bits.
     """
     scheme = Scheme(scheme)
     if scheme is Scheme.WEIGHT_ONLY_INT4:
         return 4, {"DEPTHWISE_CONV_2D": None}
+    if scheme is Scheme.DYNAMIC:
+        return 8, {"DEPTHWISE_CONV_2D": None}
     if scheme is Scheme.W4A8:
         return 4, {"DEPTHWISE_CONV_2D": 8}
     return 8, {}

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.real import write_results
+
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
@@ -61,6 +63,21 @@ def _latency(runners: dict[str, object], x: dict[str, np.ndarray], rounds: int) 
             r.predict(one)  # type: ignore[attr-defined]
             times[name].append((time.perf_counter() - t) * 1000)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _markdown(doc: dict) -> str:
+    lines = ["# Dynamic range on real CNNs: depthwise convolutions int8 or float (development crops)", "",
+             f"`{doc['command'].strip()}`: {doc['calibration_images']} calibration crops, {doc['dev_images']} "
+             "development crops (benchmarks/real/data.py splits; no reported test photo). Against the float .tflite; "
+             f"latency: median of {doc['rounds']} interleaved batch-1 rounds, 1 thread, as a ratio to float in the "
+             "same rounds.", "",
+             "| model | variant | AdaRound kept | MB | top-1 agreement | SQNR dB | x float latency | build s |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in doc["rows"]:
+        lines.append(f"| {r['model']} | {r['variant']} | {', '.join(r['kept_transforms']) or '-'} | {r['mb']} | "
+                     f"{r['top1_agreement'] * 100:.1f}% | {r['sqnr_db']:.1f} | {r['x_latency']:.2f} | "
+                     f"{r['seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,20 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"command": "python -m benchmarks.real.dynamic_choices " + " ".join(argv or sys.argv[1:]),
            "calibration_images": args.calibration, "dev_images": args.dev, "rounds": args.rounds, "rows": results,
            "seconds": round(time.time() - started, 1)}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "dynamic-choices.json").write_text(json.dumps(doc, indent=1) + "\n")
-    lines = ["# Dynamic range on real CNNs: depthwise convolutions int8 or float (development crops)", "",
-             f"`{doc['command'].strip()}`: {args.calibration} calibration crops, {args.dev} development crops "
-             "(benchmarks/real/data.py splits; no reported test photo). Against the float .tflite; latency: median "
-             f"of {args.rounds} interleaved batch-1 rounds, 1 thread, as a ratio to float in the same rounds.", "",
-             "| model | variant | AdaRound kept | MB | top-1 agreement | SQNR dB | x float latency | build s |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
-    for r in results:
-        lines.append(f"| {r['model']} | {r['variant']} | {', '.join(r['kept_transforms']) or '-'} | {r['mb']} | "
-                     f"{r['top1_agreement'] * 100:.1f}% | {r['sqnr_db']:.1f} | {r['x_latency']:.2f} | "
-                     f"{r['seconds']:.0f} |")
-    (args.out / "dynamic-choices.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, "dynamic-choices", doc, _markdown)
     return 0
 
 

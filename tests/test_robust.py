@@ -326,13 +326,13 @@ def _wait_for_run(registry: Path, proc: subprocess.Popen, timeout: float = 120) 
 @pytest.mark.parametrize("delay", [0.0, 1.5, 4.0], ids=["as-work-begins", "calibrating", "later"])
 def test_ctrl_c_during_quantize(delay: float, float_tflite: Path, digits: dict[str, Path], tmp_path: Path) -> None:
     registry, out = tmp_path / "runs.sqlite3", tmp_path / "q.tflite"
-    # About 12,000 calibration samples: several seconds of work on 2 cores (calibration streams every sample),
+    # About 24,000 calibration samples: several seconds of work on 2 cores (calibration streams every sample),
     # to interrupt at several points.
     with np.load(digits["calibration"]) as z:
         x = z["x"]
     big = tmp_path / "big.npz"
     flips = [x, x[:, ::-1], x[:, :, ::-1], x[:, ::-1, ::-1]]
-    np.savez(big, x=np.concatenate(flips + [f + np.float32(0.01) for f in flips]))
+    np.savez(big, x=np.concatenate([f + np.float32(shift) for shift in (0.0, 0.01, 0.02, 0.03) for f in flips]))
     proc = _start_quantize(float_tflite, big, out, registry, "--samples", "100000")
     _wait_for_run(registry, proc)
     time.sleep(delay)

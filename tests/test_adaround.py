@@ -28,7 +28,7 @@ from edgequant.frontends import inspect_float_tflite
 from edgequant.graph.edit import GraphEditor
 from edgequant.runtime import Runner
 from edgequant.transforms import TransformName, get_transform, stream_tensors
-from edgequant.transforms.adaround import _Layer
+from edgequant.transforms.adaround import CLIP_FRACTIONS, _Layer
 from edgequant.transforms.grid import op_grid as grid
 from edgequant.transforms.bias_correction import litert_op_bits
 from edgequant.types import SourceKind
@@ -88,17 +88,29 @@ def test_engine_stores_exactly_the_learned_weights(mobilenet: dict, learned: obj
 
 def test_weights_sit_on_the_grid_and_keep_the_scale(mobilenet: dict, learned: object) -> None:
     before, after = GraphEditor(mobilenet["tflite"]), GraphEditor(learned.tflite)
+    clipped = 0
     for op in after.find_ops(*_WEIGHTED):
         bits = 8 if op.op == "DEPTHWISE_CONV_2D" else 4
         w_before, w_after = before.read_constant(op.inputs[1]), after.read_constant(op.inputs[1])
-        ratio, scale, _, _ = grid(w_after, op.op, bits)
+        ratio, scale, _, qmax = grid(w_after, op.op, bits)
         _, scale_before, _, _ = grid(w_before, op.op, bits)
-        np.testing.assert_allclose(scale, scale_before, rtol=1e-6)   # max|w| per channel kept
+        if bits == 8:
+            np.testing.assert_allclose(scale, scale_before, rtol=1e-6)   # max|w| per channel kept
+        else:
+            # 4 bits: each channel's bound is max|w| times one of the clipping fractions (1.0 among them).
+            fraction = (scale / scale_before).ravel()
+            near = np.abs(fraction[:, None] - np.asarray(CLIP_FRACTIONS)[None]).min(axis=1)
+            assert np.all(near < 1e-5), fraction
+            clipped += int(np.sum(fraction < 1 - 1e-6))
         np.testing.assert_allclose(ratio, np.rint(ratio), atol=1e-3)  # integers, not near-ties
-        # Every weight moved to floor or ceil of its original grid position, never further.
-        original = w_before / scale_before
-        assert np.all((np.rint(ratio) == np.floor(original)) | (np.rint(ratio) == np.ceil(original))
-                      | np.isclose(original, np.rint(original)))
+        # Every weight moved to floor or ceil of its original position on its grid, never further (clipped
+        # weights store +-qmax), and the grid is symmetric (never -qmax - 1, which would change the scale).
+        original = w_before / scale
+        q = np.rint(ratio)
+        assert np.all(np.abs(q) <= qmax)
+        assert np.all((q == np.clip(np.floor(original), -qmax, qmax)) | (q == np.clip(np.ceil(original), -qmax, qmax))
+                      | np.isclose(original, q, atol=1e-4))
+    assert clipped > 0  # clipping is chosen somewhere on this model at 4 bits
 
 
 def test_learned_rounding_never_reconstructs_worse(learned: object) -> None:

@@ -28,6 +28,7 @@ from edgequant.evaluate import evaluate_runners, fidelity_by_output, label_outpu
 from edgequant.frontends import load_model, source_options
 from edgequant.recipe import Recipe, TensorRule, plan
 from edgequant.recipe.islands import is_attention_model, plan_islands
+from edgequant.recipe.w4 import plan_w4
 from edgequant.recipe import parse_transforms  # noqa: F401 - kept importable here, where it lived before recipe/
 from edgequant.graph import WEIGHTED_OPS, index_limits, read_graph, signature_input_indices
 from edgequant.runtime import Inputs, Runner, one_worker, rows
@@ -200,6 +201,15 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
         for name, p in precisions.items():
             rules[name] = dataclasses.replace(rules.get(name, TensorRule()), precision=p)
         chosen = dataclasses.replace(chosen, tensors=rules)
+    if _w4_wanted(scheme_, eng, chosen.precisions(), x):
+        # Planned before the transforms, so that AdaRound learns each layer on the grid it will be stored on.
+        w4 = plan_w4(floats.tflite, x, keep=precisions)
+        precisions = w4.precisions
+        notes_in += w4.notes()
+        rules = dict(chosen.tensors)
+        for name, p in precisions.items():
+            rules[name] = dataclasses.replace(rules.get(name, TensorRule()), precision=p)
+        chosen = dataclasses.replace(chosen, tensors=rules)
     transformed = False
     if names and stats is not None and not explicit:
         # Saved statistics describe the untransformed model; keep them usable.
@@ -288,6 +298,13 @@ def _islands_wanted(wanted: bool | None, scheme: Scheme, eng: Engine, precisions
                                    f"{scheme.value} and engine {eng.name.value}")
         return True
     return able and not precisions and is_attention_model(floats.tflite)
+
+
+def _w4_wanted(scheme: Scheme, eng: Engine, recipe_precisions: Mapping[str, Precision], x: Inputs | None) -> bool:
+    """Whether to plan which layers of a w4a8 model get 4-bit weights (recipe/w4.py): w4a8 on an engine with
+    per-layer int8, calibration data to measure on, and no per-layer precision from the recipe (which then rules)."""
+    return scheme is Scheme.W4A8 and Precision.INT8 in eng.layer_precisions and not recipe_precisions and \
+        x is not None
 
 
 def _check_engine(eng: Engine, chosen: Recipe, scheme: Scheme, io: IOType,

@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                 plan = plan_w4(fl, calib, target_db=-300.0 if target == "all" else float(target))
                 recipe = {"version": 2, "scheme": "w4a8",
                           "tensors": {n: {"precision": pr.value} for n, pr in plan.precisions.items()}}
-                plan_note = f"{len(plan.four_bit)} of {len(plan.four_bit) + len(plan.eight_bit)} layers 4-bit"
+                total = len(plan.four_bit) + len(plan.eight_bit) + len(plan.output_layers)
+                plan_note = f"{len(plan.four_bit)} of {total} layers 4-bit ({100 * plan.weight_share:.0f}% of weights)"
             for transforms in ("default", "none"):
                 t = time.time()
                 q = eq.quantize(model, scheme, calibration=data, samples=len(calib), recipe=recipe,

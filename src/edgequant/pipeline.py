@@ -154,7 +154,8 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
              observer: Observer | str | None = None, stats: CalibrationStats | str | Path | None = None,
              transforms: Sequence[str] | str | None = None, progress: Progress = no_progress,
              recipe: Recipe | Mapping[str, Any] | str | Path | None = None,
-             signature: str | None = None, float_islands: bool | None = None) -> QuantizedModel:
+             signature: str | None = None, float_islands: bool | None = None,
+             w4a8_plan: bool = True) -> QuantizedModel:
     """Quantize ``model`` with one scheme and engine; the result is checked to load and run in LiteRT.
 
     Static schemes need ``calibration`` data or saved ``stats`` (from
@@ -164,7 +165,9 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
     ``recipe`` is the plan that ran, with the observer and transforms resolved.
     ``float_islands`` (recipe/islands.py): None plans them for attention models
     at int8 and w4a8 when the recipe sets no per-layer precision; True plans
-    them for any model; False never.
+    them for any model; False never. ``w4a8_plan`` (recipe/w4.py): at w4a8 with calibration data and no
+    per-layer precision in the recipe, give 4-bit weights only to the layers whose 4-bit rounding costs least
+    on that data; False gives every CONV_2D and FULLY_CONNECTED 4-bit weights.
     """
     # The plan first: a bad recipe or option fails before any model work.
     chosen, notes_in = plan(recipe, scheme=scheme, engine=engine, io=io, observer=observer,
@@ -201,7 +204,7 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
         for name, p in precisions.items():
             rules[name] = dataclasses.replace(rules.get(name, TensorRule()), precision=p)
         chosen = dataclasses.replace(chosen, tensors=rules)
-    if _w4_wanted(scheme_, eng, chosen.precisions(), x):
+    if w4a8_plan and _w4_wanted(scheme_, eng, chosen.precisions(), x):
         # Planned before the transforms, so that AdaRound learns each layer on the grid it will be stored on.
         w4 = plan_w4(floats.tflite, x, keep=precisions)
         precisions = w4.precisions

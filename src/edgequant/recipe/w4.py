@@ -60,13 +60,17 @@ class W4Plan(Record):
     # The weights' share stored in 4 bits, and the summed noise of the 4-bit layers as an output SQNR.
     weight_share: float
     estimated_db: float
+    # Layers that write a model output: int8, not measured.
+    output_layers: tuple[str, ...] = ()
 
     def notes(self) -> list[str]:
-        total = len(self.four_bit) + len(self.eight_bit)
+        total = len(self.four_bit) + len(self.eight_bit) + len(self.output_layers)
         out = [f"w4a8 plan: {len(self.four_bit)} of {total} convolution/fully connected layers get 4-bit weights "
                f"({100 * self.weight_share:.0f}% of their weights): those whose 4-bit rounding alone costs least, "
                f"until together they cost about {TARGET_DB:g} dB of output SQNR on calibration data "
                f"(estimate {self.estimated_db:.1f} dB); the rest keep int8 weights"]
+        if self.output_layers:
+            out.append(f"w4a8 plan: the layer(s) writing a model output keep int8 weights: {', '.join(self.output_layers)}")
         if self.eight_bit:
             worst = sorted(self.eight_bit.items(), key=lambda kv: kv[1])[:3]
             out.append("w4a8 plan: most sensitive layers kept int8: " + "; ".join(
@@ -145,10 +149,18 @@ def plan_w4(tflite: bytes, x: Inputs, keep: Mapping[str, Precision] | None = Non
     data = {k: v[index] for k, v in data.items()}
     ed = GraphEditor(tflite, "float model")
     layers = []
+    last: list[tuple[str, str]] = []
+    outs: list[OpRef] = []
     for op in ed.find_ops(*W4_OPS):
         name = ed.tensor_name(op.outputs[0])
         w = op.inputs[1]
         if name in keep or not ed.is_constant(w) or ed.tensor_dtype(w) != "float32":
+            continue
+        if ed.is_graph_output(op.outputs[0]):
+            # The layer that writes a model output (a classifier's logits) stays int8, as the literature keeps the
+            # last layer at 8 bits: its error goes straight into the scores that rank classes.
+            last.append((name, op.label))
+            outs.append(op)
             continue
         layers.append((name, op, w))
     labels = {name: op.label for name, op, _ in layers}
@@ -183,8 +195,10 @@ def plan_w4(tflite: bytes, x: Inputs, keep: Mapping[str, Precision] | None = Non
         return float("inf") if v <= 0 else -10 * float(np.log10(v))
 
     # Every planned layer is named (w4a8 or int8), so the recipe that ran rebuilds this model without planning.
-    precisions = {**{name: Precision.W4A8 if name in chosen else Precision.INT8 for name in noise}, **keep}
-    total = sum(sizes.values())
+    precisions = {**{name: Precision.W4A8 if name in chosen else Precision.INT8 for name in noise},
+                  **{name: Precision.INT8 for name, _ in last}, **keep}
+    total = sum(sizes.values()) + sum(int(np.prod(ed.tensor_shape(ed_op.inputs[1]))) for ed_op in outs)
     return W4Plan(precisions=precisions, four_bit={labels[k]: db(noise[k]) for k in chosen},
                   eight_bit={labels[k]: db(noise[k]) for k in noise if k not in chosen},
-                  weight_share=sum(sizes[k] for k in chosen) / total if total else 0.0, estimated_db=db(spent))
+                  weight_share=sum(sizes[k] for k in chosen) / total if total else 0.0, estimated_db=db(spent),
+                  output_layers=tuple(label for _, label in last))

@@ -213,6 +213,9 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
         for name, p in precisions.items():
             rules[name] = dataclasses.replace(rules.get(name, TensorRule()), precision=p)
         chosen = dataclasses.replace(chosen, tensors=rules)
+    elif w4a8_plan and x is None and _w4_wanted(scheme_, eng, chosen.precisions(), {}):
+        notes_in.append("w4a8 plan skipped: it measures on --calibration data (--stats has none), so every CONV_2D "
+                        "and FULLY_CONNECTED gets 4-bit weights")
     transformed = False
     if names and stats is not None and not explicit:
         # Saved statistics describe the untransformed model; keep them usable.

@@ -3,10 +3,10 @@
     float .tflite + calibration inputs -> plan_w4 -> W4Plan (per-layer precision: int8 where 4 bits cost too much)
 
 4-bit weights on every convolution and fully connected layer collapse a real
-CNN: on ImageNet MobileNetV2 the float model with only its weights rounded to
-4 bits (per channel, even with clipped ranges) kept 0.1 dB of output SQNR, while
-one layer alone at 4 bits cost anywhere from 7 dB (a bottleneck projection) to
-29 dB (an expansion) (benchmarks/results/w4a8-choices.md). The errors add up
+CNN: on ImageNet MobileNetV2 every layer but the classifier at 4 bits kept 0.7 dB
+of output SQNR even after AdaRound, while one layer alone at 4 bits cost anywhere
+from 7 dB (a bottleneck projection) to 29 dB (an expansion)
+(benchmarks/results/w4a8-choices.md). The errors add up
 layer after layer, and no rounding method recovers 36 layers of it from a few
 calibration images. So the plan measures each layer's cost and gives 4 bits
 where it is cheap, the way mixed-precision quantizers do:

@@ -289,3 +289,24 @@ def test_grouped_convolution_is_skipped_not_fatal(tmp_path: Path) -> None:
         result = get_transform(name).apply(tflite, cal, 8)
         assert any("grouped convolution" in c for c in result.changes), (name, result.changes)
     edgequant.quantize(tmp_path / "g.keras", "int8", calibration=cal)  # default transforms, no crash
+
+
+def test_every_wave_of_4bit_layers_gets_the_shared_steps(mobilenet: dict, monkeypatch) -> None:
+    """On the sampled path (forced with full_rows=1) 4-bit layers learn in WAVES groups; each must get the steps
+    its budget share allows, not MIN_STEPS after the first wave (a flag once overwrote the share)."""
+    from edgequant.transforms import adaround
+
+    seen: list[tuple[int, int]] = []
+    real = adaround._learn
+
+    def spy(problem, ratio, qmin, qmax, fixed, iterations, early_stop=True):
+        seen.append((problem.layer.bits, iterations))
+        return real(problem, ratio, qmin, qmax, fixed, iterations, early_stop)
+
+    monkeypatch.setattr(adaround, "_learn", spy)
+    bits, op_bits = litert_op_bits("w4a8")
+    result = get_transform("adaround").apply(mobilenet["tflite"], mobilenet["cal"][:64], bits, op_bits=op_bits,
+                                             iterations=120, full_rows=1)
+    assert result.metrics["passes"] > 1
+    four = [steps for b, steps in seen if b == 4]
+    assert len(four) >= 4 and set(four) == {120}, seen  # the zoo model's cost is far under W4_BUDGET

@@ -191,6 +191,7 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
     n_samples = chosen.samples if chosen.samples is not None else DEFAULT_SAMPLES
     x = None if calibration is None else select_samples(
         load_checked_data(calibration, floats, resize, normalize), n_samples).inputs
+    asked = dict(precisions)  # the recipe's own per-layer precisions (the plans below add theirs)
     islands = _islands_wanted(float_islands, scheme_, eng, precisions, floats)
     if islands:
         # Planned before the transforms, so that AdaRound leaves the layers kept float alone.
@@ -204,7 +205,7 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
         for name, p in precisions.items():
             rules[name] = dataclasses.replace(rules.get(name, TensorRule()), precision=p)
         chosen = dataclasses.replace(chosen, tensors=rules)
-    if w4a8_plan and _w4_wanted(scheme_, eng, chosen.precisions(), x):
+    if w4a8_plan and _w4_wanted(scheme_, eng, asked, x):
         # Planned before the transforms, so that AdaRound learns each layer on the grid it will be stored on.
         w4 = plan_w4(floats.tflite, x, keep=precisions)
         precisions = w4.precisions
@@ -213,7 +214,7 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
         for name, p in precisions.items():
             rules[name] = dataclasses.replace(rules.get(name, TensorRule()), precision=p)
         chosen = dataclasses.replace(chosen, tensors=rules)
-    elif w4a8_plan and x is None and _w4_wanted(scheme_, eng, chosen.precisions(), {}):
+    elif w4a8_plan and x is None and _w4_wanted(scheme_, eng, asked, {}):
         notes_in.append("w4a8 plan skipped: it measures on --calibration data (--stats has none), so every CONV_2D "
                         "and FULLY_CONNECTED gets 4-bit weights")
     transformed = False

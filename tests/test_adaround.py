@@ -28,7 +28,7 @@ from edgequant.frontends import inspect_float_tflite
 from edgequant.graph.edit import GraphEditor
 from edgequant.runtime import Runner
 from edgequant.transforms import TransformName, get_transform, stream_tensors
-from edgequant.transforms.adaround import _Layer
+from edgequant.transforms.adaround import CLIP_FRACTIONS, _Layer
 from edgequant.transforms.grid import op_grid as grid
 from edgequant.transforms.bias_correction import litert_op_bits
 from edgequant.types import SourceKind
@@ -55,8 +55,9 @@ def learned(mobilenet: dict) -> object:
 
 def _quantize(tflite: bytes, scheme: str, calibration: np.ndarray) -> bytes:
     model = inspect_float_tflite(tflite, Path("adarounded.tflite"), SourceKind.TFLITE)
+    # Every CONV_2D and FULLY_CONNECTED at 4 bits (no w4a8 plan): the case AdaRound is measured on here.
     return edgequant.quantize(model, scheme, engine="litert", calibration=calibration, transforms="none",
-                              observer="mse").tflite
+                              observer="mse", w4a8_plan=False).tflite
 
 
 @pytest.mark.parametrize("index", [0, 1, 2, 4], ids=["conv-s2-same", "dw-same", "conv-1x1-valid", "dw-s2-same"])
@@ -88,17 +89,29 @@ def test_engine_stores_exactly_the_learned_weights(mobilenet: dict, learned: obj
 
 def test_weights_sit_on_the_grid_and_keep_the_scale(mobilenet: dict, learned: object) -> None:
     before, after = GraphEditor(mobilenet["tflite"]), GraphEditor(learned.tflite)
+    clipped = 0
     for op in after.find_ops(*_WEIGHTED):
         bits = 8 if op.op == "DEPTHWISE_CONV_2D" else 4
         w_before, w_after = before.read_constant(op.inputs[1]), after.read_constant(op.inputs[1])
-        ratio, scale, _, _ = grid(w_after, op.op, bits)
+        ratio, scale, _, qmax = grid(w_after, op.op, bits)
         _, scale_before, _, _ = grid(w_before, op.op, bits)
-        np.testing.assert_allclose(scale, scale_before, rtol=1e-6)   # max|w| per channel kept
+        if bits == 8:
+            np.testing.assert_allclose(scale, scale_before, rtol=1e-6)   # max|w| per channel kept
+        else:
+            # 4 bits: each channel's bound is max|w| times one of the clipping fractions (1.0 among them).
+            fraction = (scale / scale_before).ravel()
+            near = np.abs(fraction[:, None] - np.asarray(CLIP_FRACTIONS)[None]).min(axis=1)
+            assert np.all(near < 1e-5), fraction
+            clipped += int(np.sum(fraction < 1 - 1e-6))
         np.testing.assert_allclose(ratio, np.rint(ratio), atol=1e-3)  # integers, not near-ties
-        # Every weight moved to floor or ceil of its original grid position, never further.
-        original = w_before / scale_before
-        assert np.all((np.rint(ratio) == np.floor(original)) | (np.rint(ratio) == np.ceil(original))
-                      | np.isclose(original, np.rint(original)))
+        # Every weight moved to floor or ceil of its original position on its grid, never further (clipped
+        # weights store +-qmax), and the grid is symmetric (never -qmax - 1, which would change the scale).
+        original = w_before / scale
+        q = np.rint(ratio)
+        assert np.all(np.abs(q) <= qmax)
+        assert np.all((q == np.clip(np.floor(original), -qmax, qmax)) | (q == np.clip(np.ceil(original), -qmax, qmax))
+                      | np.isclose(original, q, atol=1e-4))
+    assert clipped > 0  # clipping is chosen somewhere on this model at 4 bits
 
 
 def test_learned_rounding_never_reconstructs_worse(learned: object) -> None:
@@ -297,3 +310,24 @@ def test_dynamic_keeps_depthwise_float_and_adaround_leaves_it(mobilenet: dict) -
     # The transform check passes either way; when AdaRound is kept, its integers are what was stored.
     if q.recipe.transforms:
         assert any(n.startswith("checked: the engine stored exactly the learned weights") for n in q.notes)
+
+
+def test_every_wave_of_4bit_layers_gets_the_shared_steps(mobilenet: dict, monkeypatch) -> None:
+    """On the sampled path (forced with full_rows=1) 4-bit layers learn in WAVES groups; each must get the steps
+    its budget share allows, not MIN_STEPS after the first wave (a flag once overwrote the share)."""
+    from edgequant.transforms import adaround
+
+    seen: list[tuple[int, int]] = []
+    real = adaround._learn
+
+    def spy(problem, ratio, qmin, qmax, fixed, iterations, early_stop=True):
+        seen.append((problem.layer.bits, iterations))
+        return real(problem, ratio, qmin, qmax, fixed, iterations, early_stop)
+
+    monkeypatch.setattr(adaround, "_learn", spy)
+    bits, op_bits = litert_op_bits("w4a8")
+    result = get_transform("adaround").apply(mobilenet["tflite"], mobilenet["cal"][:64], bits, op_bits=op_bits,
+                                             iterations=120, full_rows=1)
+    assert result.metrics["passes"] > 1
+    four = [steps for b, steps in seen if b == 4]
+    assert len(four) >= 4 and set(four) == {120}, seen  # the zoo model's cost is far under W4_BUDGET

@@ -15,9 +15,11 @@ def _sqnr(q, float_tflite, x) -> float:
 
 def test_w4a8_default_applies_adaround_and_it_helps(seed_cnn_path, float_tflite, digits, test_arrays) -> None:
     x, _ = test_arrays
-    default = edgequant.quantize(seed_cnn_path, "w4a8", calibration=digits["calibration"], samples=100)
+    # Every conv and dense layer 4-bit (no w4a8 plan, which would keep costly layers int8): AdaRound's case.
+    default = edgequant.quantize(seed_cnn_path, "w4a8", calibration=digits["calibration"], samples=100,
+                                 w4a8_plan=False)
     plain = edgequant.quantize(seed_cnn_path, "w4a8", calibration=digits["calibration"], samples=100,
-                               transforms="none")
+                               transforms="none", w4a8_plan=False)
     assert any(n.startswith("adaround:") for n in default.notes)
     # The pipeline checked the engine stored exactly the learned integers.
     assert any(n.startswith("checked: the engine stored exactly the learned weights") for n in default.notes)
@@ -64,6 +66,9 @@ def test_saved_stats_skip_the_default_transforms(seed_cnn_path, digits, tmp_path
     stats = edgequant.calibrate(seed_cnn_path, digits["calibration"], samples=30, output=tmp_path / "s.json")
     q = edgequant.quantize(seed_cnn_path, "w4a8", calibration=digits["calibration"], samples=30, stats=stats)
     assert any("default transforms (adaround) skipped: --stats" in n for n in q.notes)
+    # The w4a8 plan measures on calibration data too; saved stats alone leave every conv and dense 4-bit.
+    planned = edgequant.quantize(seed_cnn_path, "w4a8", stats=stats)
+    assert any(n.startswith("w4a8 plan skipped") for n in planned.notes), planned.notes
     with pytest.raises(edgequant.InputError, match="different model"):
         edgequant.quantize(seed_cnn_path, "w4a8", calibration=digits["calibration"], samples=30, stats=stats,
                            transforms="bias-correction")
@@ -101,5 +106,5 @@ def test_a_default_transform_that_hurts_is_dropped(seed_cnn_path, digits, monkey
 
 
 def test_a_default_transform_that_helps_is_kept(seed_cnn_path, digits) -> None:
-    q = edgequant.quantize(seed_cnn_path, "w4a8", calibration=digits["calibration"], samples=100)
+    q = edgequant.quantize(seed_cnn_path, "w4a8", calibration=digits["calibration"], samples=100, w4a8_plan=False)
     assert any(n.startswith("default transforms (adaround) kept") for n in q.notes), q.notes

@@ -28,6 +28,7 @@ from edgequant.evaluate import evaluate_runners, fidelity_by_output, label_outpu
 from edgequant.frontends import load_model, source_options
 from edgequant.recipe import Recipe, TensorRule, plan
 from edgequant.recipe.islands import is_attention_model, plan_islands
+from edgequant.recipe.w4 import plan_w4
 from edgequant.recipe import parse_transforms  # noqa: F401 - kept importable here, where it lived before recipe/
 from edgequant.graph import WEIGHTED_OPS, index_limits, read_graph, signature_input_indices
 from edgequant.runtime import Inputs, Runner, one_worker, rows
@@ -154,7 +155,8 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
              observer: Observer | str | None = None, stats: CalibrationStats | str | Path | None = None,
              transforms: Sequence[str] | str | None = None, progress: Progress = no_progress,
              recipe: Recipe | Mapping[str, Any] | str | Path | None = None,
-             signature: str | None = None, float_islands: bool | None = None) -> QuantizedModel:
+             signature: str | None = None, float_islands: bool | None = None,
+             w4a8_plan: bool = True) -> QuantizedModel:
     """Quantize ``model`` with one scheme and engine; the result is checked to load and run in LiteRT.
 
     Static schemes need ``calibration`` data or saved ``stats`` (from
@@ -164,7 +166,9 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
     ``recipe`` is the plan that ran, with the observer and transforms resolved.
     ``float_islands`` (recipe/islands.py): None plans them for attention models
     at int8 and w4a8 when the recipe sets no per-layer precision; True plans
-    them for any model; False never.
+    them for any model; False never. ``w4a8_plan`` (recipe/w4.py): at w4a8 with calibration data and no
+    per-layer precision in the recipe, give 4-bit weights only to the layers whose 4-bit rounding costs least
+    on that data; False gives every CONV_2D and FULLY_CONNECTED 4-bit weights.
     """
     # The plan first: a bad recipe or option fails before any model work.
     chosen, notes_in = plan(recipe, scheme=scheme, engine=engine, io=io, observer=observer,
@@ -188,6 +192,7 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
     n_samples = chosen.samples if chosen.samples is not None else DEFAULT_SAMPLES
     x = None if calibration is None else select_samples(
         load_checked_data(calibration, floats, resize, normalize), n_samples).inputs
+    asked = dict(precisions)  # the recipe's own per-layer precisions (the plans below add theirs)
     islands = _islands_wanted(float_islands, scheme_, eng, precisions, floats)
     if islands:
         # Planned before the transforms, so that AdaRound leaves the layers kept float alone.
@@ -201,6 +206,18 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
         for name, p in precisions.items():
             rules[name] = dataclasses.replace(rules.get(name, TensorRule()), precision=p)
         chosen = dataclasses.replace(chosen, tensors=rules)
+    if w4a8_plan and _w4_wanted(scheme_, eng, asked, x):
+        # Planned before the transforms, so that AdaRound learns each layer on the grid it will be stored on.
+        w4 = plan_w4(floats.tflite, x, keep=precisions)
+        precisions = w4.precisions
+        notes_in += w4.notes()
+        rules = dict(chosen.tensors)
+        for name, p in precisions.items():
+            rules[name] = dataclasses.replace(rules.get(name, TensorRule()), precision=p)
+        chosen = dataclasses.replace(chosen, tensors=rules)
+    elif w4a8_plan and x is None and _w4_wanted(scheme_, eng, asked, {}):
+        notes_in.append("w4a8 plan skipped: it measures on --calibration data (--stats has none), so every CONV_2D "
+                        "and FULLY_CONNECTED gets 4-bit weights")
     transformed = False
     if names and stats is not None and not explicit:
         # Saved statistics describe the untransformed model; keep them usable.
@@ -295,6 +312,13 @@ def _islands_wanted(wanted: bool | None, scheme: Scheme, eng: Engine, precisions
                                    f"{scheme.value} and engine {eng.name.value}")
         return True
     return able and not precisions and is_attention_model(floats.tflite)
+
+
+def _w4_wanted(scheme: Scheme, eng: Engine, recipe_precisions: Mapping[str, Precision], x: Inputs | None) -> bool:
+    """Whether to plan which layers of a w4a8 model get 4-bit weights (recipe/w4.py): w4a8 on an engine with
+    per-layer int8, calibration data to measure on, and no per-layer precision from the recipe (which then rules)."""
+    return scheme is Scheme.W4A8 and Precision.INT8 in eng.layer_precisions and not recipe_precisions and \
+        x is not None
 
 
 def _check_engine(eng: Engine, chosen: Recipe, scheme: Scheme, io: IOType,

@@ -34,7 +34,7 @@ keeps nearest rounding (it never makes a layer worse on calibration data).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import numpy as np
 
@@ -43,7 +43,7 @@ from edgequant.graph.edit import GraphEditor, OpRef
 from edgequant.runtime import BATCH_BYTES, Runner, batch_for
 from edgequant.runtime import rows as n_samples
 from edgequant.transforms import TransformName, TransformResult, check_calibration, stream_tensors
-from edgequant.transforms.grid import OnEngineGrid, grouped_conv, layer_weight_bits, op_grid, same_padding
+from edgequant.transforms.grid import MIN_BOUND, OnEngineGrid, grouped_conv, layer_weight_bits, op_grid, same_padding
 
 __all__ = ["AdaRound", "im2col", "ITERATIONS"]
 
@@ -74,6 +74,10 @@ CHECK_EVERY, PATIENCE, SETTLED = 50, 2, 1e-3
 ELEMENTWISE = 64
 MODEL_BUDGET = 2e10
 MIN_STEPS = 50
+# Below 8 bits rounding is most of a layer's error and 50 steps learn little of it (on MobileNetV2's 1x1
+# convolutions 1,000 steps gained 5 to 11 dB of layer SQNR where 50 gained 1 to 3): 4-bit layers share this
+# larger budget.
+W4_BUDGET = 2e11
 # Statistics on sampled rows, not every output position of every sample (at
 # 224x224 that is millions of rows per layer, and the closed-form loss needs
 # only a well-determined Gram matrix): at least ROWS per layer and ROWS_PER_WEIGHT
@@ -109,6 +113,14 @@ GATE_SAMPLES = 16
 # left, which bounds what they give up. On MobileNetV2-224 at int8 this learns a layer or two instead of
 # eighteen (about a minute); the trade, measured on real MobileNetV2, is in benchmarks/results/scale.md.
 INT8_BUDGET = 2e10
+# Below 8 bits the grid's range matters as much as the rounding: each output channel's bound is clipped to the
+# fraction of max|w| (of CLIP_FRACTIONS) with the least output error, as the AdaRound paper initializes its
+# scales. Only layers that learn and whose exact loss (Gram matrix) costs under EXACT_CLIP_COST (channels * k^2 *
+# fractions) are clipped: chosen from the diagonal estimate on too few rows, the seed CNN's 5408-input dense
+# layer clipped every channel and the model lost 3.7 dB of held-out SQNR (36.5 -> 32.8).
+CLIP_BELOW_BITS = 8
+CLIP_FRACTIONS = tuple(np.linspace(0.4, 1.0, 25))
+EXACT_CLIP_COST = 5e10
 
 
 def _padded(x: np.ndarray, kh: int, kw: int, opts: object) -> tuple[np.ndarray, int, int, int, int, int, int]:
@@ -216,6 +228,7 @@ class _Problem:
         self.n = 0
         self.sum_y = np.zeros((groups, layer.mat.shape[1]))
         self.sum_xq = np.zeros((groups, k))
+        self.sum_xq2 = np.zeros((groups, k))
 
     def add(self, x_float: np.ndarray, x_rounded: np.ndarray, op: OpRef, pick: np.ndarray | None = None) -> None:
         rf, rq = self.layer.rows(x_float, op, pick), self.layer.rows(x_rounded, op, pick)
@@ -223,6 +236,7 @@ class _Problem:
         self.yy += float((y * y).sum())
         self.sum_y += y.sum(axis=1)
         self.sum_xq += rq.sum(axis=1)
+        self.sum_xq2 += (rq * rq).sum(axis=1)
         self.n += rf.shape[1]
         if self.learn:
             self.gram += _matmul(np.swapaxes(rq, 1, 2), rq)
@@ -319,13 +333,15 @@ class AdaRound(OnEngineGrid):
               op_bits: dict[str, int | None] | None = None, iterations: int = ITERATIONS,
               layer_bits: Mapping[str, int | None] | None = None, rows: int | None = ROWS,
               full_rows: int = FULL_ROWS, activation_bits: int | None = None,
-              progress: Progress = no_progress) -> TransformResult:
+              gate_exempt: Collection[str] | None = None, progress: Progress = no_progress) -> TransformResult:
         """``op_bits`` overrides ``weight_bits`` per op type, ``layer_bits`` per op output tensor name
         (None: the op's weights stay float). ``rows`` None is the full-quality setting: every row of every
         sample, one pass pair per layer, every step (no early stop); so is any ``rows`` when no layer has
         more than FULL_POSITIONS positions a sample nor ``full_rows`` rows in all. ``activation_bits`` (the
         scheme's integer activations; None: float) turns on the GATE: 8-bit layers where learning cannot
-        pay keep nearest rounding, with no pass or step spent on them. Progress reports ("adaround",
+        pay keep nearest rounding, with no pass or step spent on them; ``gate_exempt`` names the layers whose
+        activations are not the scheme's (a per-layer int16x8 or float rule; default: every layer with a
+        ``layer_bits`` rule), which the gate cannot judge and which always learn. Progress reports ("adaround",
         layers done, layers)."""
         x = check_calibration(calibration, "AdaRound")
         ed = GraphEditor(tflite)
@@ -364,7 +380,8 @@ class AdaRound(OnEngineGrid):
         full = rows is None or (max(_positions(la, ed) * len(la.ops) for la in layers) <= FULL_POSITIONS
                                 and _most_rows(layers, ed, n_samples(x)) <= full_rows)
         if activation_bits is not None or not full:
-            layers = _skip_unpaying(tflite, x, ed, layers, activation_bits, full, layer_bits, learned, changes,
+            exempt = set(layer_bits if gate_exempt is None else gate_exempt)
+            layers = _skip_unpaying(tflite, x, ed, layers, activation_bits, full, exempt, learned, changes,
                                     metrics, lambda: progress("adaround", len(learned), total))
             if not layers:
                 changes.append("no layer left to learn")
@@ -380,8 +397,12 @@ class AdaRound(OnEngineGrid):
         metrics["samples"] = float(n_samples(xs))
         metrics["passes"] = float(len(picks.waves))
         # Only layers that will learn count: a large dense layer left to nearest rounding costs no steps.
-        cost = sum(_step_cost(la) for la in layers if picks.rows(la) >= la.mat.shape[-1]) * iterations
-        share = min(1.0, MODEL_BUDGET / max(cost, 1.0))
+        # With integer activations the 8-bit layers left by the gate take MIN_STEPS; the rest share the budget.
+        steps_shared = [la for la in layers if picks.rows(la) >= la.mat.shape[-1]
+                        and not (la.bits >= 8 and activation_bits is not None)]
+        cost = sum(_step_cost(la) for la in steps_shared) * iterations
+        budget = W4_BUDGET if any(la.bits < 8 for la in steps_shared) else MODEL_BUDGET
+        share = min(1.0, budget / max(cost, 1.0))
         improved = 0
         for wave in picks.waves:
             rounded = ed.to_bytes()
@@ -411,8 +432,17 @@ class AdaRound(OnEngineGrid):
                 problem.finish()
                 ratio, qmin, qmax = grids[id(la)]
                 learn, k, n_rows = problem.learn, la.mat.shape[-1], picks.rows(la)
+                if la.bits < CLIP_BELOW_BITS and learn and _exact_clip(la):
+                    la.scale, clipped = _clipped_scale(la, problem, qmax)  # type: ignore[attr-defined]
+                    # Symmetric: a -qmax - 1 would raise max|w| and so the engine's scale.
+                    ratio, qmin = la.mat / la.scale, -qmax
+                    metrics[f"{la.op.label}.clipped"] = clipped
+                    if clipped:
+                        changes.append(f"{la.label} int{la.bits}: {100 * clipped:.0f}% of output channels clipped "
+                                       "below max|w| (the bound with the least output error on calibration data)")
                 # The element that sets each channel's max|w| keeps +-qmax, so the engine's scale is unchanged.
-                fixed = np.abs(ratio) >= np.abs(ratio).max(axis=-1, keepdims=True) * (1 - 1e-6)
+                # Clipped weights (|ratio| >= qmax) all store +-qmax: nothing to learn there either.
+                fixed = np.abs(ratio) >= np.minimum(np.abs(ratio).max(axis=-1, keepdims=True) * (1 - 1e-6), qmax)
                 nearest = np.clip(np.rint(ratio), qmin, qmax)
                 done += 1
                 if not learn:
@@ -465,6 +495,41 @@ class AdaRound(OnEngineGrid):
                                activations_kept=eight_bit)
 
 
+def _clipped_scale(la: _Layer, problem: _Problem, qmax: int) -> tuple[np.ndarray, float]:
+    """Per output channel, the scale bound * f / qmax (f in CLIP_FRACTIONS) whose nearest rounding gives the least
+    output error on the calibration rows, and the share of channels clipped (f < 1), in the layer's layout.
+
+    The error is the layer's exact loss where its Gram matrix is small enough (EXACT_CLIP_COST), else the
+    diagonal estimate sum_k (w~ - w)^2 E[x_k^2]. The engine reproduces the scale from the stored weights: the
+    channel's clipped elements store +-qmax, so max|w~| / qmax is the chosen scale.
+    """
+    w = la.mat.astype(np.float64)
+    top = np.maximum(np.abs(w).max(axis=-1, keepdims=True), MIN_BOUND)
+    exact = problem.learn and _exact_clip(la)
+    power = problem.sum_xq2[:, None, :]
+    best, choice = None, None
+    for f in CLIP_FRACTIONS:
+        scale = (top * f / qmax).astype(np.float32).astype(np.float64)
+        m = np.clip(np.rint(w / scale), -qmax, qmax) * scale
+        if exact:
+            err = (_matmul(m, problem.gram) * m).sum(-1) - 2.0 * (problem.cross_t * m).sum(-1)
+        else:
+            err = ((m - w) ** 2 * power).sum(-1)
+        if best is None:
+            best, choice = err, np.full(err.shape, f)
+        else:
+            better = err < best
+            best, choice = np.where(better, err, best), np.where(better, f, choice)
+    assert choice is not None
+    scale = (top * choice[..., None] / qmax).astype(np.float32).astype(np.float64)
+    return scale, float(np.mean(choice < 1.0))
+
+
+def _exact_clip(la: _Layer) -> bool:
+    """Whether the layer's exact loss can choose its clipping (EXACT_CLIP_COST)."""
+    return la.mat.size * la.mat.shape[-1] * len(CLIP_FRACTIONS) <= EXACT_CLIP_COST
+
+
 def _as_groups(la: _Layer, a: np.ndarray) -> np.ndarray:
     """Per-weight or per-channel arrays in the weight layout -> the layer's (groups, out, k) layout."""
     if la.op.op == "DEPTHWISE_CONV_2D":
@@ -487,7 +552,7 @@ def _positions(la: _Layer, ed: GraphEditor) -> int:
 
 
 def _skip_unpaying(tflite: bytes, x: Mapping[str, np.ndarray], ed: GraphEditor, layers: list[_Layer],
-                   activation_bits: int | None, full: bool, layer_bits: Mapping[str, int | None],
+                   activation_bits: int | None, full: bool, exempt: Collection[str],
                    learned: dict[str, np.ndarray], changes: list[str], metrics: dict[str, float],
                    tick: Callable[[], None]) -> list[_Layer]:
     """The layers left to learn: 8-bit layers under the GATE, or (sampled path) past INT8_BUDGET, keep nearest
@@ -498,12 +563,15 @@ def _skip_unpaying(tflite: bytes, x: Mapping[str, np.ndarray], ed: GraphEditor, 
     noise against their output's power.
     """
     total = len(layers)
-    if any(la.bits < 8 for la in layers):
+    if full and any(la.bits < 8 for la in layers):
         # Downstream of a 4-bit layer an 8-bit one also repairs that layer's error (its loss reads the rounded
         # inputs), which the estimate does not see: gating w4a8's depthwise layers cost mobilenet_like 2.3 dB.
+        # On the sampled path (real-size models) every 8-bit layer learning from few steps lost instead: a w4a8
+        # MobileNetV2 with most layers int8 lost its AdaRound gain (benchmarks/results/w4a8-choices.md), so
+        # there the 8-bit layers are gated and budgeted as at int8 and only the 4-bit ones all learn.
         metrics["gated_layers"] = 0.0
         return layers
-    eight = [la for la in layers if la.bits >= 8 and ed.tensor_name(la.op.outputs[0]) not in layer_bits]
+    eight = [la for la in layers if la.bits >= 8 and ed.tensor_name(la.op.outputs[0]) not in exempt]
     ratios = _gate(tflite, x, ed, eight, activation_bits)
     gated = {i: r for i, r in ratios.items() if r < GATE} if activation_bits is not None else {}
     over: dict[int, float] = {}

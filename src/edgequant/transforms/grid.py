@@ -115,7 +115,10 @@ class OnEngineGrid:
         extra = {"progress": progress} if self.reports_progress else {}
         if self.gates:
             # Integer activations set the noise floor learned rounding has to beat (AdaRound's GATE).
-            extra["activation_bits"] = {Scheme.INT8: 8, Scheme.W4A8: 8, Scheme.INT16X8: 16}.get(Scheme(scheme))
+            act = {Scheme.INT8: 8, Scheme.W4A8: 8, Scheme.INT16X8: 16}.get(Scheme(scheme))
+            extra["activation_bits"] = act
+            # A layer rule at the scheme's activation bits (w4a8's int8 layers) is judged like any other layer.
+            extra["gate_exempt"] = {name for name, p in (precisions or {}).items() if p.activation_bits != act}
         return self.apply(tflite, calibration, bits, op_bits=op_bits,  # type: ignore[attr-defined]
                           layer_bits=litert_layer_bits(precisions), **extra)
 

@@ -174,7 +174,8 @@ def _finite(v):
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.real", description=__doc__.split("\n")[0])
     p.add_argument("--models", help=f"comma-separated, of: {', '.join(MODELS)} (default: all)")
-    p.add_argument("--methods", help="comma-separated method names to build (default: all; float always)")
+    p.add_argument("--methods", help="comma-separated method names or cell keys (\"edgequant int8\") to build "
+                   "(default: all; float always)")
     p.add_argument("--quick", action="store_true", help="small splits, few latency rounds, short tune")
     for name in ("calibration", "dev", "test", "runs"):
         p.add_argument(f"--{name}", type=int, help=f"{name} size (default {FULL[name]}, quick {QUICK[name]})")

@@ -148,3 +148,41 @@ def test_islands_refused_where_they_cannot_apply(block) -> None:
     _, _, _, folder = block
     with pytest.raises(UnsupportedError, match="float islands need scheme"):
         edgequant.quantize(folder / "float.tflite", "dynamic", float_islands=True)
+
+
+def test_matmul_with_a_constant_first_operand_stays_right(tmp_path: Path) -> None:
+    """A learned query against the tokens (SVTRv2's decoder pools this way): BATCH_MATMUL(constant, activation).
+
+    litert-quantizer quantizes a BATCH_MATMUL's constant per-channel along its last axis, right for a right-hand
+    weight; on the left-hand side that is the summed axis, which LiteRT's kernel does not scale per channel, and
+    on SVTRv2 the op's int8 output was one value for every position. The engine gives that constant one scale.
+    Tolerance: each output's cosine against float; the pooled tokens measured 0.998-0.99997 with one scale,
+    -0.01-0.45 with per-channel scales.
+    """
+    import tensorflow as tf
+
+    from edgequant.graph.submodel import GraphModel
+
+    rng = np.random.default_rng(1)
+    query = tf.constant(rng.normal(size=(1, 1, DIM)).astype(np.float32))
+
+    # Tokens arrive (dim, tokens), so the scores are matmul(query, x) with no adjoint: the case that broke.
+    @tf.function(input_signature=[tf.TensorSpec((1, DIM, TOKENS), tf.float32, name="tokens")])
+    def pool(x):
+        scores = tf.matmul(query, x)
+        return {"scores": scores, "pooled": tf.matmul(x, tf.nn.softmax(scores), transpose_b=True)}
+
+    tflite = tf.lite.TFLiteConverter.from_concrete_functions([pool.get_concrete_function()], pool).convert()
+    g = GraphModel(tflite)
+    assert [g.is_constant(t) for t in g.op_inputs(g.op_names.index("BATCH_MATMUL"))] == [True, False]
+    (tmp_path / "pool.tflite").write_bytes(tflite)
+    np.save(tmp_path / "calib.npy", rng.normal(size=(32, DIM, TOKENS)).astype(np.float32))
+    q = edgequant.quantize(tmp_path / "pool.tflite", "int8", calibration=tmp_path / "calib.npy", transforms="none",
+                           observer="minmax")
+    assert any("constant first operand" in n for n in q.notes)
+    x = rng.normal(size=(8, DIM, TOKENS)).astype(np.float32)
+    a, b = Runner(tflite).predict(x), Runner(q.tflite).predict(x)
+    for name in a:  # the scores and the pooled tokens
+        fa, fb = a[name].reshape(len(x), -1), b[name].reshape(len(x), -1)
+        cos = np.sum(fa * fb, 1) / (np.linalg.norm(fa, axis=1) * np.linalg.norm(fb, axis=1) + 1e-12)
+        assert cos.min() >= 0.99, (name, cos)

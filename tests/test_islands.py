@@ -77,6 +77,7 @@ def test_attention_is_detected(block, float_tflite: Path) -> None:
 
 def test_plan_keeps_matmuls_integer_and_the_rest_float(block) -> None:
     from edgequant.engines.litert import layer_ops
+    from edgequant.graph.submodel import GraphModel
 
     tflite, calib, _, _ = block
     plan = plan_islands(tflite, None)
@@ -84,7 +85,15 @@ def test_plan_keeps_matmuls_integer_and_the_rest_float(block) -> None:
     planned = {ops[n] for n in plan.precisions}
     assert {"MEAN", "RSQRT", "SOFTMAX", "GELU"} <= planned  # LayerNorm, softmax, GELU
     assert all(p is Precision.FLOAT for p in plan.precisions.values())
-    assert not planned & INTEGER_OPS  # without data, no outlier test
+    assert not planned & (INTEGER_OPS - {"BATCH_MATMUL"})  # without data, no outlier test
+    # BATCH_MATMUL: float between two activations (attention's scores and their use), int8 with a weight.
+    g = GraphModel(tflite)
+    bmm = {g.tensor_name(g.op_outputs(i)[0]): any(g.is_constant(t) for t in g.op_inputs(i))
+           for i, op in enumerate(g.op_names) if op == "BATCH_MATMUL"}
+    assert sum(not weighted for weighted in bmm.values()) == 2  # Q.K^T and scores.V
+    assert all((name in plan.precisions) != weighted for name, weighted in bmm.items())
+    assert all(name in plan.precisions for name, op in ops.items() if op in {"SOFTMAX", "GELU", "MEAN"})
+    assert not any(name in plan.precisions for name, op in ops.items() if op in INTEGER_OPS - {"BATCH_MATMUL"})
     assert plan.outliers == {} and plan.float_ops == {op: sum(1 for n in plan.precisions if ops[n] == op)
                                                       for op in planned}
 
@@ -115,6 +124,12 @@ def test_islands_raise_int8_cosine(block) -> None:
     assert not any(n.startswith("float islands") for n in off.notes)
     c_off, c_on = _cosine(off.tflite, tflite, test), _cosine(on.tflite, tflite, test)
     assert c_on >= 0.99 and 1 - c_on <= 0.25 * (1 - c_off), (c_off, c_on)
+    # The float attention matmuls read DEQUANTIZE outputs: XNNPACK once got every row past the first 16 wrong
+    # after the interpreter, allocated at batch 1, was resized to 32. The batch must equal row by row.
+    batch = Runner(on.tflite).predict(test)
+    single = [Runner(on.tflite).predict(test[i:i + 1]) for i in (0, 20, 31)]
+    for k, i in enumerate((0, 20, 31)):
+        np.testing.assert_allclose(batch["output_0"][i], single[k]["output_0"][0], atol=1e-5)
     # The recipe that ran names every island: quantizing with it again plans nothing and gives the same model.
     again = edgequant.quantize(folder / "float.tflite", recipe=on.recipe, calibration=calib)
     assert not any(n.startswith("float islands") for n in again.notes)
@@ -136,3 +151,41 @@ def test_islands_refused_where_they_cannot_apply(block) -> None:
     _, _, _, folder = block
     with pytest.raises(UnsupportedError, match="float islands need scheme"):
         edgequant.quantize(folder / "float.tflite", "dynamic", float_islands=True)
+
+
+def test_matmul_with_a_constant_first_operand_stays_right(tmp_path: Path) -> None:
+    """A learned query against the tokens (SVTRv2's decoder pools this way): BATCH_MATMUL(constant, activation).
+
+    litert-quantizer quantizes a BATCH_MATMUL's constant per-channel along its last axis, right for a right-hand
+    weight; on the left-hand side that is the summed axis, which LiteRT's kernel does not scale per channel, and
+    on SVTRv2 the op's int8 output was one value for every position. The engine gives that constant one scale.
+    Tolerance: each output's cosine against float; the pooled tokens measured 0.998-0.99997 with one scale,
+    -0.01-0.45 with per-channel scales.
+    """
+    import tensorflow as tf
+
+    from edgequant.graph.submodel import GraphModel
+
+    rng = np.random.default_rng(1)
+    query = tf.constant(rng.normal(size=(1, 1, DIM)).astype(np.float32))
+
+    # Tokens arrive (dim, tokens), so the scores are matmul(query, x) with no adjoint: the case that broke.
+    @tf.function(input_signature=[tf.TensorSpec((1, DIM, TOKENS), tf.float32, name="tokens")])
+    def pool(x):
+        scores = tf.matmul(query, x)
+        return {"scores": scores, "pooled": tf.matmul(x, tf.nn.softmax(scores), transpose_b=True)}
+
+    tflite = tf.lite.TFLiteConverter.from_concrete_functions([pool.get_concrete_function()], pool).convert()
+    g = GraphModel(tflite)
+    assert [g.is_constant(t) for t in g.op_inputs(g.op_names.index("BATCH_MATMUL"))] == [True, False]
+    (tmp_path / "pool.tflite").write_bytes(tflite)
+    np.save(tmp_path / "calib.npy", rng.normal(size=(32, DIM, TOKENS)).astype(np.float32))
+    q = edgequant.quantize(tmp_path / "pool.tflite", "int8", calibration=tmp_path / "calib.npy", transforms="none",
+                           observer="minmax")
+    assert any("constant first operand" in n for n in q.notes)
+    x = rng.normal(size=(8, DIM, TOKENS)).astype(np.float32)
+    a, b = Runner(tflite).predict(x), Runner(q.tflite).predict(x)
+    for name in a:  # the scores and the pooled tokens
+        fa, fb = a[name].reshape(len(x), -1), b[name].reshape(len(x), -1)
+        cos = np.sum(fa * fb, 1) / (np.linalg.norm(fa, axis=1) * np.linalg.norm(fb, axis=1) + 1e-12)
+        assert cos.min() >= 0.99, (name, cos)

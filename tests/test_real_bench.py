@@ -179,3 +179,23 @@ def test_real_benchmark_runs_on_blazeface(tmp_path, capsys):
     md = (tmp_path / "real.md").read_text()
     assert "BlazeFace" in md and "## Goals" in md
     assert "int8: edgequant's default" in capsys.readouterr().out
+
+
+def test_a_methods_run_keeps_the_other_cells_marked_with_their_run():
+    from benchmarks.real.real import carry, render
+
+    cell = {"method": "m", "scheme": "int8", "peer": False, "bytes": 10, "size_ratio": 0.5, "top1_agreement": 1.0,
+            "top5_overlap": 1.0, "sqnr_db": 20.0, "cosine": 0.99, "latency_ratio": 0.5, "seconds": 1}
+    base = {"title": "T", "kind": "classifier", "primary": "top1_agreement", "transformer": False, "cnn": True,
+            "sizes": {"runs": 5, "tune_budget": "40s"}, "split_sizes": {"calibration": 8, "dev": 8, "test": 12},
+            "seconds": 3}
+    old = {**base, "date": "OLD", "cells": {"float": {**cell, "method": "float"}, "a int8": {**cell, "method": "a"},
+                                            "b int8": {**cell, "method": "b", "error": "crashed"}}}
+    new = {**base, "date": "NEW", "cells": {"float": {**cell, "method": "float"}, "b int8": {**cell, "method": "b"}}}
+    got = carry(new, old)
+    assert list(got["cells"]) == ["float", "a int8", "b int8"]
+    assert got["cells"]["a int8"]["run"] == "OLD" and "run" not in got["cells"]["b int8"]
+    assert "error" not in got["cells"]["b int8"] and "run" not in got["cells"]["float"]
+    text = render({"models": {"x": got}, "goals": []})
+    assert "| a (run OLD) | int8 |" in text and "| b | int8 |" in text and "Rows marked (run DATE)" in text
+    assert carry(new, None) is new

@@ -115,7 +115,7 @@ def litert_quantize(ctx: Context, rules: list[dict]) -> bytes:
 # ------------------------------------------------------------------ the cells
 
 def cells(ctx: Context, only: set[str] | None = None) -> list[Cell]:
-    """Every cell for the model, peers first; ``only`` keeps the methods named in it."""
+    """Every cell for the model, peers first; ``only`` keeps the methods (or cell keys, "edgequant int8") named in it."""
     import edgequant as eq
 
     out: list[Cell] = []
@@ -143,7 +143,7 @@ def cells(ctx: Context, only: set[str] | None = None) -> list[Cell]:
         out.append(Cell("edgequant", scheme, False, lambda s=scheme: edgequant(s)))
     out.append(Cell("edgequant tune", TUNED, False, lambda: tune(ctx)))
     if only:
-        out = [c for c in out if c.method in only]
+        out = [c for c in out if c.method in only or c.key in only]
     return out
 
 

@@ -7,7 +7,8 @@ Per model: the float .tflite through ``edgequant.convert`` (checked against its 
 of cells.py built from the calibration split, scored on the test split against the float model's outputs
 (and the labels where there are any), and timed batch-1 interleaved in one round-robin (1 thread). tune
 chooses on the dev split only. A cell that fails is an error with its one-line reason and the run goes on.
-Results merge into benchmarks/results/real.json (a run with --models replaces only those models) and
+Results merge into benchmarks/results/real.json (a run with --models replaces only those models; one with --methods
+also keeps the model's other cells from the earlier run, each marked with that run's date) and
 real.md is rendered from it with the issue's goals, each met or not met.
 """
 
@@ -174,7 +175,8 @@ def _finite(v):
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.real", description=__doc__.split("\n")[0])
     p.add_argument("--models", help=f"comma-separated, of: {', '.join(MODELS)} (default: all)")
-    p.add_argument("--methods", help="comma-separated method names to build (default: all; float always)")
+    p.add_argument("--methods", help="comma-separated method names or cell keys (\"edgequant int8\") to build "
+                   "(default: all; float always)")
     p.add_argument("--quick", action="store_true", help="small splits, few latency rounds, short tune")
     for name in ("calibration", "dev", "test", "runs"):
         p.add_argument(f"--{name}", type=int, help=f"{name} size (default {FULL[name]}, quick {QUICK[name]})")
@@ -201,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     out_json = args.out / "real.json"
     results = json.loads(out_json.read_text()) if out_json.exists() else {"models": {}}
     for name in [] if args.render else names:
-        results["models"][name] = _finite(run_model(MODELS[name], sizes, only, args.reconvert,
-                                                       not args.no_analyze))
+        entry = _finite(run_model(MODELS[name], sizes, only, args.reconvert, not args.no_analyze))
+        results["models"][name] = carry(entry, results["models"].get(name)) if only else entry
         results["models"] = {n: results["models"][n] for n in MODELS if n in results["models"]}
         results["goals"] = goals_mod.evaluate(results["models"])
         args.out.mkdir(parents=True, exist_ok=True)
@@ -215,6 +217,19 @@ def main(argv: list[str] | None = None) -> int:
     for line in goals_mod.lines(results["goals"]):
         print(line)
     return 0
+
+
+def carry(new: dict, old: dict | None) -> dict:
+    """A --methods run's entry with the earlier run's other cells kept, each marked with the run it came from
+    (its ``run``: that run's date); their latency ratios are to float in their own run's rounds."""
+    if old is None or "error" in old or "error" in new:
+        return new
+    cells = {k: ({**r, "run": r.get("run", old["date"])} if k not in new["cells"] else new["cells"][k])
+             for k, r in old["cells"].items()}
+    cells.update({k: r for k, r in new["cells"].items() if k not in cells})
+    analysis = {k: a for k, a in (old.get("analysis") or {}).items() if k not in new["cells"]}
+    analysis.update(new.get("analysis") or {})
+    return {**new, "cells": cells, **({"analysis": analysis} if analysis else {})}
 
 
 def summary_row(name: str, m: dict) -> str:
@@ -269,18 +284,22 @@ def render(results: dict) -> str:
         s = m["split_sizes"]
         prim = m["primary"]
         lines += [f"{m['date']}; calibration {s['calibration']}, dev {s['dev']}, test {s['test']}; latency "
-                  f"{m['sizes']['runs']} rounds; tune budget {m['sizes']['tune_budget']}; {m['seconds']:.0f} s.", "",
+                  f"{m['sizes']['runs']} rounds; tune budget {m['sizes']['tune_budget']}; {m['seconds']:.0f} s."
+                  + (" Rows marked (run DATE) were built in that earlier run and kept (this run rebuilt only the "
+                     "others, `--methods`); their latency ratio is to float in that run's rounds."
+                     if any(r.get("run") for r in m["cells"].values()) else ""), "",
                   f"| method | scheme | MB | x size | {prim} | extra | SQNR dB | cosine | x latency | build s |",
                   "|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
         for key, r in m["cells"].items():
+            method = r["method"] + (f" (run {r['run']})" if r.get("run") else "")
             if "error" in r:
-                lines.append(f"| {r['method']} | {r['scheme']} | error: {r['error'].replace('|', '/')[:160]} "
+                lines.append(f"| {method} | {r['scheme']} | error: {r['error'].replace('|', '/')[:160]} "
                              f"| | | | | | | {r.get('seconds', '')} |")
                 continue
             extra = {"classifier": lambda r: f"top-5 {r['top5_overlap']:.3f}",
                      "ocr": lambda r: f"CER {r['cer']:.3f}, = float text {r['float_text_agreement']:.2f}",
                      "sentence": lambda r: f"gap {r['gap']:.3f}"}.get(m["kind"], lambda r: "")(r)
-            lines.append(f"| {r['method']} | {r['scheme']} | {r['bytes'] / 1e6:.2f} | {_fmt(r.get('size_ratio'), '.2f')} "
+            lines.append(f"| {method} | {r['scheme']} | {r['bytes'] / 1e6:.2f} | {_fmt(r.get('size_ratio'), '.2f')} "
                          f"| {_fmt(r[prim])} | {extra} | {_fmt(r['sqnr_db'], '.1f')} | {_fmt(r['cosine'], '.4f')} "
                          f"| {_fmt(r.get('latency_ratio'), '.2f')} | {_fmt(r.get('seconds'), '')} |")
         if m.get("analysis"):

@@ -215,6 +215,13 @@ class LiteRTEngine:
                 counts[p.value] = counts.get(p.value, 0) + 1
             notes.append("per-layer precision: " + ", ".join(f"{n} op(s) {p}" for p, n in sorted(counts.items()))
                          + "; QUANTIZE/DEQUANTIZE ops join layers of different precision")
+        lhs = [n for n in lhs_constant_matmuls(source) if (layer or {}).get(n) is not Precision.FLOAT]
+        if lhs and scheme is not Scheme.FP16:
+            rules.append(_lhs_constant_rule(lhs, scheme, rules[0]))
+            notes.append(f"{len(lhs)} BATCH_MATMUL(s) with a constant first operand: "
+                         + ("its weights per-tensor (litert-quantizer would quantize them per-channel along the "
+                            "reduced axis, which LiteRT's kernel does not read)" if scheme.needs_calibration else
+                            "kept float (LiteRT's hybrid kernel takes no int8 first operand)"))
         try:
             with quiet() as captured:
                 qt = quantizer.Quantizer(bytearray(source), rules)
@@ -320,6 +327,32 @@ def layer_ops(tflite: bytes) -> dict[str, str]:
 
     g = GraphModel(tflite, "float model")
     return {g.tensor_name(t): g.op_names[i] for t, i in g.producers().items()}
+
+
+def lhs_constant_matmuls(tflite: bytes) -> list[str]:
+    """Output names of the BATCH_MATMULs whose first operand (left-hand side) is a constant."""
+    from edgequant.graph.submodel import GraphModel
+
+    g = GraphModel(tflite, "float model")
+    return [g.tensor_name(g.op_outputs(i)[0]) for i, op in enumerate(g.op_names)
+            if op == "BATCH_MATMUL" and g.op_inputs(i) and g.is_constant(g.op_inputs(i)[0])]
+
+
+def _lhs_constant_rule(tensors: list[str], scheme: Scheme, base: dict[str, Any]) -> dict[str, Any]:
+    """The rule for BATCH_MATMULs with a constant left operand (a learned query, say).
+
+    litert-quantizer takes a BATCH_MATMUL's constant for its right operand and quantizes it per-channel along
+    its last axis; on the left operand that axis is the one summed over, whose per-channel scales LiteRT's
+    kernel does not apply (the op's int8 output came out all one value). Static schemes get the weight
+    per-tensor; dynamic-range ones keep the op float (the hybrid kernel wants a float left operand).
+    """
+    scope = "|".join("^" + re.escape(t) + ";" for t in tensors)
+    if not scheme.needs_calibration:
+        return {"regex": scope, "operation": "BATCH_MATMUL", "algorithm_key": "no_quantize",
+                "op_config": {"compute_precision": "FLOAT"}}
+    cfg = copy.deepcopy(base["op_config"])
+    cfg["weight_tensor_config"].update(granularity="TENSORWISE", num_bits=8)
+    return {"regex": scope, "operation": "BATCH_MATMUL", "algorithm_key": base["algorithm_key"], "op_config": cfg}
 
 
 def layer_rule(tensor: str, op: str, precision: Precision) -> dict[str, Any]:

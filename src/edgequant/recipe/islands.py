@@ -12,9 +12,13 @@ accuracy, and none of LayerNorm's, GELU's, softmax's or the masked score ops'
 int8 kernels are XNNPACK's, so they ran slower than the float ones.
 
 The plan keeps in float every op with a float output except
-- the weighted matmuls and convolutions and BATCH_MATMUL (INTEGER_OPS): where
-  the multiply-adds and the weights are, so where int8 saves time and size;
+- the weighted matmuls and convolutions (INTEGER_OPS, and a BATCH_MATMUL with a
+  constant operand): where the weights are, so where int8 saves time and size;
 - ops that only move values (LAYOUT_OPS): they take their neighbours' precision;
+A BATCH_MATMUL between two activations (attention's Q.K^T and scores.V) stays
+float: it has no weights to shrink, and XNNPACK has no int8 kernel for it, so
+LiteRT runs it in its reference kernel, slower than the float one XNNPACK
+takes (benchmarks/results/dinov2_islands_bmm.md, minilm_islands_seq32.md);
 and then also keeps in float each weighted op whose output has an outlier
 channel: its largest channel's peak over the median channel's peak, measured
 on the calibration inputs, above OUTLIER_RATIO. A per-tensor int8 scale sized
@@ -41,7 +45,8 @@ from edgequant.types import Precision, Record
 __all__ = ["IslandPlan", "plan_islands", "is_attention_model", "INTEGER_OPS", "LAYOUT_OPS", "OUTLIER_RATIO",
            "channel_peaks"]
 
-# Ops kept integer: the matrix multiplications (weights and multiply-adds).
+# Ops kept integer: the matrix multiplications with weights; a BATCH_MATMUL only when one operand is a constant
+# (an activation x activation one has no weights to shrink and no XNNPACK int8 kernel: see the module's doc).
 INTEGER_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "BATCH_MATMUL"})
 # Weighted ops among them: their output channels are the weight's output channels, which the outlier test reads.
 WEIGHTED = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"})
@@ -69,7 +74,9 @@ class IslandPlan(Record):
     def notes(self) -> list[str]:
         ops = ", ".join(f"{n} {op}" for op, n in sorted(self.float_ops.items(), key=lambda kv: (-kv[1], kv[0])))
         out = [f"float islands (attention model): {sum(self.float_ops.values())} ops between the integer "
-               f"matmuls stay float ({ops}); fully connected, convolution and BATCH_MATMUL ops stay int8"]
+               f"matmuls stay float ({ops}); fully connected, convolution and weight x activation BATCH_MATMUL "
+               "ops stay int8; a BATCH_MATMUL between two activations (attention scores) stays float: it has no "
+               "weights, and XNNPACK has no int8 kernel for it"]
         if self.outliers:
             listed = "; ".join(f"{name} ({ratio:.0f}x)" for name, ratio in self.outliers.items())
             out.append(f"float islands: {len(self.outliers)} weighted op(s) kept float for an outlier output "
@@ -83,8 +90,7 @@ def is_attention_model(tflite: bytes) -> bool:
     names = set(g.op_names)
     if "SOFTMAX" not in names:
         return False
-    return any(op == "BATCH_MATMUL" and not any(g.is_constant(t) for t in g.op_inputs(i))
-               for i, op in enumerate(g.op_names))
+    return any(op == "BATCH_MATMUL" and not _has_weights(g, i) for i, op in enumerate(g.op_names))
 
 
 def channel_peaks(tflite: bytes, x: Inputs, tensors: list[int]) -> dict[int, np.ndarray]:
@@ -97,6 +103,11 @@ def channel_peaks(tflite: bytes, x: Inputs, tensors: list[int]) -> dict[int, np.
             peak = a.max(axis=0)
             peaks[t] = peak if t not in peaks else np.maximum(peaks[t], peak)
     return peaks
+
+
+def _has_weights(g: GraphModel, i: int) -> bool:
+    """Op ``i`` reads a constant operand (a weight), not only activations."""
+    return any(g.is_constant(t) for t in g.op_inputs(i))
 
 
 def _ratio(peak: np.ndarray) -> float:
@@ -142,7 +153,7 @@ def plan_islands(tflite: bytes, x: Inputs | None, keep: Mapping[str, Precision] 
         if t is None:
             continue
         name = g.tensor_name(t)
-        if op in INTEGER_OPS and name not in outliers:
+        if op in INTEGER_OPS and name not in outliers and (op != "BATCH_MATMUL" or _has_weights(g, i)):
             continue
         # A layout op follows the op that feeds it: float after a float op, so no QUANTIZE runs just to move values.
         if op in LAYOUT_OPS and not any(s in floated for s in g.op_inputs(i)[:1]):

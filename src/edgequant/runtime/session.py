@@ -200,7 +200,8 @@ class Session:
     def __init__(self, tflite: bytes, threads: int = 1, what: str = "model", signature: str | None = None,
                  preserve: bool = False) -> None:
         self.what = what
-        self.interp = open_interpreter(bytes(tflite), what, threads, preserve)
+        self._tflite, self._threads, self._preserve = bytes(tflite), threads, preserve
+        self.interp = open_interpreter(self._tflite, what, threads, preserve)
         key, self.subgraph, self._in_index, self._out_index = _signature_table(self.interp, what, signature)
         self._wrapper = self.interp._interpreter
         with guard(what, "reading its inputs"):
@@ -235,6 +236,15 @@ class Session:
         """Set one batch (keyed by input name), resizing the interpreter where the shapes changed."""
         shapes = {n: tuple(int(d) for d in np.shape(v)) for n, v in batch.items()}
         if shapes != self._shapes:
+            if not self._preserve:
+                # XNNPACK can compute wrong values after an allocated interpreter is resized (a float
+                # BATCH_MATMUL fed by DEQUANTIZE ops, tests/test_islands.py); one sized before its first
+                # allocation is right. So a new shape gets a new interpreter (without XNNPACK, resizing is safe).
+                with quiet(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    self.interp = open_interpreter(self._tflite, self.what, self._threads, allocate=False)
+                self._wrapper = self.interp._interpreter
+                self._shapes = dict(self._info.shapes)
             for n, shape in shapes.items():
                 if shape != self._shapes[n]:
                     with guard(self.what, f"resizing input '{n}' to {shape}"):

@@ -144,7 +144,8 @@ def test_adaround_is_registered_and_needs_data(mobilenet: dict) -> None:
     bits, op_bits = litert_op_bits("weight-only-int4")
     result = get_transform("adaround").apply(mobilenet["tflite"], mobilenet["cal"][:32], bits, op_bits=op_bits,
                                              iterations=20)
-    assert sum("weights stay float" in c for c in result.changes) == 3
+    [skipped] = [c for c in result.changes if "weights stay float" in c]
+    assert skipped.startswith("skipped 3 DEPTHWISE_CONV_2D layers (")
     assert len(result.grid_values) == 7
 
 

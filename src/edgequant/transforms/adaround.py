@@ -350,6 +350,7 @@ class AdaRound(OnEngineGrid):
         layers: list[_Layer] = []
         changes: list[str] = []
         uses: dict[int, list[OpRef]] = {}
+        left_float: dict[str, list[str]] = {}  # op type -> labels of the layers whose weights stay float
         for op in ed.find_ops(*_WEIGHTED):
             if ed.is_constant(op.inputs[1]) and ed.tensor_dtype(op.inputs[1]) == "float32":
                 uses.setdefault(op.inputs[1], []).append(op)
@@ -364,9 +365,13 @@ class AdaRound(OnEngineGrid):
                 continue
             bits = layer_weight_bits(ed, ops[0], weight_bits, op_bits, layer_bits)
             if bits is None:
-                changes.append(f"skipped {ops[0].label}: {ops[0].op} weights stay float")
+                left_float.setdefault(ops[0].op, []).append(ops[0].label)
                 continue
             layers.append(_Layer(ed, ops, int(bits)))
+        for op_type, labels in left_float.items():  # one line a type: a model can have dozens
+            shown = ", ".join(labels[:3]) + (f" and {len(labels) - 3} more" if len(labels) > 3 else "")
+            changes.append(f"skipped {len(labels)} {op_type} layer{'s' if len(labels) > 1 else ''} ({shown}): "
+                           "their weights stay float")
         metrics: dict[str, float] = {"layers": float(len(layers))}
         if not layers:
             changes.append("no quantized weighted layer: the model is unchanged")

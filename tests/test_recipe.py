@@ -246,6 +246,12 @@ def test_saved_recipe_records_the_default_transforms(float_tflite: Path, digits:
     assert again.tflite == q.tflite
     skipped = edgequant.quantize(float_tflite, "weight-only-int4")  # default skipped without data
     assert skipped.recipe is not None and skipped.recipe.transforms == ()
+    # Fewer samples than asked for: the recipe records how many were used, and reproduces the bytes.
+    with np.load(digits["calibration"]) as z:
+        few = z["x"][:40]
+    small = edgequant.quantize(float_tflite, "int8", calibration=few, observer="minmax", transforms="none")
+    assert small.recipe is not None and small.recipe.samples == 40
+    assert edgequant.quantize(float_tflite, calibration=few, recipe=small.recipe.to_dict()).tflite == small.tflite
 
 
 def test_cli_options_override_the_recipe(float_tflite: Path, digits: dict[str, Path], tmp_path: Path,

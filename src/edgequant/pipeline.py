@@ -283,11 +283,12 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
     if grid_values:
         _check_grid(tflite, grid_values, eng, notes_in)
     # The plan that ran, reusable as is: the observer "auto" chose, the transforms that were applied, and
-    # the sample count used (so quantizing again with it gives the same bytes).
+    # the sample count used, which is fewer than asked when the data has fewer (so quantizing again with it
+    # gives the same bytes).
     ran = dataclasses.replace(
         chosen, scheme=scheme_, engine=eng.name,
         observer=parse_observer(calib.observer) if calib is not None and calib.observer else chosen.observer,
-        transforms=tuple(names) if transformed else (), samples=n_samples if x is not None else chosen.samples)
+        transforms=tuple(names) if transformed else (), samples=rows(x) if x is not None else chosen.samples)
     path = atomic_write(Path(output), tflite) if output is not None else None
     extra = calib.repairs if calib is not None else ()
     return QuantizedModel(scheme=scheme_, engine=eng.name, io=io_, tflite=tflite, path=path, seconds=seconds,

@@ -201,21 +201,14 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
         notes_in += plan_.notes()
         if x is None:
             notes_in.append("float islands: no outlier test (it needs --calibration data, --stats has no channels)")
-        # The recipe that ran names every island, so reusing it gives the same model without planning again.
-        rules = dict(chosen.tensors)
-        for name, p in precisions.items():
-            rules[name] = dataclasses.replace(rules.get(name, TensorRule()), precision=p)
-        chosen = dataclasses.replace(chosen, tensors=rules)
-    if w4a8_plan and _w4_wanted(scheme_, eng, asked, x):
+        chosen = _with_precisions(chosen, precisions)
+    if w4a8_plan and _w4_wanted(scheme_, eng, asked) and x is not None:
         # Planned before the transforms, so that AdaRound learns each layer on the grid it will be stored on.
         w4 = plan_w4(floats.tflite, x, keep=precisions)
         precisions = w4.precisions
         notes_in += w4.notes()
-        rules = dict(chosen.tensors)
-        for name, p in precisions.items():
-            rules[name] = dataclasses.replace(rules.get(name, TensorRule()), precision=p)
-        chosen = dataclasses.replace(chosen, tensors=rules)
-    elif w4a8_plan and x is None and _w4_wanted(scheme_, eng, asked, {}):
+        chosen = _with_precisions(chosen, precisions)
+    elif w4a8_plan and _w4_wanted(scheme_, eng, asked):
         notes_in.append("w4a8 plan skipped: it measures on --calibration data (--stats has none), so every CONV_2D "
                         "and FULLY_CONNECTED gets 4-bit weights")
     transformed = False
@@ -315,11 +308,20 @@ def _islands_wanted(wanted: bool | None, scheme: Scheme, eng: Engine, precisions
     return able and not precisions and is_attention_model(floats.tflite)
 
 
-def _w4_wanted(scheme: Scheme, eng: Engine, recipe_precisions: Mapping[str, Precision], x: Inputs | None) -> bool:
+def _w4_wanted(scheme: Scheme, eng: Engine, recipe_precisions: Mapping[str, Precision]) -> bool:
     """Whether to plan which layers of a w4a8 model get 4-bit weights (recipe/w4.py): w4a8 on an engine with
-    per-layer int8, calibration data to measure on, and no per-layer precision from the recipe (which then rules)."""
-    return scheme is Scheme.W4A8 and Precision.INT8 in eng.layer_precisions and not recipe_precisions and \
-        x is not None
+    per-layer int8 and no per-layer precision from the recipe (which then rules); the plan measures on
+    calibration data."""
+    return scheme is Scheme.W4A8 and Precision.INT8 in eng.layer_precisions and not recipe_precisions
+
+
+def _with_precisions(chosen: Recipe, precisions: Mapping[str, Precision]) -> Recipe:
+    """The recipe with a plan's per-layer precisions as tensor rules: the recipe that ran names every planned
+    layer, so reusing it gives the same model without planning again."""
+    rules = dict(chosen.tensors)
+    for name, p in precisions.items():
+        rules[name] = dataclasses.replace(rules.get(name, TensorRule()), precision=p)
+    return dataclasses.replace(chosen, tensors=rules)
 
 
 def _check_engine(eng: Engine, chosen: Recipe, scheme: Scheme, io: IOType,

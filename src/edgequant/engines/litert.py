@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -346,7 +346,7 @@ def _lhs_constant_rule(tensors: list[str], scheme: Scheme, base: dict[str, Any])
     kernel does not apply (the op's int8 output came out all one value). Static schemes get the weight
     per-tensor; dynamic-range ones keep the op float (the hybrid kernel wants a float left operand).
     """
-    scope = "|".join("^" + re.escape(t) + ";" for t in tensors)
+    scope = _scope_regex(tensors)
     if not scheme.needs_calibration:
         return {"regex": scope, "operation": "BATCH_MATMUL", "algorithm_key": "no_quantize",
                 "op_config": {"compute_precision": "FLOAT"}}
@@ -392,9 +392,15 @@ def layer_rules(precisions: Mapping[str, Precision], ops: Mapping[str, str]) -> 
     out = []
     for (op, precision), names in groups.items():
         rule = layer_rule(names[0], op, precision)
-        rule["regex"] = "^(?:" + "|".join(re.escape(n) for n in names) + ");"
+        rule["regex"] = _scope_regex(names)
         out.append(rule)
     return out
+
+
+def _scope_regex(tensors: Sequence[str]) -> str:
+    """One litert-quantizer scope regex for the ops writing ``tensors`` (a scope is the op's output names, each
+    followed by ";"): one pattern for many ops keeps re's compiled-pattern cache from thrashing."""
+    return "^(?:" + "|".join(re.escape(t) for t in tensors) + ");"
 
 
 def keep_float_rule(tensor: str) -> dict[str, Any]:

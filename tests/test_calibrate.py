@@ -201,17 +201,22 @@ def test_stats_of_another_model_are_refused(float_tflite, digits, tmp_path) -> N
 def test_default_picks_the_best_observer_on_calibration_samples(seed_cnn_path, digits) -> None:
     q = edgequant.quantize(seed_cnn_path, "int8", calibration=digits["calibration"], samples=50)
     [note] = [n for n in q.notes if n.startswith("observer auto-selected")]
-    chosen = note.split(": ", 1)[1].split(" ", 1)[0]
+    chosen = note.split(": ", 1)[1].split(" (output", 1)[0]
 
     def scores(listing: str) -> dict[str, float]:
         return {part.rsplit(" ", 2)[0]: float(part.rsplit(" ", 2)[1]) for part in listing.split(", ")}
 
-    # All five are screened on a few scoring samples; the best two are scored on all of them.
+    # All five, with the default AdaRound and without it, are screened on a few scoring samples; the best two
+    # are scored on all of them.
     finals, screened_out = note.split("samples: ", 1)[1].rstrip(")").split("; screened out on 8 of them: ")
     finalists, dropped = scores(finals), scores(screened_out)
-    assert len(finalists) == 2 and len(dropped) == 3
-    assert set(finalists) | set(dropped) == {"minmax", "mse", "percentile:99.99", "percentile:99.9", "ema-minmax"}
+    assert len(finalists) == 2 and len(dropped) == 8
+    observers = {"minmax", "mse", "percentile:99.99", "percentile:99.9", "ema-minmax"}
+    assert set(finalists) | set(dropped) == observers | {f"{o} without adaround" for o in observers}
     assert finalists[chosen] == max(finalists.values())
+    kept = chosen in observers
+    assert any(n.startswith(f"default transforms (adaround) {'kept' if kept else 'dropped'}") for n in q.notes)
+    assert q.recipe.transforms == (("adaround",) if kept else ())
 
 
 def test_scoring_runs_each_model_once_per_sample(float_tflite, digits, monkeypatch) -> None:

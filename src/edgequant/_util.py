@@ -15,7 +15,7 @@ from pathlib import Path
 from edgequant.errors import InputError
 
 __all__ = ["atomic_write", "atomic_dir_file", "atomic_npz", "staged_writes", "deferred_interrupt", "write_error",
-           "quiet", "Progress", "no_progress", "set_verbose"]
+           "quiet", "Progress", "no_progress", "set_verbose", "verbose"]
 
 # A progress callback gets (step name, done, total). The library calls it and
 # never prints; the CLI decides whether to draw a bar.
@@ -33,6 +33,11 @@ def set_verbose(verbose: bool) -> None:
     """Let TensorFlow's and LiteRT's own console output through (the CLI's -v)."""
     global _VERBOSE
     _VERBOSE = verbose
+
+
+def verbose() -> bool:
+    """Whether TensorFlow's and LiteRT's own console output is let through (see :func:`set_verbose`)."""
+    return _VERBOSE
 
 
 def quiet_tensorflow() -> None:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import types
 from collections.abc import Sequence
+from typing import Any
 from pathlib import Path
 
 from edgequant._util import Progress, atomic_write, no_progress
@@ -113,24 +116,15 @@ def compare(model: FloatModel | str | Path, data: DataLike, calibration: DataLik
                                   samples if samples is not None else DEFAULT_SAMPLES)
     out = Path(out_dir) if out_dir is not None else None
 
-    variants: list[tuple[Scheme, EngineName, QuantizedModel | None, str | None]] = []
     skipped: list[dict[str, str]] = []
-    pairs = [(s, e) for s in scheme_list for e in engine_list]
-    with shared_stats():  # the variants calibrate the same float model on the same samples
-        for i, (scheme, eng) in enumerate(pairs, start=1):
-            progress("compare variants", i - 1, len(pairs))
-            reason = _skip_reason(scheme, eng, floats)
-            if reason is not None:
-                skipped.append({"scheme": scheme.value, "engine": eng.value, "reason": reason})
-                continue
-            try:
-                own = ENGINES[eng].calibrates_itself
-                q = quantize(floats, scheme, eng, calibration=calib_ds, samples=None, io=IOType.FLOAT,
-                             observer=observer if observer is not None and not own else None, progress=progress)
-                variants.append((scheme, eng, q, None))
-            except EdgequantError as exc:
-                variants.append((scheme, eng, None, str(exc)))
-    progress("compare variants", len(pairs), len(pairs))
+    pairs = []
+    for scheme, eng in ((s, e) for s in scheme_list for e in engine_list):
+        reason = _skip_reason(scheme, eng, floats)
+        if reason is None:
+            pairs.append((scheme, eng))
+        else:
+            skipped.append({"scheme": scheme.value, "engine": eng.value, "reason": reason})
+    variants = _build_variants(pairs, floats, calib_ds, observer, progress)
 
     built = [v for v in variants if v[2] is not None]
     # The float model must run: every figure is relative to it. A variant that cannot becomes an error row.
@@ -213,6 +207,138 @@ def _with_findings(row: Variant, q: QuantizedModel, floats: FloatModel, ds: Data
     except EdgequantError as exc:
         return dataclasses.replace(row, warnings=row.warnings + (f"analysis failed: {exc}",))
     return dataclasses.replace(row, findings=tuple(found[:ANALYZE_TOP_FINDINGS]))
+
+
+Built = tuple[Scheme, EngineName, QuantizedModel | None, str | None]
+
+
+def _build_variants(pairs: Sequence[tuple[Scheme, EngineName]], floats: FloatModel, calib_ds: Dataset,
+                    observer: str | None, progress: Progress) -> list[Built]:
+    """Every pair quantized, in the order given: (scheme, engine, model or None, its one-line error or None).
+
+    On a machine with two or more cores, the pairs of engines that calibrate
+    themselves (TensorFlow's converter, which rebuilds from the Keras source in
+    its own code) are built in a second process while this one builds the
+    rest: the two sets share nothing but the inputs, and each alone keeps
+    about one core busy. The models are the same bytes either way.
+    """
+    side = [p for p in pairs if ENGINES[p[1]].calibrates_itself]
+    local = [p for p in pairs if p not in side]
+    lane = _SideLane.start(floats, side, calib_ds) if side and local and (os.cpu_count() or 1) > 1 else None
+    done: dict[tuple[Scheme, EngineName], Built] = {}
+    try:
+        with shared_stats():  # the variants calibrate the same float model on the same samples
+            for pair in local if lane is not None else pairs:
+                if lane is not None:
+                    lane.collect(done)
+                progress("compare variants", len(done), len(pairs))
+                done[pair] = _build_one(*pair, floats, calib_ds, observer, progress)
+        while lane is not None and lane.waiting:
+            lane.collect(done, block=True)
+            progress("compare variants", len(done), len(pairs))
+    finally:
+        if lane is not None:
+            lane.stop()
+    progress("compare variants", len(pairs), len(pairs))
+    return [done[p] for p in pairs]
+
+
+def _build_one(scheme: Scheme, eng: EngineName, floats: FloatModel, calib_ds: Dataset, observer: str | None,
+               progress: Progress) -> Built:
+    try:
+        own = ENGINES[eng].calibrates_itself
+        q = quantize(floats, scheme, eng, calibration=calib_ds, samples=None, io=IOType.FLOAT,
+                     observer=observer if observer is not None and not own else None, progress=progress)
+        return scheme, eng, q, None
+    except EdgequantError as exc:
+        return scheme, eng, None, str(exc)
+
+
+class _SideLane:
+    """Pairs built in a child process (started fresh, not forked from this one, whose TensorFlow runs threads);
+    each result comes back over a pipe as soon as it is built."""
+
+    def __init__(self, proc: Any, conn: Any, pairs: list[tuple[Scheme, EngineName]]) -> None:
+        self.proc, self.conn, self.waiting = proc, conn, list(pairs)
+
+    @classmethod
+    def start(cls, floats: FloatModel, pairs: list[tuple[Scheme, EngineName]], calib_ds: Dataset) -> _SideLane | None:
+        """The lane running, or None when no process can be started (the caller then builds every pair)."""
+        from edgequant._util import verbose
+        from edgequant.runtime import isolated
+        from edgequant.runtime.worker import pipe, start_process
+
+        mine, theirs = pipe(duplex=False)
+        try:
+            proc = start_process(_side_lane, (theirs, floats, pairs, calib_ds, isolated(), verbose()),
+                                 name="edgequant-side-lane")  # not daemonic: it starts LiteRT workers
+        except (OSError, RuntimeError):
+            mine.close()
+            return None
+        finally:
+            theirs.close()
+        return cls(proc, mine, pairs)
+
+    def collect(self, done: dict[tuple[Scheme, EngineName], Built], block: bool = False) -> None:
+        """Move the results that have arrived into ``done`` (with ``block``, wait for one first)."""
+        from multiprocessing.connection import wait
+
+        while self.waiting:
+            # The process's sentinel as well as the pipe: a copy of the pipe's sending end kept elsewhere would
+            # hide a dead process from recv.
+            if not (self.conn.poll() or (block and self.conn in wait([self.conn, self.proc.sentinel]))):
+                if block or not self.proc.is_alive():
+                    self._lost(done)
+                return
+            try:
+                item: Built = self.conn.recv()
+            except (EOFError, OSError):
+                self._lost(done)
+                return
+            self.waiting.remove(item[:2])
+            done[item[:2]] = item
+            block = False
+
+    def _lost(self, done: dict[tuple[Scheme, EngineName], Built]) -> None:
+        self.proc.join(5)
+        code = self.proc.exitcode
+        for scheme, eng in self.waiting:
+            done[(scheme, eng)] = (scheme, eng, None, f"engine {eng.value} stopped in its process before "
+                                   f"building this variant (exit code {code}): expected a model")
+        self.waiting = []
+
+    def stop(self) -> None:
+        self.conn.close()
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join()
+
+
+def _side_lane(conn: Any, floats: FloatModel, pairs: list[tuple[Scheme, EngineName]], calib_ds: Dataset,
+               isolate: bool, verbose: bool) -> None:
+    """The child's side of :class:`_SideLane`: build each pair, send each result; never a traceback."""
+    import copyreg
+
+    from edgequant._util import quiet, set_verbose
+    from edgequant.runtime import isolation
+
+    copyreg.pickle(types.MappingProxyType, lambda m: (_read_only, (dict(m),)))  # frozen records hold them
+    set_verbose(verbose)
+    try:
+        with quiet(), isolation(isolate):
+            for scheme, eng in pairs:
+                try:
+                    item = _build_one(scheme, eng, floats, calib_ds, None, no_progress)
+                    conn.send(item)
+                except Exception as exc:  # noqa: BLE001 - a bug here must come back as a row, not a traceback
+                    conn.send((scheme, eng, None, f"engine {eng.value} failed: {type(exc).__name__}: {exc}"))
+        conn.close()
+    except BaseException:  # noqa: BLE001 - the parent reads a closed pipe as "stopped" and says so
+        os._exit(1)
+
+
+def _read_only(mapping: dict[Any, Any]) -> types.MappingProxyType[Any, Any]:
+    return types.MappingProxyType(mapping)
 
 
 def _runner(tflite: bytes, threads: int, what: str, errors: dict[int, str], position: int) -> Runner | None:

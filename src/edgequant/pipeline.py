@@ -65,7 +65,7 @@ DEFAULT_TRANSFORMS: dict[Scheme, tuple[TransformName, ...]] = {
 # Calibration samples used when the user does not say: enough for stable
 # min-max ranges on small models, few enough to calibrate in seconds.
 DEFAULT_SAMPLES = 200
-# The auto observer scores its candidates on this many calibration samples (see _best).
+# The auto observer scores its candidates on this many calibration samples (see _tournament).
 SCORE_SAMPLES = 32
 
 
@@ -245,11 +245,11 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
     built = _build(eng, floats, scheme_, io_, candidates, precisions, x, progress)
     # Candidates are scored against the user's float model, not a transformed one.
     scoring = _Scoring(original, x) if x is not None else None
-    calib, tflite, notes, runner = _best(built, scoring, notes_in, progress)
-    if transformed and not explicit and x is not None:
-        # A default transform must pay on this model: the same plan without it is built and both are
-        # scored against float (AdaRound at int8 lowered real MobileNetV2: benchmarks/results/transform-guard.md).
-        # Without the transforms the observer is chosen again: the best ranges differ between the two.
+    check = transformed and not explicit and x is not None
+    if check:
+        # A default transform must pay on this model: the same plan without it is built, its observer chosen
+        # again (the best ranges differ between the two), and every candidate of both plans competes in one
+        # tournament against float (AdaRound at int8 lowered real MobileNetV2: results/transform-guard.md).
         plain_candidates: list[CalibrationInput | None] = [None]
         if scheme_.needs_calibration:
             found, _ = calibration_candidates(eng.name.value, eng.calibrates_itself, scheme_, original.tflite, x,
@@ -257,21 +257,31 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
                                               lambda name: chosen.field(f"tensors.{name}"),
                                               _tensor_bits(scheme_, precisions))
             plain_candidates = list(found)
-        plain_notes: list[str] = []
-        assert scoring is not None
-        plain = _best(_build(eng, original, scheme_, io_, plain_candidates, precisions, x, progress), scoring,
-                      plain_notes, progress)
-        with_sqnr, without_sqnr, used = scoring.sqnr(runner), scoring.sqnr(plain[3]), scoring.n
+        plain = _build(eng, original, scheme_, io_, plain_candidates, precisions, x, progress)
         listed = ", ".join(n.value for n in names)
-        if without_sqnr > with_sqnr:
-            calib, tflite, notes, runner = plain
+        labels = [str(item[0].observer) if item[0] is not None else "with" for item in built] + \
+                 [f"{item[0].observer} without {listed}" if item[0] is not None else "without" for item in plain]
+        assert scoring is not None
+        k, scores = _tournament(built + plain, scoring, progress)
+        if len(built) > 1 or len(plain) > 1:  # an observer was chosen here, not given
+            notes_in.append(_observer_note(k, scores, labels, scoring.n, rows(x)))
+        with_sqnr, with_n = max(scores[:len(built)])
+        without_sqnr, without_n = max(scores[len(built):])
+        calib, tflite, notes, runner = (built + plain)[k]
+        kept = k < len(built)
+        if not kept:
             floats, transformed, grid_values = original, False, {}
-            notes_in = [n for n in notes_in if not n.startswith("observer auto-selected")] + plain_notes
-            notes_in.append(f"default transforms ({listed}) dropped: output SQNR vs float on {used} calibration "
-                            f"samples {with_sqnr:.1f} dB with them, {without_sqnr:.1f} dB without")
-        else:
-            notes_in.append(f"default transforms ({listed}) kept: output SQNR vs float on {used} calibration "
-                            f"samples {with_sqnr:.1f} dB with them, {without_sqnr:.1f} dB without")
+        notes_in.append(f"default transforms ({listed}) {'kept' if kept else 'dropped'}: output SQNR vs float on "
+                        f"the calibration samples {with_sqnr:.1f} dB with them, {without_sqnr:.1f} dB without"
+                        + (f" (on {with_n} and {without_n} samples)" if with_n != without_n else
+                           f" (on {with_n} samples)"))
+    elif len(built) > 1:
+        assert scoring is not None
+        k, scores = _tournament(built, scoring, progress)
+        notes_in.append(_observer_note(k, scores, [str(item[0].observer) for item in built], scoring.n, rows(x)))
+        calib, tflite, notes, runner = built[k]
+    else:
+        calib, tflite, notes, runner = built[0]
     seconds = time.perf_counter() - start
     if grid_values:
         _check_grid(tflite, grid_values, eng, notes_in)
@@ -486,33 +496,35 @@ SCREEN_SAMPLES = 8
 FINALISTS = 2
 
 
-def _best(built: list, scoring: _Scoring | None, notes_in: list[str], progress: Progress = no_progress) -> tuple:
-    """One candidate: itself. Several: the one whose outputs match float best (worst output's SQNR) on the
-    scoring samples (:class:`_Scoring`), screening first when there are more than FINALISTS candidates."""
-    if len(built) == 1:
-        return built[0]
-    assert scoring is not None
-    n = rows(built[0][0].x)
+def _tournament(built: list, scoring: _Scoring, progress: Progress = no_progress
+                ) -> tuple[int, list[tuple[float, int]]]:
+    """The candidate whose outputs match float best (worst output's SQNR) on the scoring samples, and every
+    candidate's (SQNR, samples it was scored on). With more than FINALISTS candidates, all are screened on
+    SCREEN_SAMPLES samples and the best FINALISTS scored on all of them; ties go to the earlier candidate."""
     screen = len(built) > FINALISTS and scoring.n > SCREEN_SAMPLES
     progress("score observers", 0, len(built))
-    screened = []
+    scores: dict[int, tuple[float, int]] = {}
     if screen:
-        screened = sorted(((scoring.sqnr(item[3], SCREEN_SAMPLES), k) for k, item in enumerate(built)),
-                          key=lambda s: (-s[0], s[1]))
-        finalists = sorted(k for _, k in screened[:FINALISTS])
+        scores = {k: (scoring.sqnr(item[3], SCREEN_SAMPLES), min(SCREEN_SAMPLES, scoring.n))
+                  for k, item in enumerate(built)}
+        finalists = sorted(sorted(scores, key=lambda k: (-scores[k][0], k))[:FINALISTS])
     else:
         finalists = list(range(len(built)))
-    scored = []
     for done, k in enumerate(finalists, start=1):
-        scored.append((scoring.sqnr(built[k][3]), built[k]))
+        scores[k] = (scoring.sqnr(built[k][3]), scoring.n)
         progress("score observers", len(built) - len(finalists) + done, len(built))
-    best_sqnr, best = max(scored, key=lambda s: s[0])
-    listing = ", ".join(f"{item[0].observer} {sqnr:.1f} dB" for sqnr, item in scored)
-    dropped = ", ".join(f"{built[k][0].observer} {sqnr:.1f} dB" for sqnr, k in screened[FINALISTS:])
-    notes_in.append(f"observer auto-selected: {best[0].observer} (output SQNR vs float on {scoring.n} of {n} "
-                    f"calibration samples: {listing}"
-                    + (f"; screened out on {SCREEN_SAMPLES} of them: {dropped}" if dropped else "") + ")")
-    return best
+    best = max(finalists, key=lambda k: (scores[k][0], -k))
+    return best, [scores[k] for k in range(len(built))]
+
+
+def _observer_note(best: int, scores: list[tuple[float, int]], labels: list[str], n: int, of: int) -> str:
+    """The tournament in one note: the finalists' scores on all ``n`` scoring samples, the others' on the few
+    they were screened on."""
+    finals = [f"{labels[k]} {sqnr:.1f} dB" for k, (sqnr, used) in enumerate(scores) if used == n]
+    screened = [(sqnr, k, used) for k, (sqnr, used) in enumerate(scores) if used != n]
+    dropped = ", ".join(f"{labels[k]} {sqnr:.1f} dB" for sqnr, k, _ in sorted(screened, key=lambda s: (-s[0], s[1])))
+    return (f"observer auto-selected: {labels[best]} (output SQNR vs float on {n} of {of} calibration samples: "
+            + ", ".join(finals) + (f"; screened out on {screened[0][2]} of them: {dropped}" if screened else "") + ")")
 
 
 def calibrate(model: FloatModel | str | Path, data: DataLike, samples: int | None = None,

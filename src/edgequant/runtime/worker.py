@@ -151,6 +151,19 @@ def _without_main() -> Iterator[None]:
         sys.modules["__main__"] = saved
 
 
+def start_process(target: Callable[..., None], args: tuple[Any, ...], *, name: str, daemon: bool = False) -> Any:
+    """A child process started as the workers are: forked from the forkserver, without the caller's __main__."""
+    proc = _context().Process(target=target, args=args, daemon=daemon, name=name)
+    with _without_main():
+        proc.start()
+    return proc
+
+
+def pipe(duplex: bool = True) -> tuple[Any, Any]:
+    """A pipe for :func:`start_process`'s children."""
+    return _context().Pipe(duplex)  # type: ignore[no-any-return]
+
+
 class _Worker:
     """One child process and its pipe."""
 
@@ -158,11 +171,8 @@ class _Worker:
         fd, self.log_path = tempfile.mkstemp(prefix="edgequant-worker-", suffix=".log")
         self.log = os.fdopen(fd, "rb")  # read through this; the name is removed once the child has it open
         self.linked = True
-        self.conn, child = _context().Pipe()
-        self.proc = _context().Process(target=_serve, args=(child, self.log_path), daemon=True,
-                                       name="edgequant-litert")
-        with _without_main():
-            self.proc.start()
+        self.conn, child = pipe()
+        self.proc = start_process(_serve, (child, self.log_path), name="edgequant-litert", daemon=True)
         child.close()
         self.alive = True
         # Set when LiteRT raised an error here: a model it refused may have left its heap corrupt, so a

@@ -255,8 +255,8 @@ def _build_one(scheme: Scheme, eng: EngineName, floats: FloatModel, calib_ds: Da
 
 
 class _SideLane:
-    """Pairs built in a child process (started fresh, not forked from this one, whose TensorFlow runs threads);
-    each result comes back over a pipe as soon as it is built."""
+    """Pairs built in a child process (forked from the workers' forkserver, not from this process, whose
+    TensorFlow runs threads); each result comes back over a pipe as soon as it is built."""
 
     def __init__(self, proc: Any, conn: Any, pairs: list[tuple[Scheme, EngineName]]) -> None:
         self.proc, self.conn, self.waiting = proc, conn, list(pairs)
@@ -287,7 +287,7 @@ class _SideLane:
             # The process's sentinel as well as the pipe: a copy of the pipe's sending end kept elsewhere would
             # hide a dead process from recv.
             if not (self.conn.poll() or (block and self.conn in wait([self.conn, self.proc.sentinel]))):
-                if block or not self.proc.is_alive():
+                if block or (not self.proc.is_alive() and not self.conn.poll()):  # it may have sent, then ended
                     self._lost(done)
                 return
             try:
@@ -300,11 +300,13 @@ class _SideLane:
             block = False
 
     def _lost(self, done: dict[tuple[Scheme, EngineName], Built]) -> None:
+        from edgequant.runtime.worker import exit_reason
+
         self.proc.join(5)
-        code = self.proc.exitcode
+        why = exit_reason(self.proc.exitcode)
         for scheme, eng in self.waiting:
             done[(scheme, eng)] = (scheme, eng, None, f"engine {eng.value} stopped in its process before "
-                                   f"building this variant (exit code {code}): expected a model")
+                                   f"building this variant ({why}): expected a model")
         self.waiting = []
 
     def stop(self) -> None:

@@ -118,7 +118,8 @@ def _serve(conn: mpc.Connection, log_path: str) -> None:
 
 # --- the parent side
 
-def _signal_name(code: int | None) -> str:
+def exit_reason(code: int | None) -> str:
+    """A child's exit code in words: "SIGSEGV", "exit code 1", or "no answer" while it runs."""
     if code is None:
         return "no answer"
     if code < 0:
@@ -226,7 +227,7 @@ class _Worker:
         self.proc.join(5)
         hint, code = self.hint(), self.proc.exitcode
         self.end()
-        raise ModelCrashError(f"{what} crashed LiteRT ({_signal_name(code)}) at {stage}" + (f": {hint}" if hint else ""))
+        raise ModelCrashError(f"{what} crashed LiteRT ({exit_reason(code)}) at {stage}" + (f": {hint}" if hint else ""))
 
     def send(self, message: tuple[Any, ...]) -> None:
         try:

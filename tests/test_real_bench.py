@@ -154,6 +154,25 @@ def test_goals_int8_and_w4a8_judged_from_the_cells():
     assert json.dumps(failed)  # JSON-ready
 
 
+def test_a_slow_verdict_needs_analyze_to_measure_it_too():
+    """A model measured slow in the benchmark's rounds must be flagged by analyze, unless analyze's own paired
+    measurement finds it within the tolerance: then it is not counted, and the detail says so with both figures."""
+    int8 = {"kinds": ["layer-error"], "findings": ["..."], "latency_ratio": 0.5}
+
+    def judged(analysis_fp16):
+        m = _model(**{"edgequant int8": _cell("edgequant", "int8", False),
+                      "edgequant fp16": _cell("edgequant", "fp16", False, latency_ratio=1.32)})
+        m["analysis"] = {"edgequant int8": int8, "edgequant fp16": analysis_fp16}
+        [goal] = [g for g in goals.evaluate({"m": m}) if g["goal"].startswith("analyze")]
+        return goal["status"], goal["detail"]
+
+    status, detail = judged({"kinds": ["speed"], "latency_ratio": 1.0})
+    assert status == "met" and "edgequant fp16 measured 1.32x here but 1.00x by analyze, not counted" in detail
+    assert judged({"kinds": ["slow"], "latency_ratio": 1.4})[0] == "met"
+    assert judged({"kinds": ["speed"], "latency_ratio": 1.2})[0] == "not met"  # slow to both, not flagged
+    assert judged({"error": "ValueError: x"})[0] == "not met"
+
+
 # ------------------------------------------------------------------ end to end (slow)
 
 

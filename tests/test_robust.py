@@ -109,6 +109,8 @@ def test_the_api_checks_numbers_before_any_work(float_tflite: Path, tmp_path: Pa
         # Keras raised a bare ValueError (a traceback) for these.
         (lambda: edgequant.prune(tmp_path / "none.keras", X, sparsity=0.5, seed=2**32), r"--seed: .*found 4294967296"),
         (lambda: edgequant.qat(tmp_path / "none.keras", X, seed=-1), r"--seed: .*found -1"),
+        # A model's bytes where a path belongs: pathlib raised a TypeError.
+        (lambda: edgequant.quantize(float_tflite.read_bytes(), "int8"), r"model: expected a file path .*found bytes"),
     ]
     for call, pattern in cases:
         with pytest.raises(InputError, match=pattern):

@@ -179,12 +179,21 @@ def evaluate(models: dict) -> list[dict]:
         ok = i8 is not None and "layer-error" in i8.get("kinds", [])
         parts = ["int8 worst layer explained" if ok else "int8: " + (
             "edgequant int8 was not built" if i8 is None else i8.get("error", "no layer-error finding"))]
-        slow = [k for k, r in m["cells"].items() if not r.get("peer") and r["method"] != "float"
-                and _num(r.get("latency_ratio")) >= 1.10]
+        measured_slow = [k for k, r in m["cells"].items() if not r.get("peer") and r["method"] != "float"
+                         and _num(r.get("latency_ratio")) >= 1.10]
+        # A slow verdict needs a second paired measurement: analyze times the model against float in rounds of
+        # its own. One it finds within the tolerance is not counted, and the detail gives both figures (two
+        # methods' byte-identical fp16 models measured on either side of the tolerance in the same rounds of a
+        # busy machine: results/real.md, ppocr_rec).
+        unconfirmed = [k for k in measured_slow if found.get(k, {}).get("latency_ratio") is not None
+                       and "slow" not in found[k].get("kinds", []) and _num(found[k]["latency_ratio"]) < 1.10]
+        slow = [k for k in measured_slow if k not in unconfirmed]
         flagged = [k for k in slow if "slow" in found.get(k, {}).get("kinds", [])]
         ok &= len(flagged) == len(slow)
         parts.append(f"{len(flagged)} of {len(slow)} slower-than-float edgequant models flagged slow"
-                     + (f" (not: {', '.join(k for k in slow if k not in flagged)})" if len(flagged) < len(slow) else ""))
+                     + (f" (not: {', '.join(k for k in slow if k not in flagged)})" if len(flagged) < len(slow) else "")
+                     + "".join(f"; {k} measured {_num(m['cells'][k]['latency_ratio']):.2f}x here but "
+                               f"{_num(found[k]['latency_ratio']):.2f}x by analyze, not counted" for k in unconfirmed))
         v[n] = (ok, "; ".join(parts))
     out.append(_goal("analyze explains the worst layer of edgequant's int8 and flags every edgequant model "
                      "slower than float", v, skipped))

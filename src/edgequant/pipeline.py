@@ -90,7 +90,12 @@ def check_measurement_options(threads: int, runs: int) -> None:
 
 
 def resolve_model(model: FloatModel | str | Path, unsafe: bool = False, signature: str | None = None) -> FloatModel:
-    return model if isinstance(model, FloatModel) else load_model(model, unsafe=unsafe, signature=signature)
+    if isinstance(model, FloatModel):
+        return model
+    if not isinstance(model, (str, Path)):
+        raise InputError(f"model: expected a file path or a FloatModel (from edgequant.convert), found "
+                         f"{type(model).__name__}")
+    return load_model(model, unsafe=unsafe, signature=signature)
 
 
 def input_limits(tflite: bytes, signature: Signature) -> dict[str, int]:

@@ -173,6 +173,22 @@ def test_a_slow_verdict_needs_analyze_to_measure_it_too():
     assert judged({"error": "ValueError: x"})[0] == "not met"
 
 
+def test_a_methods_run_refuses_other_sizes_than_the_kept_cells(tmp_path, capsys):
+    """Cells kept from an earlier run were measured on its splits; new cells on other splits would sit in one
+    table as if comparable."""
+    from benchmarks.real import real
+
+    earlier = {"models": {"blazeface": {"title": "BlazeFace", "date": "d", "cells": {},
+                                        "sizes": {"calibration": 24, "dev": 24, "test": 48, "runs": 20,
+                                                  "tune_budget": "120"}}}}
+    (tmp_path / "real.json").write_text(json.dumps(earlier))
+    code = real.main(["--models", "blazeface", "--methods", "edgequant w4a8", "--test", "32", "--out", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--test 32 (earlier 48)" in err and len(err.strip().splitlines()) == 1
+    assert json.loads((tmp_path / "real.json").read_text()) == earlier
+
+
 # ------------------------------------------------------------------ end to end (slow)
 
 

@@ -8,7 +8,8 @@ of cells.py built from the calibration split, scored on the test split against t
 (and the labels where there are any), and timed batch-1 interleaved in one round-robin (1 thread). tune
 chooses on the dev split only. A cell that fails is an error with its one-line reason and the run goes on.
 Results merge into benchmarks/results/real.json (a run with --models replaces only those models; one with --methods
-also keeps the model's other cells from the earlier run, each marked with that run's date) and
+also keeps the model's other cells from the earlier run, each marked with that run's date, and takes that run's
+split sizes: a size option that differs from them is refused) and
 real.md is rendered from it with the issue's goals, each met or not met.
 """
 
@@ -193,17 +194,28 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     sizes = dict(QUICK if args.quick else FULL)
-    for name in ("calibration", "dev", "test", "runs"):
-        if getattr(args, name) is not None:
-            sizes[name] = getattr(args, name)
+    given = {name: getattr(args, name) for name in ("calibration", "dev", "test", "runs")
+             if getattr(args, name) is not None}
     if args.tune_budget:
-        sizes["tune_budget"] = args.tune_budget
+        given["tune_budget"] = args.tune_budget
+    sizes.update(given)
     only = {m.strip() for m in args.methods.split(",")} if args.methods else None
 
     out_json = args.out / "real.json"
     results = json.loads(out_json.read_text()) if out_json.exists() else {"models": {}}
     for name in [] if args.render else names:
-        entry = _finite(run_model(MODELS[name], sizes, only, args.reconvert, not args.no_analyze))
+        earlier = results["models"].get(name)
+        model_sizes = sizes
+        if only and earlier and "sizes" in earlier and not args.quick:
+            # The kept cells were measured on the earlier run's splits: the new ones must be too.
+            clash = {k: (v, earlier["sizes"].get(k)) for k, v in given.items() if earlier["sizes"].get(k) != v}
+            if clash:
+                shown = ", ".join(f"--{k.replace('_', '-')} {v} (earlier {was})" for k, (v, was) in clash.items())
+                print(f"benchmarks.real: error: {name}: a --methods run keeps the earlier cells, so it needs the "
+                      f"earlier run's sizes: expected them or no size option, found {shown}", file=sys.stderr)
+                return 2
+            model_sizes = dict(earlier["sizes"])
+        entry = _finite(run_model(MODELS[name], model_sizes, only, args.reconvert, not args.no_analyze))
         results["models"][name] = carry(entry, results["models"].get(name)) if only else entry
         results["models"] = {n: results["models"][n] for n in MODELS if n in results["models"]}
         results["goals"] = goals_mod.evaluate(results["models"])

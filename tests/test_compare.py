@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 
+import pytest
+
 import edgequant
 from edgequant.types import EngineName, Scheme
 
@@ -18,6 +20,7 @@ def _models(seed_cnn_path, digits) -> dict[tuple[str, str], bytes]:
     return {(v.scheme, v.engine): v for v in result.variants}
 
 
+@pytest.mark.slow
 def test_the_side_lane_builds_the_same_models_as_one_process(seed_cnn_path, digits, monkeypatch) -> None:
     """With two cores the converter's pairs are built in a child process; with one, here. Same rows, same order."""
     monkeypatch.setattr(compare_module.os, "cpu_count", lambda: 2)

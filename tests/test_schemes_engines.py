@@ -15,6 +15,7 @@ import pytest
 
 import edgequant
 from edgequant.engines import ENGINES
+from edgequant.errors import InputError
 from edgequant.evaluate import top1
 from edgequant.types import EngineName, IOType, Scheme
 
@@ -87,3 +88,35 @@ def test_integer_io_gives_same_top1_as_float_io(engine: EngineName, io: IOType, 
 def test_static_schemes_report_calibration_samples(variants: dict) -> None:
     for (scheme, _), q in variants.items():
         assert q.calibration_samples == (100 if scheme.needs_calibration else 0)
+
+
+@pytest.mark.slow
+def test_int16_adds_take_the_general_scaling_path(tmp_path) -> None:
+    """An int16 ADD whose three scales are powers of two went down LiteRT's power-of-two path, which refused it at
+    prepare (SVTRv2's int16x8 model): the engine sets pot_scale_int16 off, and such a model loads."""
+    import keras
+    from keras import layers
+
+    from edgequant.engines.litert import general_int16_scaling
+    from edgequant.graph.edit import GraphEditor
+    from edgequant.runtime import Runner
+
+    a, b = keras.Input((8,), name="a"), keras.Input((8,), name="b")
+    keras.Model([a, b], layers.Add()([layers.Dense(8)(a), layers.Dense(8)(b)])).save(tmp_path / "add.keras")
+    rng = np.random.default_rng(0)
+    cal = {"a": rng.normal(size=(32, 8)).astype(np.float32), "b": rng.normal(size=(32, 8)).astype(np.float32)}
+    q = edgequant.quantize(tmp_path / "add.keras", "int16x8", calibration=cal, transforms="none", observer="minmax")
+    assert any("1 int16 ADD/SUB op(s) use LiteRT's general int16 scaling" in n for n in q.notes)
+    ed = GraphEditor(q.tflite)
+    [add] = ed.find_ops("ADD")
+    assert ed.options(add).potScaleInt16 is False
+    # The schema's default again, with power-of-two scales on both inputs and the output.
+    ed.set_option(add, "potScaleInt16", True)
+    for tensor, scale in zip((*add.inputs, *add.outputs), (2.0**-12, 2.0**-13, 2.0**-11)):
+        ed._sg.tensors[tensor].quantization.scale = np.array([scale], dtype=np.float32)
+    refused = ed.to_bytes()
+    one = {k: v[:1] for k, v in cal.items()}
+    with pytest.raises(InputError, match="input1_shift == 0"):
+        Runner(refused).predict(one)
+    fixed, count = general_int16_scaling(refused)
+    assert count == 1 and np.isfinite(Runner(fixed).predict(one)["output_0"]).all()

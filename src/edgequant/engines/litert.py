@@ -242,6 +242,11 @@ class LiteRTEngine:
         if scheme is Scheme.WEIGHT_ONLY_INT4:
             notes.append("int4 weights are per-channel: litert-quantizer allows blockwise int4 only for dynamic recipes")
         quantized = bytes(result.quantized_model)
+        if scheme is Scheme.INT16X8 or any(p is Precision.INT16X8 for p in (precisions or {}).values()):
+            quantized, count = general_int16_scaling(quantized)
+            if count:
+                notes.append(f"{count} int16 ADD/SUB op(s) use LiteRT's general int16 scaling (pot_scale_int16 "
+                             "off: the power-of-two path refuses some scales)")
         if scheme is Scheme.FP16:
             from edgequant.graph.signature import narrow_tables_fp16
 
@@ -250,6 +255,25 @@ class LiteRTEngine:
                 notes.append(f"embedding tables ({count} GATHER on a constant) stored float16 behind DEQUANTIZE, "
                              "which float casting leaves float32")
         return quantized, tuple(notes)
+
+
+def general_int16_scaling(tflite: bytes) -> tuple[bytes, int]:
+    """The model with every ADD and SUB on int16 activations set to ``pot_scale_int16 = false``, and how many.
+
+    The schema's default (true) sends an op whose scales all happen to be powers of two down LiteRT's
+    power-of-two path, which refuses it at prepare unless one input keeps the output's scale; litert-quantizer
+    leaves the default. The general path handles any scales, powers of two included.
+    """
+    from edgequant.graph.edit import GraphEditor
+
+    ed = GraphEditor(tflite, "int16x8 output")
+    count = 0
+    for op in ed.find_ops("ADD", "SUB"):
+        opts = ed.options(op)
+        if ed.tensor_dtype(op.outputs[0]) == "int16" and (opts is None or opts.potScaleInt16):
+            ed.set_option(op, "potScaleInt16", False)
+            count += 1
+    return (ed.to_bytes(), count) if count else (tflite, 0)
 
 
 def _version() -> str:

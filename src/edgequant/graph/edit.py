@@ -89,6 +89,17 @@ class GraphEditor:
         """The op's builtin options object (strides, padding, ...), or None."""
         return self._sg.operators[op.index].builtinOptions
 
+    def set_option(self, op: OpRef, field: str, value: Any) -> None:
+        """Set one field of the op's builtin options, creating them (at the schema's defaults) if it has none."""
+        raw = self._sg.operators[op.index]
+        if raw.builtinOptions is None:
+            from ai_edge_litert import schema_py_generated as schema
+
+            kind = "".join(w.capitalize() for w in op.op.split("_")) + "Options"  # ADD -> AddOptions
+            raw.builtinOptions = getattr(schema, kind + "T")()
+            raw.builtinOptionsType = getattr(schema.BuiltinOptions, kind)
+        setattr(raw.builtinOptions, field, value)
+
     def fused_activation(self, op: OpRef) -> str:
         """"NONE", "RELU", "RELU6", ... for ops with a fused activation; "NONE" for ops without one."""
         opts = self.options(op)

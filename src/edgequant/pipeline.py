@@ -270,8 +270,11 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
         k, scores = _tournament(built + plain, scoring, progress)
         if len(built) > 1 or len(plain) > 1:  # an observer was chosen here, not given
             notes_in.append(_observer_note(k, scores, labels, scoring.n, rows(x)))
-        with_sqnr, with_n = max(scores[:len(built)])
-        without_sqnr, without_n = max(scores[len(built):])
+        # Each plan's best: its finalist's score on every scoring sample when it has one (scores on the screening
+        # samples alone are not comparable to those).
+        with_sqnr, with_n = max((s for s in scores[:len(built)] if s[1] == scoring.n), default=max(scores[:len(built)]))
+        without_sqnr, without_n = max((s for s in scores[len(built):] if s[1] == scoring.n),
+                                      default=max(scores[len(built):]))
         calib, tflite, notes, runner = (built + plain)[k]
         kept = k < len(built)
         if not kept:

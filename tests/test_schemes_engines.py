@@ -120,3 +120,25 @@ def test_int16_adds_take_the_general_scaling_path(tmp_path) -> None:
         Runner(refused).predict(one)
     fixed, count = general_int16_scaling(refused)
     assert count == 1 and np.isfinite(Runner(fixed).predict(one)["output_0"]).all()
+
+
+def test_a_signature_output_that_is_no_graph_output_fails_the_step(seed_cnn_path, monkeypatch) -> None:
+    """LiteRT reads signature outputs by tensor index; one naming an internal tensor returns a reused buffer.
+    An engine output like that is a failed step (EngineError), never a model."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from edgequant.errors import EngineError
+    from edgequant.graph.signature import stray_signature_outputs
+
+    good = edgequant.quantize(seed_cnn_path, "fp16", "litert").tflite
+    assert stray_signature_outputs(good) == []
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(good))
+    sg = model.subgraphs[0]
+    inner = next(i for i in range(len(sg.tensors)) if i not in set(sg.outputs) and i not in set(sg.inputs))
+    model.signatureDefs[0].outputs[0].tensorIndex = inner
+    bad = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    assert len(stray_signature_outputs(bad)) == 1
+    engine = ENGINES[EngineName.LITERT]
+    monkeypatch.setattr(engine, "rewrite", lambda *args, **kwargs: (bad, ()))
+    with pytest.raises(EngineError, match="is not a graph output"):
+        edgequant.quantize(seed_cnn_path, "fp16", "litert")

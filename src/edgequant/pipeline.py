@@ -31,6 +31,7 @@ from edgequant.recipe.islands import is_attention_model, plan_islands
 from edgequant.recipe.w4 import plan_w4
 from edgequant.recipe import parse_transforms  # noqa: F401 - kept importable here, where it lived before recipe/
 from edgequant.graph import WEIGHTED_OPS, index_limits, read_graph, signature_input_indices
+from edgequant.graph.signature import stray_signature_outputs
 from edgequant.runtime import Inputs, Runner, one_worker, rows
 from edgequant.transforms import TransformName, get_transform, ordered, stored_mismatches
 from edgequant.types import (CalibrationInput, Dataset, EngineName, Evaluation, FloatModel, IOType, Precision,
@@ -435,6 +436,11 @@ def _validated(tflite: bytes, floats: FloatModel, scheme: Scheme, eng: Engine, x
     It runs on a real sample (the first calibration sample) where there is one:
     zeros can be an input no real model sees (an int8 DIV kernel divided by zero on one).
     """
+    stray = stray_signature_outputs(tflite, f"{scheme.value}/{eng.name.value} output")
+    if stray:
+        raise EngineError(f"engine {eng.name.value} wrote a signature whose output {stray[0]} is not a graph output "
+                          "(LiteRT would return a reused internal buffer): expected every signature output to be a "
+                          "graph output")
     try:
         runner = Runner(tflite, what=f"{scheme.value}/{eng.name.value} output")
         runner.predict({n: v[:1] for n, v in x.items()} if x is not None else runner.zeros())

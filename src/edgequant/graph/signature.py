@@ -22,7 +22,7 @@ from edgequant.graph.edit import GraphEditor
 from edgequant.graph.submodel import CONTROL_FLOW_OPS
 
 __all__ = ["with_default_signature", "select_signature", "signature_keys", "choose_key", "widen_fp16_weights",
-           "split_consumed_outputs", "narrow_tables_fp16", "DEFAULT_KEY"]
+           "split_consumed_outputs", "narrow_tables_fp16", "stray_signature_outputs", "DEFAULT_KEY"]
 
 DEFAULT_KEY = "serving_default"
 
@@ -315,3 +315,23 @@ def narrow_tables_fp16(tflite: bytes, what: str = "model") -> tuple[bytes, int]:
         ops.append(op)
     sg.operators[0:0] = ops  # constants only: they can run first
     return ed.to_bytes(), len(tables)
+
+
+def stray_signature_outputs(tflite: bytes, what: str = "model") -> list[str]:
+    """Signature outputs that name a tensor which is not an output of their subgraph, as "name (tensor)".
+
+    LiteRT reads a signature's outputs by tensor index, and an internal tensor's memory is reused by later
+    ops, so such an output returns whatever was written there last. litert-quantizer left one after keeping
+    a float op whose output was both a model output and another op's input (int16x8, a learned-query block).
+    """
+    ed = GraphEditor(tflite, what)
+    stray = []
+    for sd in ed.model.signatureDefs or []:
+        sg = ed.model.subgraphs[int(sd.subgraphIndex or 0)]
+        outputs = {int(t) for t in (sg.outputs if sg.outputs is not None else [])}
+        for out in sd.outputs or []:
+            if int(out.tensorIndex) not in outputs:
+                name = out.name.decode() if isinstance(out.name, bytes) else str(out.name)
+                tensor = sg.tensors[int(out.tensorIndex)].name
+                stray.append(f"{name} ({tensor.decode() if isinstance(tensor, bytes) else tensor})")
+    return stray

@@ -271,11 +271,8 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
         k, scores = _tournament(built + plain, scoring, progress)
         if len(built) > 1 or len(plain) > 1:  # an observer was chosen here, not given
             notes_in.append(_observer_note(k, scores, labels, scoring.n, rows(x)))
-        # Each plan's best: its finalist's score on every scoring sample when it has one (scores on the screening
-        # samples alone are not comparable to those).
-        with_sqnr, with_n = max((s for s in scores[:len(built)] if s[1] == scoring.n), default=max(scores[:len(built)]))
-        without_sqnr, without_n = max((s for s in scores[len(built):] if s[1] == scoring.n),
-                                      default=max(scores[len(built):]))
+        with_sqnr, with_n = _plan_best(scores[:len(built)], scoring.n)
+        without_sqnr, without_n = _plan_best(scores[len(built):], scoring.n)
         calib, tflite, notes, runner = (built + plain)[k]
         kept = k < len(built)
         if not kept:
@@ -529,6 +526,12 @@ def _tournament(built: list, scoring: _Scoring, progress: Progress = no_progress
         progress("score observers", len(built) - len(finalists) + done, len(built))
     best = max(finalists, key=lambda k: (scores[k][0], -k))
     return best, [scores[k] for k in range(len(built))]
+
+
+def _plan_best(scores: list[tuple[float, int]], n: int) -> tuple[float, int]:
+    """One plan's best (SQNR, samples): its finalist's score on all ``n`` scoring samples when it has one, since
+    scores on the screening samples alone are not comparable to those."""
+    return max((s for s in scores if s[1] == n), default=max(scores))
 
 
 def _observer_note(best: int, scores: list[tuple[float, int]], labels: list[str], n: int, of: int) -> str:

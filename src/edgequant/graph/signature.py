@@ -19,6 +19,7 @@ import numpy as np
 
 from edgequant.errors import UnsupportedError
 from edgequant.graph.edit import GraphEditor
+from edgequant.graph.flatbuffer import load_object_model
 from edgequant.graph.submodel import CONTROL_FLOW_OPS
 
 __all__ = ["with_default_signature", "select_signature", "signature_keys", "choose_key", "widen_fp16_weights",
@@ -324,10 +325,10 @@ def stray_signature_outputs(tflite: bytes, what: str = "model") -> list[str]:
     ops, so such an output returns whatever was written there last. litert-quantizer left one after keeping
     a float op whose output was both a model output and another op's input (int16x8, a learned-query block).
     """
-    ed = GraphEditor(tflite, what)
+    model = load_object_model(tflite, what)  # only the tables: no editor, no op list
     stray = []
-    for sd in ed.model.signatureDefs or []:
-        sg = ed.model.subgraphs[int(sd.subgraphIndex or 0)]
+    for sd in model.signatureDefs or []:
+        sg = model.subgraphs[int(sd.subgraphIndex or 0)]
         outputs = {int(t) for t in (sg.outputs if sg.outputs is not None else [])}
         for out in sd.outputs or []:
             if int(out.tensorIndex) not in outputs:

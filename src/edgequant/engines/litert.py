@@ -27,6 +27,7 @@ import numpy as np
 
 from edgequant._util import Progress, last_error_line, quiet
 from edgequant.errors import EngineError, UnsupportedError
+from edgequant.graph.signature import restore_signature_outputs
 from edgequant.types import CalibrationInput, EngineName, FloatModel, IOType, Precision, Scheme
 
 __all__ = ["LiteRTEngine", "quantizable_ops", "keep_float_rule", "rewrite_keeping_float", "layer_rule", "layer_rules",
@@ -219,7 +220,9 @@ class LiteRTEngine:
         if lhs and scheme is not Scheme.FP16:
             rules.append(_lhs_constant_rule(lhs, scheme, rules[0]))
             notes.append(f"{len(lhs)} BATCH_MATMUL(s) with a constant first operand: "
-                         + ("its weights per-tensor (litert-quantizer would quantize them per-channel along the "
+                         + ("kept float (LiteRT's int16 kernel takes no int8 constant beside an int16 activation)"
+                            if scheme is Scheme.INT16X8 else
+                            "its weights per-tensor (litert-quantizer would quantize them per-channel along the "
                             "reduced axis, which LiteRT's kernel does not read)" if scheme.needs_calibration else
                             "kept float (LiteRT's hybrid kernel takes no int8 first operand)"))
         try:
@@ -242,6 +245,10 @@ class LiteRTEngine:
         if scheme is Scheme.WEIGHT_ONLY_INT4:
             notes.append("int4 weights are per-channel: litert-quantizer allows blockwise int4 only for dynamic recipes")
         quantized = bytes(result.quantized_model)
+        quantized, restored = restore_signature_outputs(quantized, f"{scheme.value} output")
+        if restored:
+            notes.append(f"{restored} model output(s) kept float and also read by integer ops: the float tensor made "
+                         "the graph output again (litert-quantizer had put its QUANTIZE's output in its place)")
         if scheme is Scheme.INT16X8 or any(p is Precision.INT16X8 for p in (precisions or {}).values()):
             quantized, count = general_int16_scaling(quantized)
             if count:
@@ -367,11 +374,12 @@ def _lhs_constant_rule(tensors: list[str], scheme: Scheme, base: dict[str, Any])
 
     litert-quantizer takes a BATCH_MATMUL's constant for its right operand and quantizes it per-channel along
     its last axis; on the left operand that axis is the one summed over, whose per-channel scales LiteRT's
-    kernel does not apply (the op's int8 output came out all one value). Static schemes get the weight
-    per-tensor; dynamic-range ones keep the op float (the hybrid kernel wants a float left operand).
+    kernel does not apply (the op's int8 output came out all one value). int8 and w4a8 get the weight
+    per-tensor. Dynamic range keeps the op float (the hybrid kernel wants a float left operand), and so does
+    int16x8: LiteRT's kernel refuses an int8 constant beside an int16 activation.
     """
     scope = _scope_regex(tensors)
-    if not scheme.needs_calibration:
+    if not scheme.needs_calibration or scheme is Scheme.INT16X8:
         return {"regex": scope, "operation": "BATCH_MATMUL", "algorithm_key": "no_quantize",
                 "op_config": {"compute_precision": "FLOAT"}}
     cfg = copy.deepcopy(base["op_config"])

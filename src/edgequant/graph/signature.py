@@ -23,7 +23,8 @@ from edgequant.graph.flatbuffer import load_object_model
 from edgequant.graph.submodel import CONTROL_FLOW_OPS
 
 __all__ = ["with_default_signature", "select_signature", "signature_keys", "choose_key", "widen_fp16_weights",
-           "split_consumed_outputs", "narrow_tables_fp16", "stray_signature_outputs", "DEFAULT_KEY"]
+           "split_consumed_outputs", "narrow_tables_fp16", "stray_signature_outputs", "restore_signature_outputs",
+           "DEFAULT_KEY"]
 
 DEFAULT_KEY = "serving_default"
 
@@ -336,3 +337,31 @@ def stray_signature_outputs(tflite: bytes, what: str = "model") -> list[str]:
                 tensor = sg.tensors[int(out.tensorIndex)].name
                 stray.append(f"{name} ({tensor.decode() if isinstance(tensor, bytes) else tensor})")
     return stray
+
+
+def restore_signature_outputs(tflite: bytes, what: str = "model") -> tuple[bytes, int]:
+    """The model with each stray signature output made a graph output again where a QUANTIZE took its place.
+
+    When an op kept float writes a model output that integer ops also read, litert-quantizer adds a QUANTIZE
+    for those readers and puts the QUANTIZE's output in the subgraph's output list, while the signature still
+    names the float tensor (int16x8, a learned query kept float). The float tensor is the output the user asked
+    for, so it goes back in the QUANTIZE's place; the readers keep the quantized copy. Returns the count.
+    """
+    if not stray_signature_outputs(tflite, what):
+        return tflite, 0
+    ed = GraphEditor(tflite, what)
+    sg = ed.model.subgraphs[0]
+    outputs = [int(t) for t in (sg.outputs if sg.outputs is not None else [])]
+    named = {int(o.tensorIndex) for sd in ed.model.signatureDefs or [] if int(sd.subgraphIndex or 0) == 0
+             for o in sd.outputs or []}
+    count = 0
+    for tensor in sorted(named - set(outputs)):
+        swap = [op.outputs[0] for op in ed.consumers(tensor) if op.op == "QUANTIZE" and op.outputs
+                and op.outputs[0] in outputs and op.outputs[0] not in named]
+        if len(swap) == 1:
+            outputs[outputs.index(swap[0])] = tensor
+            count += 1
+    if not count:
+        return tflite, 0
+    sg.outputs = np.asarray(outputs, np.int32)
+    return ed.to_bytes(), count

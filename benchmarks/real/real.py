@@ -35,10 +35,10 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 FULL = {"calibration": 16, "dev": 16, "test": 32, "runs": 20, "tune_budget": "90s"}
 QUICK = {"calibration": 8, "dev": 8, "test": 12, "runs": 5, "tune_budget": "40s"}
 # Larger test splits where a model runs fast enough: on 32 crops one flipped prediction is 3 points, so the
-# classifiers' "within 1 point" goals could not be told apart from noise (photo crops are unlimited). A larger
-# dev split too: tune's "top-1 within 1 point" on 16 crops is met only by a model that agrees on all 16, which
-# one MobileNetV2 int8 model did and then agreed on 74% of the test crops.
-FULL_BY_MODEL = {"mobilenet_v2": {"dev": 64, "test": 128}, "efficientnet_lite0": {"dev": 64, "test": 128}}
+# classifiers' "within 1 point" goals could not be told apart from noise (photo crops are unlimited). The dev
+# split too: tune's "top-1 within 1 point" on 16 crops is met only by a model that agrees on all 16, which one
+# MobileNetV2 int8 model did and then agreed on 74% of the test crops; on 128, one miss is 0.8 points.
+FULL_BY_MODEL = {"mobilenet_v2": {"dev": 128, "test": 128}, "efficientnet_lite0": {"dev": 128, "test": 128}}
 
 
 def _one_line(exc: BaseException) -> str:

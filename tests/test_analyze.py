@@ -286,3 +286,32 @@ def test_analyze_is_silent(mlp: Mlp, capfd: pytest.CaptureFixture[str]) -> None:
     analyze(mlp.dynamic, mlp.float_model, mlp.x[:20], top_k=1, runs=2)
     captured = capfd.readouterr()
     assert captured.out == "" and captured.err == "", "the library must not print (fd level included)"
+
+
+def test_a_layer_negligible_next_to_what_it_feeds_does_not_rank_first(tmp_path: Path) -> None:
+    """A branch whose values are far below one int8 step of anything is stored as zeros (local SQNR about
+    0 dB) yet cannot hurt the sum it joins; analyze must not call it the model's worst layer (an int16x8
+    SVTRv2 had such a MUL inside its Erf polynomial) and names it in a note instead."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16,))
+    big = keras.layers.Dense(32, activation="relu", name="big")(inp)
+    tiny = keras.layers.Dense(32, name="tiny")(inp)
+    out = keras.layers.Dense(4, name="head")(keras.layers.Add(name="join")([big, tiny]))
+    path = tmp_path / "tiny.keras"
+    keras.Model(inp, out).save(path)
+    tflite = edgequant.convert(path).tflite
+    ed = GraphEditor(tflite)
+    op = next(o for o in ed.find_ops("FULLY_CONNECTED") if "tiny" in ed.tensor_name(o.outputs[0]))
+    ed.write_constant(op.inputs[1], ed.read_constant(op.inputs[1]) * 1e-9)
+    tiny_name = ed.tensor_name(op.outputs[0])
+    floats = inspect_float_tflite(ed.to_bytes(), path.with_suffix(".tflite"), SourceKind.TFLITE)
+    x = np.random.default_rng(0).normal(size=(256, 16)).astype(np.float32)
+    int8 = edgequant.quantize(floats, "int8", "litert", calibration=x, observer="minmax", transforms="none").tflite
+    a = analyze(int8, floats, x, top_k=0, samples=None, runs=0)
+    layer = _layer(a, tiny_name)
+    others = [e.local_sqnr_db for e in a.layers if e.tensor != tiny_name and e.local_sqnr_db is not None]
+    assert layer.local_sqnr_db < min(others) - 10  # it is the lowest local SQNR by far ...
+    assert a.ranked()[0].tensor != tiny_name and layer.local_rank == len(others) + 1  # ... and still ranks last
+    assert any("ranked last whatever their local SQNR" in n for n in a.notes)

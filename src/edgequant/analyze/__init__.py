@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 from edgequant._util import Progress, no_progress
@@ -47,12 +48,46 @@ DEFAULT_SAMPLES = 500
 DEFAULT_TOP_K = 3
 
 
-def _ranked(layers: list[LayerError]) -> list[LayerError]:
-    """Layers with local_rank set: 1 = the most error added on its own (lowest local SQNR)."""
+# A layer whose values and error are all under this share of the values it flows into cannot be what hurts
+# the model, however low its local SQNR: an int16x8 SVTRv2's Erf polynomial has a MUL whose values stay under
+# 5e-9, below one int16 step, so it stored zeros (local SQNR 0 dB) and the output still measured 39.7 dB.
+NEGLIGIBLE = 1e-3
+
+
+def _peak(e: LayerError) -> float:
+    return max(abs(e.float_min), abs(e.float_max))
+
+
+def _negligible(e: LayerError, by_index: Mapping[int, LayerError], qg: GraphModel,
+                consumers: Mapping[int, list[int]]) -> bool:
+    """Whether ``e``'s values and error are under NEGLIGIBLE of every layer its output reaches first.
+
+    Ops without a layer record (QUANTIZE, DEQUANTIZE, RESHAPE, ...) are passed through. A layer that reaches
+    no measured layer (a model output) is never negligible.
+    """
+    frontier, seen, peaks = list(qg.op_outputs(e.index)), set(), []
+    while frontier:
+        for op in consumers.get(frontier.pop(), []):
+            if op in seen:
+                continue
+            seen.add(op)
+            if op in by_index:
+                peaks.append(_peak(by_index[op]))
+            else:
+                frontier.extend(qg.op_outputs(op))
+    return bool(peaks) and max(_peak(e), e.max_abs_error) < NEGLIGIBLE * min(peaks)
+
+
+def _ranked(layers: list[LayerError], qg: GraphModel) -> tuple[list[LayerError], list[LayerError]]:
+    """Layers with local_rank set: 1 = the most error added on its own (lowest local SQNR), the negligible ones
+    (see NEGLIGIBLE) ranked after all others; and those negligible ones."""
     measured = [e for e in layers if e.local_sqnr_db is not None]
-    order = sorted(measured, key=lambda e: float(e.local_sqnr_db))  # type: ignore[arg-type]
+    by_index, consumers = {e.index: e for e in layers}, qg.consumers()
+    small = [e for e in measured if _negligible(e, by_index, qg, consumers)]
+    small_ids = {e.index for e in small}
+    order = sorted(measured, key=lambda e: (e.index in small_ids, float(e.local_sqnr_db)))  # type: ignore[arg-type]
     rank = {e.index: k for k, e in enumerate(order, start=1)}
-    return [dataclasses.replace(e, local_rank=rank.get(e.index)) for e in layers]
+    return [dataclasses.replace(e, local_rank=rank.get(e.index)) for e in layers], small
 
 
 def analyze(model: str | Path | bytes, reference: FloatModel | str | Path, data: DataLike,
@@ -95,7 +130,7 @@ def analyze(model: str | Path | bytes, reference: FloatModel | str | Path, data:
 
     taken, f_taken = xnnpack_ops(qg, threads), xnnpack_ops(fg, threads)
     layers, used = measure_layers(fg, qg, matching, ds.inputs, taken, f_taken, progress)
-    layers = _ranked(layers)
+    layers, negligible = _ranked(layers, qg)
     ref_out = Runner(floats.tflite, threads, "reference").predict(ds.inputs)
     q_out = q_runner.predict(ds.inputs)
     by_output = fidelity_by_output(q_out, ref_out)
@@ -104,6 +139,11 @@ def analyze(model: str | Path | bytes, reference: FloatModel | str | Path, data:
         [f"{len(ds)} samples ({ds.source})"]
     notes += [f"{m.value}-matched layers: {sum(1 for e in layers if e.match is m)}" for m in MatchMethod
               if any(e.match is m for e in layers)]
+    if negligible:
+        shown = ", ".join(f"{e.op}#{e.index}" for e in negligible[:3]) + (
+            f" and {len(negligible) - 3} more" if len(negligible) > 3 else "")
+        notes.append(f"{len(negligible)} layer(s) ranked last whatever their local SQNR ({shown}): their values and "
+                     f"error stay under {NEGLIGIBLE:g} of the values of the layers they feed")
 
     sensitivity = None
     if top_k > 0:

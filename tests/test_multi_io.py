@@ -88,15 +88,29 @@ def test_every_scheme_and_engine_on_the_encoder(models: dict[str, Path], engine:
     assert abs((out["logits"].argmax(1) == y).mean() - (ref["logits"].argmax(1) == y).mean()) <= 0.02
 
 
-def test_embedding_tables_are_int8_in_dynamic(models: dict[str, Path]) -> None:
+@pytest.mark.parametrize("scheme", ["dynamic", "int8"])
+def test_embedding_tables_are_int8_per_row(models: dict[str, Path], scheme: str) -> None:
+    """Every lookup's constant table is stored int8 with one scale per row, behind a DEQUANTIZE that feeds the
+    float lookup; the stored rows read back within half a step of the float table."""
     import edgequant
-    from edgequant.graph.submodel import GraphModel
+    from edgequant.graph.edit import GraphEditor
 
-    q = edgequant.quantize(models["bert"], "dynamic", "litert")
-    g = GraphModel(q.tflite)
-    tables = [g.op_inputs(i)[0] for i, name in enumerate(g.op_names) if name == "GATHER"
-              and g.is_constant(g.op_inputs(i)[0])]
-    assert len(tables) == 2 and all(g.tensor_dtype(t) == "int8" for t in tables)
+    floats = GraphEditor(edgequant.convert(models["bert"]).tflite)
+    want = {floats.tensor_name(op.outputs[0]): floats.read_constant(op.inputs[0])
+            for op in floats.find_ops("GATHER") if floats.is_constant(op.inputs[0])}
+    q = edgequant.quantize(models["bert"], scheme, "litert", calibration=models["bert_calib"], transforms="none")
+    assert any("scale per row" in n for n in q.notes)
+    ed = GraphEditor(q.tflite)
+    lookups = [op for op in ed.find_ops("GATHER") if ed.tensor_name(op.outputs[0]) in want]
+    assert len(lookups) == len(want) == 2
+    for op in lookups:
+        deq = ed.producer(op.inputs[0])
+        assert deq is not None and deq.op == "DEQUANTIZE" and ed.tensor_dtype(deq.inputs[0]) == "int8"
+        stored = ed.read_integers(deq.inputs[0]).astype(np.float64)
+        scale = np.asarray(ed.model.subgraphs[0].tensors[deq.inputs[0]].quantization.scale, np.float64)
+        table = want[ed.tensor_name(op.outputs[0])]
+        assert len(scale) == len(table)  # a scale per row
+        assert np.all(np.abs(stored * scale[:, None] - table) <= scale[:, None] / 2 + 1e-7)
 
 
 def test_run_eval_and_compare_by_name(models: dict[str, Path], tmp_path: Path,

@@ -27,7 +27,7 @@ import numpy as np
 
 from edgequant._util import Progress, last_error_line, quiet
 from edgequant.errors import EngineError, UnsupportedError
-from edgequant.graph.signature import restore_signature_outputs
+from edgequant.graph.signature import narrow_tables_int8, restore_signature_outputs
 from edgequant.types import CalibrationInput, EngineName, FloatModel, IOType, Precision, Scheme
 
 __all__ = ["LiteRTEngine", "quantizable_ops", "keep_float_rule", "rewrite_keeping_float", "layer_rule", "layer_rules",
@@ -90,42 +90,33 @@ def _recipe(scheme: Scheme, io: IOType) -> list[dict[str, Any]]:
     return rules
 
 
-# Schemes whose weights are 8-bit: an embedding table (GATHER on a constant) is stored as int8 in each. The
-# quantizer's dynamic and weight-only recipes leave GATHER float, and its int16x8 recipe stores the table as
-# int16 (GATHER's output shares its input's scale), so a text encoder would keep most of its float size.
-_INT8_TABLES = frozenset({Scheme.DYNAMIC, Scheme.WEIGHT_ONLY_INT8, Scheme.INT16X8})
+# Schemes whose weights are 8-bit: an embedding table (GATHER on a constant) is stored int8 in each, with one
+# scale per row (graph.signature.narrow_tables_int8) behind a DEQUANTIZE, the lookup itself left float. The
+# quantizer's own choices were worse or none: its dynamic and weight-only recipes leave the table float32, its
+# int16x8 recipe stores it int16, and a quantized GATHER takes one scale for the whole table, set by its largest
+# row (MiniLM's position table came out at 20 dB; per row, 39 dB).
+TABLE_SCHEMES = frozenset({Scheme.DYNAMIC, Scheme.WEIGHT_ONLY_INT8, Scheme.INT16X8, Scheme.INT8, Scheme.W4A8})
 
 
 # The lookups whose constant table is stored int8: Keras' Embedding becomes GATHER, litert-torch's GATHER_ND.
 LOOKUP_OPS = ("GATHER", "GATHER_ND")
 
 
-def _gather_rules() -> list[dict[str, Any]]:
-    """The lookups with int8 values: the table per-tensor int8, the rows read int8, then DEQUANTIZE or requantize."""
-    from litert_quantizer import recipe
-
-    base = recipe.static_wi8_ai8()[0]
-    return [{"regex": ".*", "operation": op, "algorithm_key": base["algorithm_key"],
-             "op_config": copy.deepcopy(base["op_config"])} for op in LOOKUP_OPS]
-
-
-def table_ranges(tflite: bytes) -> dict[str, tuple[float, float]]:
-    """(min, max) of every lookup (LOOKUP_OPS) output whose table is a constant: its values are the table's.
-
-    These are the ranges the GATHER rule needs without any calibration data.
-    """
+def table_lookups(tflite: bytes) -> list[str]:
+    """Output names of the lookups (LOOKUP_OPS) whose table is a float constant."""
     from edgequant.graph.edit import GraphEditor
 
     ed = GraphEditor(tflite, "float model")
-    out: dict[str, tuple[float, float]] = {}
-    for op in ed.find_ops(*LOOKUP_OPS):
-        table = op.inputs[0]
-        if ed.is_constant(table) and ed.tensor_dtype(table) == "float32":
-            values = ed.read_constant(table)
-            lo, hi = float(min(values.min(), 0.0)), float(max(values.max(), 0.0))
-            out[ed.tensor_name(table)] = (lo, hi)
-            out[ed.tensor_name(op.outputs[0])] = (lo, hi)
-    return out
+    return [ed.tensor_name(op.outputs[0]) for op in ed.find_ops(*LOOKUP_OPS)
+            if ed.is_constant(op.inputs[0]) and ed.tensor_dtype(op.inputs[0]) == "float32"]
+
+
+def _lookup_rules(outputs: Sequence[str]) -> list[dict[str, Any]]:
+    """Rules that leave those lookups float (their tables become int8 per row after quantization); lookups on
+    activations keep the scheme's rule."""
+    scope = _scope_regex(outputs)
+    return [{"regex": scope, "operation": op, "algorithm_key": "no_quantize",
+             "op_config": {"compute_precision": "FLOAT"}} for op in LOOKUP_OPS]
 
 
 def _prepared(model: FloatModel, scheme: Scheme, io: IOType, ranges: dict[str, tuple[float, float]] | None,
@@ -202,10 +193,9 @@ class LiteRTEngine:
                  else f"litert-quantizer {_version()} float casting: weights of {', '.join(FP16_OPS[:3])} and "
                       "transposed convolutions stored as float16, dequantized to float32 at load on CPU"]
         rules = _recipe(scheme, io)
-        tables = table_ranges(model.tflite) if scheme in _INT8_TABLES else {}
-        if tables:
-            rules += _gather_rules()
-            notes.append(f"embedding tables ({len(tables) // 2} lookups on a constant) stored int8 per-tensor")
+        lookups = table_lookups(model.tflite) if scheme in TABLE_SCHEMES else []
+        if lookups:
+            rules += _lookup_rules(lookups)
         source, ranges, layer = _prepared(model, scheme, io, calib.ranges if calib is not None else None,
                                           precisions)
         if precisions:
@@ -229,11 +219,9 @@ class LiteRTEngine:
             with quiet() as captured:
                 qt = quantizer.Quantizer(bytearray(source), rules)
                 qsvs = None
-                if qt.need_calibration and not scheme.needs_calibration:
-                    qsvs = _qsvs(source, tables)  # only the GATHER rule calibrates: its ranges are the tables'
-                elif qt.need_calibration:
-                    assert ranges is not None, "pipeline passes ranges for static schemes"
-                    qsvs = _qsvs(source, {**ranges, **tables})
+                if qt.need_calibration:
+                    assert ranges is not None, "pipeline passes ranges for static schemes; no other rule calibrates"
+                    qsvs = _qsvs(source, ranges)
                     sym = "symmetric" if scheme is Scheme.INT16X8 else "asymmetric"
                     notes.append(f"activations {sym} per-tensor; {calib.description}")
                 result = qt.quantize(qsvs, enable_progress_report=False)
@@ -245,6 +233,11 @@ class LiteRTEngine:
         if scheme is Scheme.WEIGHT_ONLY_INT4:
             notes.append("int4 weights are per-channel: litert-quantizer allows blockwise int4 only for dynamic recipes")
         quantized = bytes(result.quantized_model)
+        if lookups:
+            quantized, count = narrow_tables_int8(quantized, f"{scheme.value} output")
+            if count:
+                notes.append(f"embedding tables ({count} lookups on a constant) stored int8 with a scale per row "
+                             "behind a DEQUANTIZE (float in memory at run time); the lookups stay float")
         quantized, restored = restore_signature_outputs(quantized, f"{scheme.value} output")
         if restored:
             notes.append(f"{restored} model output(s) kept float and also read by integer ops: the float tensor made "

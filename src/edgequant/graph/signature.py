@@ -23,8 +23,8 @@ from edgequant.graph.flatbuffer import load_object_model
 from edgequant.graph.submodel import CONTROL_FLOW_OPS
 
 __all__ = ["with_default_signature", "select_signature", "signature_keys", "choose_key", "widen_fp16_weights",
-           "split_consumed_outputs", "narrow_tables_fp16", "stray_signature_outputs", "restore_signature_outputs",
-           "DEFAULT_KEY"]
+           "split_consumed_outputs", "narrow_tables_fp16", "narrow_tables_int8", "stray_signature_outputs",
+           "restore_signature_outputs", "DEFAULT_KEY"]
 
 DEFAULT_KEY = "serving_default"
 
@@ -276,20 +276,21 @@ def split_consumed_outputs(tflite: bytes, what: str = "model") -> tuple[bytes, d
     return ed.to_bytes(), copies
 
 
-def narrow_tables_fp16(tflite: bytes, what: str = "model") -> tuple[bytes, int]:
-    """Store every float32 constant table a GATHER reads as float16 behind a DEQUANTIZE; (bytes, count).
+def _lookup_tables(ed: GraphEditor) -> list[int]:
+    """Float32 constant tables read by GATHER or GATHER_ND (embeddings), by tensor index."""
+    return sorted({op.inputs[0] for op in ed.find_ops("GATHER", "GATHER_ND")
+                   if ed.is_constant(op.inputs[0]) and ed.tensor_dtype(op.inputs[0]) == "float32"})
 
-    LiteRT Quantizer's float casting covers the weighted ops but not GATHER, so an
-    encoder's embedding table (most of its bytes) would stay float32 in fp16.
+
+def _behind_dequantize(ed: GraphEditor, tables: list[int], stored: Any) -> None:
+    """Replace each float table by a narrower constant and a DEQUANTIZE that writes the table at load.
+
+    ``stored(values)`` returns (name suffix, TensorType, raw bytes, quantization parameters or None). The
+    DEQUANTIZEs go first in the graph: their inputs are constants, so LiteRT computes them once.
     """
     from ai_edge_litert import schema_py_generated as schema
 
-    ed = GraphEditor(tflite, what)
     sg = ed.model.subgraphs[0]
-    tables = sorted({op.inputs[0] for op in ed.find_ops("GATHER", "GATHER_ND")
-                     if ed.is_constant(op.inputs[0]) and ed.tensor_dtype(op.inputs[0]) == "float32"})
-    if not tables:
-        return bytes(tflite), 0
     codes = ed.model.operatorCodes
     code = int(schema.BuiltinOperator.DEQUANTIZE)
     index = next((i for i, c in enumerate(codes) if max(c.builtinCode, c.deprecatedBuiltinCode) == code), None)
@@ -300,22 +301,65 @@ def narrow_tables_fp16(tflite: bytes, what: str = "model") -> tuple[bytes, int]:
         index = len(codes) - 1
     ops = []
     for t in tables:
-        values = ed.read_constant(t).astype(np.float16)
-        half = schema.TensorT()
-        half.name = f"{ed.tensor_name(t)}/fp16"
-        half.type = int(schema.TensorType.FLOAT16)
-        half.shape = np.asarray(values.shape, np.int32)
+        values = ed.read_constant(t)
+        suffix, dtype, raw, quantization = stored(values)
+        narrow = schema.TensorT()
+        narrow.name = f"{ed.tensor_name(t)}/{suffix}"
+        narrow.type = int(dtype)
+        narrow.shape = np.asarray(values.shape, np.int32)
+        narrow.quantization = quantization
         buf = schema.BufferT()
-        buf.data = np.frombuffer(values.astype("<f2").tobytes(), np.uint8).copy()
+        buf.data = np.frombuffer(raw, np.uint8).copy()
         ed.model.buffers.append(buf)
-        half.buffer = len(ed.model.buffers) - 1
-        sg.tensors.append(half)
+        narrow.buffer = len(ed.model.buffers) - 1
+        sg.tensors.append(narrow)
         ed.drop_constant(t)
         sg.tensors[t].buffer = 0  # now an activation: the DEQUANTIZE writes it at load
         op = schema.OperatorT()
         op.opcodeIndex, op.inputs, op.outputs = index, [len(sg.tensors) - 1], [t]
         ops.append(op)
-    sg.operators[0:0] = ops  # constants only: they can run first
+    sg.operators[0:0] = ops
+
+
+def narrow_tables_fp16(tflite: bytes, what: str = "model") -> tuple[bytes, int]:
+    """Store every float32 constant table a GATHER reads as float16 behind a DEQUANTIZE; (bytes, count).
+
+    LiteRT Quantizer's float casting covers the weighted ops but not GATHER, so an
+    encoder's embedding table (most of its bytes) would stay float32 in fp16.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    ed = GraphEditor(tflite, what)
+    tables = _lookup_tables(ed)
+    if not tables:
+        return bytes(tflite), 0
+    _behind_dequantize(ed, tables, lambda v: ("fp16", schema.TensorType.FLOAT16, v.astype("<f2").tobytes(), None))
+    return ed.to_bytes(), len(tables)
+
+
+def narrow_tables_int8(tflite: bytes, what: str = "model") -> tuple[bytes, int]:
+    """Store every float32 constant table a GATHER reads as int8 with one symmetric scale per row, behind a
+    DEQUANTIZE; (bytes, count).
+
+    One scale for the whole table (what a quantized GATHER takes) is set by its largest row: MiniLM's position
+    table peaks 22x above its median row, which left that table at 20 dB; a scale per row gives 39 dB. The
+    cost is the scale and zero point of each row (12 bytes) and the float table in memory at run time.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    def per_row(values: np.ndarray) -> tuple[str, int, bytes, Any]:
+        rows = values.reshape(len(values), -1)
+        scale = (np.maximum(np.abs(rows).max(axis=1), np.finfo(np.float32).tiny) / 127).astype(np.float32)
+        q = np.clip(np.rint(rows / scale[:, None]), -127, 127).astype(np.int8)
+        params = schema.QuantizationParametersT()
+        params.scale, params.zeroPoint, params.quantizedDimension = scale, np.zeros(len(scale), np.int64), 0
+        return "int8", schema.TensorType.INT8, q.tobytes(), params
+
+    ed = GraphEditor(tflite, what)
+    tables = [t for t in _lookup_tables(ed) if len(ed.tensor_shape(t)) >= 1 and ed.tensor_shape(t)[0] > 0]
+    if not tables:
+        return bytes(tflite), 0
+    _behind_dequantize(ed, tables, per_row)
     return ed.to_bytes(), len(tables)
 
 

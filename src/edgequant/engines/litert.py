@@ -90,8 +90,8 @@ def _recipe(scheme: Scheme, io: IOType) -> list[dict[str, Any]]:
     return rules
 
 
-# Schemes whose weights are 8-bit: an embedding table (GATHER on a constant) is stored int8 in each, with one
-# scale per row (graph.signature.narrow_tables_int8) behind a DEQUANTIZE, the lookup itself left float. The
+# Schemes whose weights are 8-bit: an embedding table (GATHER on a constant) is stored int8 in each, with a
+# scale per row or per column (graph.signature.narrow_tables_int8) behind a DEQUANTIZE, the lookup left float. The
 # quantizer's own choices were worse or none: its dynamic and weight-only recipes leave the table float32, its
 # int16x8 recipe stores it int16, and a quantized GATHER takes one scale for the whole table, set by its largest
 # row (MiniLM's position table came out at 20 dB; per row, 39 dB).
@@ -236,8 +236,8 @@ class LiteRTEngine:
         if lookups:
             quantized, count = narrow_tables_int8(quantized, f"{scheme.value} output")
             if count:
-                notes.append(f"embedding tables ({count} lookups on a constant) stored int8 with a scale per row "
-                             "behind a DEQUANTIZE (float in memory at run time); the lookups stay float")
+                notes.append(f"embedding tables ({count} lookups on a constant) stored int8 with a scale per row or "
+                             "per column behind a DEQUANTIZE (float in memory at run time); the lookups stay float")
         quantized, restored = restore_signature_outputs(quantized, f"{scheme.value} output")
         if restored:
             notes.append(f"{restored} model output(s) kept float and also read by integer ops: the float tensor made "

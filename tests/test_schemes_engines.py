@@ -122,6 +122,41 @@ def test_int16_adds_take_the_general_scaling_path(tmp_path) -> None:
     assert count == 1 and np.isfinite(Runner(fixed).predict(one)["output_0"]).all()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("classes,kept", [(2000, True), (64, False)])
+def test_int16_softmax_over_many_classes_stays_float(tmp_path, classes: int, kept: bool) -> None:
+    """LiteRT's int16 SOFTMAX floors exp() at e^-10, so every class far below the top still takes a share: over
+    2000 classes its outputs summed to as little as 0.973 (PP-OCRv4's 6625 characters: a top probability of 0.71
+    where float has 1.00). Over that many classes the op stays float, and its outputs sum to 1 within 0.01; over
+    64 the floors cannot reach 1% and it stays int16."""
+    import keras
+    from keras import layers
+
+    from edgequant.graph.submodel import GraphModel
+    from edgequant.runtime import Runner
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((16,), name="features")
+    keras.Model(x, layers.Dense(classes, activation="softmax", name="head")(x)).save(tmp_path / "head.keras")
+    model = keras.models.load_model(tmp_path / "head.keras")
+    kernel, bias = model.get_layer("head").get_weights()
+    model.get_layer("head").set_weights([kernel * 100.0, bias])  # logits spread far wider than 10
+    model.save(tmp_path / "head.keras")
+    rng = np.random.default_rng(0)
+    cal, test = (rng.normal(size=(n, 16)).astype(np.float32) for n in (32, 16))
+    floats = edgequant.convert(tmp_path / "head.keras")
+    q = edgequant.quantize(floats, "int16x8", calibration={"features": cal}, transforms="none", observer="minmax")
+    g = GraphModel(q.tflite)
+    softmax_dtypes = {g.tensor_dtype(g.op_outputs(i)[0]) for i, op in enumerate(g.op_names) if op == "SOFTMAX"}
+    assert softmax_dtypes == ({"float32"} if kept else {"int16"})
+    assert any("SOFTMAX(es) over 2000 or more classes kept float" in n for n in q.notes) == kept
+    [ref] = Runner(floats.tflite).predict({"features": test}).values()
+    [out] = Runner(q.tflite).predict({"features": test}).values()
+    if kept:  # the floors' signature: probabilities that no longer sum to 1
+        assert abs(out.sum(-1) - 1.0).max() < 0.01
+        assert (out.argmax(-1) == ref.argmax(-1)).all()
+
+
 def test_a_signature_output_that_is_no_graph_output_fails_the_step(seed_cnn_path, monkeypatch) -> None:
     """LiteRT reads signature outputs by tensor index; one naming an internal tensor returns a reused buffer.
     An engine output like that is a failed step (EngineError), never a model."""

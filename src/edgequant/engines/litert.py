@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -215,6 +216,17 @@ class LiteRTEngine:
                             "its weights per-tensor (litert-quantizer would quantize them per-channel along the "
                             "reduced axis, which LiteRT's kernel does not read)" if scheme.needs_calibration else
                             "kept float (LiteRT's hybrid kernel takes no int8 first operand)"))
+        def int16(name: str) -> bool:
+            precision = (layer or {}).get(name)
+            return precision is Precision.INT16X8 or (precision is None and scheme is Scheme.INT16X8)
+
+        wide = {n: c for n, c in wide_softmaxes(source).items() if int16(n)}
+        if wide:
+            rules.append(_wide_softmax_rule(sorted(wide)))
+            most = max(wide.values())
+            notes.append(f"{len(wide)} SOFTMAX(es) over {min(wide.values())} or more classes kept float: LiteRT's int16 "
+                         f"kernel floors exp() at e^-10, so over {most} classes up to {(most - 1) * SOFTMAX_INT16_FLOOR:.0%} "
+                         "of the probability would go to classes far below the top")
         try:
             with quiet() as captured:
                 qt = quantizer.Quantizer(bytearray(source), rules)
@@ -360,6 +372,34 @@ def lhs_constant_matmuls(tflite: bytes) -> list[str]:
     g = GraphModel(tflite, "float model")
     return [g.tensor_name(g.op_outputs(i)[0]) for i, op in enumerate(g.op_names)
             if op == "BATCH_MATMUL" and g.op_inputs(i) and g.is_constant(g.op_inputs(i)[0])]
+
+
+# LiteRT's int16 SOFTMAX reads exp(x - max) from a table over [-10, 0], so a class more than 10 below the
+# largest still adds e^-10 to the sum: over N classes the probabilities shrink by up to (N - 1) e^-10. Where
+# that can pass 1% (N >= 222: a recognizer's character classes, a long attention row), the op stays float.
+SOFTMAX_INT16_FLOOR = math.exp(-10.0)
+SOFTMAX_INT16_MASS = 0.01
+
+
+def wide_softmaxes(tflite: bytes) -> dict[str, int]:
+    """Output name -> class count of the SOFTMAXes whose int16 kernel can lose over 1% of the probability."""
+    from edgequant.graph.submodel import GraphModel
+
+    g = GraphModel(tflite, "float model")
+    out = {}
+    for i, op in enumerate(g.op_names):
+        if op != "SOFTMAX" or not g.op_outputs(i):
+            continue
+        shape = g.tensor_shape(g.op_outputs(i)[0])
+        classes = int(shape[-1]) if shape else 0
+        if (classes - 1) * SOFTMAX_INT16_FLOOR > SOFTMAX_INT16_MASS:
+            out[g.tensor_name(g.op_outputs(i)[0])] = classes
+    return out
+
+
+def _wide_softmax_rule(tensors: Sequence[str]) -> dict[str, Any]:
+    return {"regex": _scope_regex(list(tensors)), "operation": "SOFTMAX", "algorithm_key": "no_quantize",
+            "op_config": {"compute_precision": "FLOAT"}}
 
 
 def _lhs_constant_rule(tensors: list[str], scheme: Scheme, base: dict[str, Any]) -> dict[str, Any]:

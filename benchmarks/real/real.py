@@ -37,8 +37,11 @@ QUICK = {"calibration": 8, "dev": 8, "test": 12, "runs": 5, "tune_budget": "40s"
 # Larger test splits where a model runs fast enough: on 32 crops one flipped prediction is 3 points, so the
 # classifiers' "within 1 point" goals could not be told apart from noise (photo crops are unlimited). The dev
 # split too: tune's "top-1 within 1 point" on 16 crops is met only by a model that agrees on all 16, which one
-# MobileNetV2 int8 model did and then agreed on 74% of the test crops; on 128, one miss is 0.8 points.
-FULL_BY_MODEL = {"mobilenet_v2": {"dev": 128, "test": 128}, "efficientnet_lite0": {"dev": 128, "test": 128}}
+# MobileNetV2 int8 model did and then agreed on 74% of the test crops; on 128, one miss is 0.8 points. The
+# text recognizers' goal (exact match within 1 point of float) is the same arithmetic on rendered lines, also
+# unlimited; their tune checks cosine, not a share, so their dev split stays small.
+FULL_BY_MODEL = {"mobilenet_v2": {"dev": 128, "test": 128}, "efficientnet_lite0": {"dev": 128, "test": 128},
+                 "ppocr_rec": {"test": 128}, "svtrv2": {"test": 128}}
 
 
 def _one_line(exc: BaseException) -> str:

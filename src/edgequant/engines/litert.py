@@ -42,6 +42,12 @@ W4A8_OPS = ("FULLY_CONNECTED", "CONV_2D")
 FP16_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_TRANSPOSE", "EMBEDDING_LOOKUP")
 
 
+def _float_rule(regex: str, operation: str) -> dict[str, Any]:
+    """A litert-quantizer rule that leaves the ops ``regex`` scopes (of type ``operation``, or "*") float."""
+    return {"regex": regex, "operation": operation, "algorithm_key": "no_quantize",
+            "op_config": {"compute_precision": "FLOAT"}}
+
+
 def _recipe(scheme: Scheme, io: IOType) -> list[dict[str, Any]]:
     from litert_quantizer import recipe
 
@@ -75,8 +81,7 @@ def _recipe(scheme: Scheme, io: IOType) -> list[dict[str, Any]]:
         # XNNPACK has no dynamic-range (hybrid) depthwise kernel: LiteRT's builtin one quantizes the input
         # at every call and ran slower than float, and the per-tensor input step cost accuracy, for weights
         # that are a small share of a model (benchmarks/results/dynamic-choices.md).
-        rules.append({"regex": ".*", "operation": "DEPTHWISE_CONV_2D", "algorithm_key": "no_quantize",
-                      "op_config": {"compute_precision": "FLOAT"}})
+        rules.append(_float_rule(".*", "DEPTHWISE_CONV_2D"))
     if scheme.needs_calibration:
         if io is IOType.FLOAT:
             edge = {"algorithm_key": "no_quantize", "op_config": {"compute_precision": "FLOAT"}}
@@ -113,11 +118,10 @@ def table_lookups(tflite: bytes) -> list[str]:
 
 
 def _lookup_rules(outputs: Sequence[str]) -> list[dict[str, Any]]:
-    """Rules that leave those lookups float (their tables become int8 per row after quantization); lookups on
-    activations keep the scheme's rule."""
+    """Rules that leave those lookups float (their tables become int8 per row or column after quantization);
+    lookups on activations keep the scheme's rule."""
     scope = _scope_regex(outputs)
-    return [{"regex": scope, "operation": op, "algorithm_key": "no_quantize",
-             "op_config": {"compute_precision": "FLOAT"}} for op in LOOKUP_OPS]
+    return [_float_rule(scope, op) for op in LOOKUP_OPS]
 
 
 def _prepared(model: FloatModel, scheme: Scheme, io: IOType, ranges: dict[str, tuple[float, float]] | None,
@@ -216,6 +220,7 @@ class LiteRTEngine:
                             "its weights per-tensor (litert-quantizer would quantize them per-channel along the "
                             "reduced axis, which LiteRT's kernel does not read)" if scheme.needs_calibration else
                             "kept float (LiteRT's hybrid kernel takes no int8 first operand)"))
+
         def int16(name: str) -> bool:
             precision = (layer or {}).get(name)
             return precision is Precision.INT16X8 or (precision is None and scheme is Scheme.INT16X8)
@@ -398,8 +403,7 @@ def wide_softmaxes(tflite: bytes) -> dict[str, int]:
 
 
 def _wide_softmax_rule(tensors: Sequence[str]) -> dict[str, Any]:
-    return {"regex": _scope_regex(list(tensors)), "operation": "SOFTMAX", "algorithm_key": "no_quantize",
-            "op_config": {"compute_precision": "FLOAT"}}
+    return _float_rule(_scope_regex(list(tensors)), "SOFTMAX")
 
 
 def _lhs_constant_rule(tensors: list[str], scheme: Scheme, base: dict[str, Any]) -> dict[str, Any]:
@@ -413,8 +417,7 @@ def _lhs_constant_rule(tensors: list[str], scheme: Scheme, base: dict[str, Any])
     """
     scope = _scope_regex(tensors)
     if not scheme.needs_calibration or scheme is Scheme.INT16X8:
-        return {"regex": scope, "operation": "BATCH_MATMUL", "algorithm_key": "no_quantize",
-                "op_config": {"compute_precision": "FLOAT"}}
+        return _float_rule(scope, "BATCH_MATMUL")
     cfg = copy.deepcopy(base["op_config"])
     cfg["weight_tensor_config"].update(granularity="TENSORWISE", num_bits=8)
     return {"regex": scope, "operation": "BATCH_MATMUL", "algorithm_key": base["algorithm_key"], "op_config": cfg}
@@ -433,8 +436,7 @@ def layer_rule(tensor: str, op: str, precision: Precision) -> dict[str, Any]:
     operation = _tfl_names().get(op, op)
     scope = "^" + re.escape(tensor) + ";"
     if precision is Precision.FLOAT:
-        return {"regex": scope, "operation": operation, "algorithm_key": "no_quantize",
-                "op_config": {"compute_precision": "FLOAT"}}
+        return _float_rule(scope, operation)
     base = recipe.static_wi8_ai8()[0]
     cfg = copy.deepcopy(base["op_config"])
     bits = precision.activation_bits
@@ -475,10 +477,7 @@ def keep_float_rule(tensor: str) -> dict[str, Any]:
     tensor names joined by ";" with a trailing ";" (tfl_flatbuffer_utils.get_op_scope);
     later rules win, so this one is appended after the scheme's rules.
     """
-    import re
-
-    return {"regex": "^" + re.escape(tensor) + ";", "operation": "*", "algorithm_key": "no_quantize",
-            "op_config": {"compute_precision": "FLOAT"}}
+    return _float_rule("^" + re.escape(tensor) + ";", "*")
 
 
 def rewrite_keeping_float(model: FloatModel, scheme: Scheme, calibration: CalibrationInput | None,

@@ -86,7 +86,8 @@ W4_BUDGET = 2e11
 # SAMPLES spread evenly over the data. Layers are learned in at most WAVES
 # groups of consecutive layers, one float and one rounded pass per group: a
 # 4-bit layer sees the learned rounding of earlier groups, and float inputs from
-# layers of its own group; an 8-bit layer sees float inputs (as at int8). The SQNR this costs is in benchmarks/results/scale.md.
+# layers of its own group; an 8-bit layer sees float inputs (as at int8). The
+# SQNR this costs is in benchmarks/results/scale.md.
 ROWS = 4096
 ROWS_PER_WEIGHT = 8
 SAMPLES = 32

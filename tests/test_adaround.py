@@ -28,6 +28,7 @@ from edgequant.frontends import inspect_float_tflite
 from edgequant.graph.edit import GraphEditor
 from edgequant.runtime import Runner
 from edgequant.transforms import TransformName, get_transform, stream_tensors
+from edgequant.transforms import adaround
 from edgequant.transforms.adaround import CLIP_FRACTIONS, _Layer
 from edgequant.transforms.grid import op_grid as grid
 from edgequant.transforms.bias_correction import litert_op_bits
@@ -199,6 +200,22 @@ def test_sampling_bounds_the_rows_each_layer_sums(mobilenet: dict) -> None:
         assert problem.n < 64 * la.positions(value) or each >= la.positions(value)
 
 
+def test_sampled_path_goes_layer_by_layer_only_where_passes_are_cheap(mobilenet: dict,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgequant.transforms.adaround import _Sampling
+
+    ed = GraphEditor(mobilenet["tflite"])
+    x = {"x": mobilenet["cal"][:64]}
+    for bits, waves in ((8, 1), (4, adaround.WAVES)):
+        layers = [_Layer(ed, [op], bits) for op in ed.find_ops(*_WEIGHTED)]
+        cheap = _Sampling(mobilenet["tflite"], x, layers, ed, 256)
+        assert cheap.sequential and len(cheap.waves) == len(layers)
+        with monkeypatch.context() as m:
+            m.setattr(adaround, "PASS_BUDGET", 2 * 64 * len(layers) * adaround._pass_macs(ed) * 0.99)
+            costly = _Sampling(mobilenet["tflite"], x, layers, ed, 256)
+        assert not costly.sequential and len(costly.waves) == waves
+
+
 def test_sampled_adaround_stays_close_to_full_on_int8(mobilenet: dict) -> None:
     """Both quantized with the same observer; the issue's bar is 0.5 dB of output SQNR (here on held-out digits)."""
     reference = Runner(mobilenet["tflite"]).predict_output(mobilenet["x"])
@@ -314,12 +331,12 @@ def test_dynamic_keeps_depthwise_float_and_adaround_leaves_it(mobilenet: dict) -
 
 
 def test_every_wave_of_4bit_layers_gets_the_shared_steps(mobilenet: dict, monkeypatch) -> None:
-    """On the sampled path (forced with full_rows=1) 4-bit layers learn in WAVES groups; each must get the steps
-    its budget share allows, not MIN_STEPS after the first wave (a flag once overwrote the share)."""
-    from edgequant.transforms import adaround
-
+    """On the sampled path in waves (forced with full_rows=1 and no pass budget) 4-bit layers learn in WAVES
+    groups; each must get the steps its budget share allows, not MIN_STEPS after the first wave (a flag once
+    overwrote the share)."""
     seen: list[tuple[int, int]] = []
     real = adaround._learn
+    monkeypatch.setattr(adaround, "PASS_BUDGET", 0.0)
 
     def spy(problem, ratio, qmin, qmax, fixed, iterations, early_stop=True):
         seen.append((problem.layer.bits, iterations))
@@ -334,14 +351,18 @@ def test_every_wave_of_4bit_layers_gets_the_shared_steps(mobilenet: dict, monkey
     assert len(four) >= 4 and set(four) == {120}, seen  # the zoo model's cost is far under W4_BUDGET
 
 
-def test_sampled_8bit_layers_learn_the_same_beside_a_4bit_layer(mobilenet: dict) -> None:
-    """On the sampled path an 8-bit layer learns from float inputs, with or without a 4-bit layer upstream.
+def test_sampled_8bit_layers_learn_the_same_beside_a_4bit_layer(mobilenet: dict,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the sampled path in waves an 8-bit layer learns from float inputs, with or without a 4-bit layer
+    upstream.
 
     Learning from the rounded model's inputs, with the few steps the 8-bit layers get there, lost AdaRound's
     gain: real EfficientNet-Lite0 with one 4-bit layer (1% of its weights) came out 15.5 dB on its calibration
     data against 21.5 dB for int8, and 19.5 dB once its 8-bit layers learned as at int8. So every 8-bit layer
-    must store the same integers as in the all-8-bit run.
+    must store the same integers as in the all-8-bit run. A pass budget of zero makes the digit model take
+    waves, as a real-size model does (its passes are otherwise cheap enough to go one layer at a time).
     """
+    monkeypatch.setattr(adaround, "PASS_BUDGET", 0.0)
     ed = GraphEditor(mobilenet["tflite"])
     convs = ed.find_ops("CONV_2D")
     four = ed.tensor_name(convs[len(convs) // 2].outputs[0])

@@ -99,6 +99,14 @@ WAVES = 4
 # (115k rows) took longer in the full setting than on 200 sampled ones.
 FULL_POSITIONS = 1024
 FULL_ROWS = 2 ** 20
+# The waves and the float inputs above save model passes, which is all they are for. Where one pass pair per
+# layer over the sampled inputs costs under PASS_BUDGET multiply-adds (the weighted layers' own), the sampled
+# path keeps the full setting's order instead: one rounded pass per layer, every layer learning from the
+# rounded model's inputs, only the rows sampled: each layer then repairs the rounding of the layers before
+# it, which on every digit-zoo model kept more held-out SQNR (benchmarks/results/adaround-passes.md). Real
+# MobileNetV2, EfficientNet-Lite0 and BlazeFace stay well above the budget, where more rounded passes
+# measured on dev crops gained nothing reliable for their cost.
+PASS_BUDGET = 2e10
 # Where AdaRound pays (8-bit weights under integer activations): learning can at best remove a layer's
 # weight-rounding noise, so a layer whose estimated weight noise at its output is under GATE of the
 # activation quantization noise there (its input's, carried through the weights, and its output's) keeps
@@ -425,7 +433,8 @@ class AdaRound(OnEngineGrid):
             # Before any layer is rounded the rounded model is the float one: one pass serves both. 8-bit
             # layers alone on the sampled path also learn from float inputs (8-bit rounding barely moves them).
             floats = stream_tensors(tflite, xs, inputs, picks.batch)
-            one_pass = wave is picks.waves[0] and (not placed or (not full and all(la.bits >= 8 for la in wave)))
+            one_pass = wave is picks.waves[0] and \
+                (not placed or (not picks.sequential and all(la.bits >= 8 for la in wave)))
             pairs = ((fb, fb) for fb in floats) if one_pass else \
                 zip(floats, stream_tensors(rounded, xs, inputs, picks.batch))
             for fb, qb in pairs:
@@ -435,7 +444,7 @@ class AdaRound(OnEngineGrid):
                         # On the sampled path an 8-bit layer learns from float inputs in every wave, as at int8:
                         # with its few steps, learning against the rounded inputs lost AdaRound's gain (real
                         # EfficientNet-Lite0, one 4-bit layer: tests/test_adaround.py).
-                        rounded_in = qb if (la.bits < 8 or full) else fb
+                        rounded_in = qb if (la.bits < 8 or picks.sequential) else fb
                         problems[id(la)].add(fb[op.inputs[0]], rounded_in[op.inputs[0]], op, pick)
             for la in wave:
                 problem = problems[id(la)]
@@ -553,6 +562,16 @@ def _step_cost(la: _Layer) -> float:
     """Multiply-adds of one optimization step (deterministic, not timed)."""
     groups, out, k = la.mat.shape
     return float(groups * out * k * (k + ELEMENTWISE))
+
+
+def _pass_macs(ed: GraphEditor) -> float:
+    """Multiply-adds of one sample through the model's weighted layers (output positions times weights)."""
+    total = 0.0
+    for op in ed.find_ops(*_WEIGHTED):
+        shape = ed.tensor_shape(op.outputs[0])
+        positions = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
+        total += max(positions, 1) * float(np.prod(ed.tensor_shape(op.inputs[1])))
+    return total
 
 
 def _positions(la: _Layer, ed: GraphEditor) -> int:
@@ -722,9 +741,12 @@ class _Sampling:
         index = np.unique(np.linspace(0, n - 1, keep).round().astype(int)) if keep < n else np.arange(n)
         self.inputs = {k: v[index] for k, v in x.items()}
         self.samples = len(index)
-        # Only 4-bit layers need to see earlier layers' learned rounding (at 8 bits the inputs barely move):
+        # Every layer learns from the rounded model's inputs, one pass pair per layer, where that is affordable.
+        self.sequential = self.full or 2 * self.samples * len(layers) * _pass_macs(ed) <= PASS_BUDGET
+        # Otherwise only 4-bit layers see earlier layers' learned rounding (at 8 bits the inputs barely move):
         # 8-bit layers alone are learned in one group, from one float pass.
-        count = len(layers) if self.full else min(len(layers), WAVES if any(la.bits < 8 for la in layers) else 1)
+        count = len(layers) if self.sequential else \
+            min(len(layers), WAVES if any(la.bits < 8 for la in layers) else 1)
         bounds = np.linspace(0, len(layers), count + 1).round().astype(int)
         self.waves = [layers[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
         self._rng = {id(la): np.random.default_rng([SEED, i]) for i, la in enumerate(layers)}

@@ -369,3 +369,63 @@ def test_split_sizes_and_constant_gather_indices_become_python_values():
     assert torch.equal(got[0][0], expected[0][0]) and torch.equal(got[1], expected[1])
     assert torch.equal(got[2], expected[2]) and torch.equal(expected[2], arg[:, :, [2, 0]])
     assert expected[1].shape == (2, 3) and torch.equal(expected[1], arg[:, 3, :])
+
+
+def _gelu_onnx(form: str) -> "onnx.ModelProto":
+    """A MatMul then GELU as exported: x * (1 + erf(x / sqrt 2)) * 0.5 in the order ``form`` names."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(0, 1.0, (6, 8)).astype(np.float32), "w"),
+             numpy_helper.from_array(np.array(np.sqrt(2.0), np.float32), "root2"),
+             numpy_helper.from_array(np.array(1 / np.sqrt(2.0), np.float32), "inv_root2"),
+             numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+             numpy_helper.from_array(np.array(0.5, np.float32), "half")]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]),
+             helper.make_node("Div", ["h", "root2"], ["s"]) if form != "mul-root" else
+             helper.make_node("Mul", ["inv_root2", "h"], ["s"]),
+             helper.make_node("Erf", ["s"], ["e"]),
+             helper.make_node("Add", ["e", "one"], ["a"])]
+    if form in ("torch", "mul-root"):  # (x * (1 + erf)) * 0.5: torch.onnx.export's order
+        nodes += [helper.make_node("Mul", ["h", "a"], ["m"]), helper.make_node("Mul", ["m", "half"], ["y"])]
+    elif form == "half-first":  # (0.5 * x) * (1 + erf)
+        nodes += [helper.make_node("Mul", ["half", "h"], ["hh"]), helper.make_node("Mul", ["hh", "a"], ["y"])]
+    elif form == "folded":  # the 0.5 folded into the next layer by onnxsim
+        nodes += [helper.make_node("Mul", ["h", "a"], ["y"])]
+    elif form == "shared":  # (1 + erf) also read elsewhere: not a GELU to replace
+        nodes += [helper.make_node("Mul", ["h", "a"], ["m"]), helper.make_node("Mul", ["m", "half"], ["g"]),
+                  helper.make_node("Add", ["g", "a"], ["y"])]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5, 6])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5, 8])
+    model = helper.make_model(helper.make_graph(nodes, "gelu", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("form, fused", [("torch", 1), ("mul-root", 1), ("half-first", 1), ("folded", 1),
+                                         ("shared", 0)])
+def test_exported_gelu_becomes_one_gelu_again(form, fused):
+    """litert-torch lowers erf to ~25 element-wise ops; fuse_gelu puts the GELU back where nothing else reads
+    the pattern's values, and the module computes the same function (float32 erf against GELU: 1e-6)."""
+    from edgequant.frontends.fxpass import fuse_gelu
+    from edgequant.frontends.torchenv import import_onnx2torch
+
+    onnx2torch = import_onnx2torch("gelu test")
+    gm = onnx2torch.convert(_gelu_onnx(form)).eval()
+    arg = torch.from_numpy(np.random.default_rng(1).normal(0, 2.0, (1, 5, 6)).astype(np.float32))
+    expected = gm(arg)
+    assert fuse_gelu(gm, (arg,)) == fused
+    called = [type(gm.get_submodule(n.target)).__name__ for n in gm.graph.nodes if n.op == "call_module"]
+    assert ("OnnxErf" in called) == (fused == 0)
+    assert sum(n.target is torch.nn.functional.gelu for n in gm.graph.nodes) == fused
+    assert torch.allclose(gm(arg), expected, atol=1e-5)
+
+
+def test_onnx_gelu_converts_to_one_litert_op(tmp_path):
+    from edgequant.graph.edit import GraphEditor
+
+    path = tmp_path / "gelu.onnx"
+    onnx.save(_gelu_onnx("torch"), str(path))
+    fm = eq.convert(path, input_shapes=("x=1,5,6",))
+    ops = [op.op for op in GraphEditor(fm.tflite).ops]
+    assert ops.count("GELU") == 1 and "MINIMUM" not in ops, ops  # the erf polynomial's clamp is gone
+    assert any("1 GELU" in note for note in fm.notes), fm.notes

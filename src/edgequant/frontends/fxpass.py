@@ -12,15 +12,20 @@
   attention (probabilities 0.5-0.76 off; the same Linear was exact as the
   graph's last op, and a contiguous copy of the weight fixed it). The pass
   stores every parameter and buffer contiguously, which costs only a copy.
+- GELU: PyTorch exports GELU to ONNX as x * (1 + erf(x / sqrt 2)) * 0.5, and
+  litert-torch lowers that erf to a chain of about 25 element-wise ops (a
+  clamped rational polynomial), one pass over the tensor each. The pass puts
+  back one GELU, which LiteRT runs as a single op (a lookup table at int8).
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import operator
 from typing import Any
 
-__all__ = ["make_static", "make_contiguous"]
+__all__ = ["make_static", "make_contiguous", "fuse_gelu"]
 
 
 def _record_values(gm: Any, args: tuple) -> dict[str, Any]:
@@ -169,3 +174,86 @@ def make_contiguous(module: Any) -> int:
                     tensor.data = tensor.data.contiguous()
                     changed += 1
     return changed
+
+
+def fuse_gelu(gm: Any, args: tuple) -> int:
+    """Replace every exported exact GELU, x * (1 + erf(x / sqrt 2)) * 0.5 in any order of the products, by
+    torch.nn.functional.gelu(x) (twice that where the 0.5 is missing: onnxsim folds it into a following
+    layer); returns how many were replaced. Only patterns whose intermediate values
+    nothing else reads are replaced, so the function of the graph is unchanged."""
+    import torch
+    from onnx2torch.node_converters.activations import OnnxErf
+    from onnx2torch.node_converters.binary_math_operations import (_TORCH_FUNCTION_FROM_ONNX_TYPE as functions,
+                                                                   OnnxBinaryMathOperation)
+
+    graph = gm.graph
+    erfs = [n for n in graph.nodes if n.op == "call_module" and isinstance(gm.get_submodule(n.target), OnnxErf)]
+    if not erfs:
+        return 0
+    values = _record_values(gm, args)
+
+    def binary(node: Any, name: str) -> bool:
+        if getattr(node, "op", None) != "call_module":
+            return False
+        module = gm.get_submodule(node.target)
+        return (isinstance(module, OnnxBinaryMathOperation) and module.broadcast is None
+                and module.math_op_function is functions[name])
+
+    def constant(arg: Any, wanted: float) -> bool:
+        if isinstance(arg, torch.fx.Node) and arg.op != "get_attr":
+            return False
+        value = torch.as_tensor(_value(arg, values)) if isinstance(arg, torch.fx.Node) else torch.as_tensor(arg)
+        return value.numel() == 1 and abs(float(value) - wanted) <= 1e-5 * max(abs(wanted), 1.0)
+
+    def other(node: Any, known: Any) -> Any:
+        a, b = node.args[:2]
+        return b if a is known else a if b is known else None
+
+    def only_user(node: Any) -> Any:
+        users = list(node.users)
+        return users[0] if len(users) == 1 else None
+
+    fused = 0
+    for erf in erfs:
+        scaled = erf.args[0]
+        if binary(scaled, "Div") and constant(scaled.args[1], math.sqrt(2.0)):
+            x = scaled.args[0]
+        elif binary(scaled, "Mul") and (constant(scaled.args[1], 1 / math.sqrt(2.0))
+                                        or constant(scaled.args[0], 1 / math.sqrt(2.0))):
+            x = scaled.args[0] if constant(scaled.args[1], 1 / math.sqrt(2.0)) else scaled.args[1]
+        else:
+            continue
+        plus = only_user(erf)
+        if not (binary(plus, "Add") and constant(other(plus, erf), 1.0)) or len(scaled.users) != 1:
+            continue
+        first = only_user(plus)
+        if not binary(first, "Mul"):
+            continue
+        factor = other(first, plus)
+        twice = False
+        if factor is x:  # (x * (1 + erf)) * 0.5, or no 0.5 where onnxsim folded it into the next layer
+            last = only_user(first)
+            ok = binary(last, "Mul") and constant(other(last, first), 0.5)
+            if not ok:
+                last, ok, twice = first, True, True
+        elif constant(factor, 0.5):  # ((1 + erf) * 0.5) * x
+            last = only_user(first)
+            ok = binary(last, "Mul") and other(last, first) is x
+        elif binary(factor, "Mul") and len(factor.users) == 1 and x in factor.args[:2] \
+                and constant(other(factor, x), 0.5):  # (x * 0.5) * (1 + erf)
+            last, ok = first, True
+        else:
+            ok = False
+        if not ok:
+            continue
+        with graph.inserting_before(last):
+            gelu = graph.call_function(torch.nn.functional.gelu, (x,))
+            if twice:
+                gelu = graph.call_function(torch.mul, (gelu, 2.0))
+        last.replace_all_uses_with(gelu)
+        fused += 1
+    if fused:
+        graph.eliminate_dead_code()
+        graph.lint()
+        gm.recompile()
+    return fused

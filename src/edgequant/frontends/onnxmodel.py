@@ -197,7 +197,7 @@ def load_onnx(path: Path, options: SourceOptions) -> FloatModel:
             graph_module = onnx2torch.convert(model).eval()
     except Exception as exc:
         raise UnsupportedError(f"onnx2torch cannot convert {what}: {str(exc).strip()[:200]}") from None
-    from edgequant.frontends.fxpass import make_contiguous, make_static
+    from edgequant.frontends.fxpass import fuse_gelu, make_contiguous, make_static
 
     args = tuple(example[i.name] for i in _graph_inputs(model))
     try:
@@ -206,6 +206,11 @@ def load_onnx(path: Path, options: SourceOptions) -> FloatModel:
     except Exception as exc:
         raise EngineError(f"making shapes static in {what} failed: {str(exc).strip()[:200]}") from None
     views = make_contiguous(graph_module)
+    try:
+        with quiet():
+            gelus = fuse_gelu(graph_module, args)
+    except Exception as exc:
+        raise EngineError(f"fusing GELU in {what} failed: {str(exc).strip()[:200]}") from None
     session = _session(ort, original, what)
     output_names = [o.name for o in model.graph.output]
 
@@ -219,7 +224,8 @@ def load_onnx(path: Path, options: SourceOptions) -> FloatModel:
     notes = [f"ONNX route: {moved} Constant nodes to initializers; input shapes "
              + "; ".join(f"{n} {tuple(s)}" for n, s in shapes.items())
              + (f"; {folded} If with a shape-only condition replaced by its branch" if folded else "")
-             + f"; {reshapes} Reshape and {slices} Slice made static; {views} weight views stored contiguously"]
+             + f"; {reshapes} Reshape and {slices} Slice made static; {views} weight views stored contiguously"
+             + (f"; {gelus} GELU (exported as x * (1 + erf(x / sqrt 2)) / 2) made one op again" if gelus else "")]
     return convert_module(module, example, source=path, kind=SourceKind.ONNX, options=options, what=what,
                           reference=reference, notes=notes)
 

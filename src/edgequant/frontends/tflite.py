@@ -14,8 +14,8 @@ from pathlib import Path
 
 from edgequant.errors import InputError, UnsupportedError
 from edgequant.graph import read_graph
-from edgequant.graph.signature import (choose_key, normalize_opcodes, select_signature, signature_keys,
-                                       widen_fp16_weights, with_default_signature)
+from edgequant.graph.signature import (choose_key, fuse_activations, normalize_opcodes, select_signature,
+                                       signature_keys, widen_fp16_weights, with_default_signature)
 from edgequant.runtime import Runner
 from edgequant.types import FloatModel, SourceKind
 
@@ -40,6 +40,10 @@ def inspect_float_tflite(tflite: bytes, source: Path, kind: SourceKind, unsafe: 
     if widened:
         notes.append(f"{widened} weight tensors stored as float16 (behind DEQUANTIZE) read as float32: the float "
                      "model they stand for")
+    tflite, fused = fuse_activations(tflite, what)
+    if fused:
+        notes.append(f"{fused} standalone ReLU op(s) folded into the op before them as its fused activation "
+                     "(the same function; quantized, a standalone ReLU rescales and runs outside XNNPACK)")
     tflite, added = with_default_signature(tflite, what)
     # Chosen from the flatbuffer, so the model is opened in LiteRT once, after the choice.
     key = choose_key(signature_keys(tflite, what), signature, what)

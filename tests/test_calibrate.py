@@ -248,6 +248,38 @@ def test_scoring_runs_each_model_once_per_sample(float_tflite, digits, monkeypat
     assert max(rows_used) > 25 and np.isfinite(screened)
 
 
+def test_the_tournament_scores_every_output_not_only_the_worst() -> None:
+    """A candidate 1 dB better on the worst output but 10 dB worse on the other loses: the worst output alone
+    once dropped AdaRound from BlazeFace's w4a8 on its score logits (-521 where no face), and the boxes paid."""
+    from edgequant import pipeline
+
+    rng = np.random.default_rng(0)
+    reference = {"scores": rng.normal(-500, 20, (16, 32)), "boxes": rng.normal(0, 1, (16, 4))}
+
+    def noisy(db: dict[str, float]) -> object:
+        out = {}
+        for name, ref in reference.items():
+            noise = rng.normal(0, 1, ref.shape)
+            noise *= np.sqrt((ref ** 2).sum() / (noise ** 2).sum() / 10 ** (db[name] / 10))
+            out[name] = ref + noise
+
+        class Fake:
+            def predict(self, x: dict) -> dict:
+                n = len(next(iter(x.values())))
+                return {k: v[:n] for k, v in out.items()}
+        return Fake()
+
+    scoring = pipeline._Scoring.__new__(pipeline._Scoring)
+    scoring.n, scoring.x, scoring._outputs, scoring._reference = 16, {"x": np.zeros((16, 1))}, {}, reference
+    balanced = noisy({"scores": 20.0, "boxes": 20.0})
+    better_boxes = noisy({"scores": 19.0, "boxes": 30.0})
+    best, scores = pipeline._tournament([(None,) * 3 + (balanced,), (None,) * 3 + (better_boxes,)], scoring)
+    assert best == 1 and scores[1][0] == pytest.approx(24.5, abs=0.01) and scores[0][0] == pytest.approx(20.0)
+    # An output float reproduces exactly counts as EXACT_DB, so the mean stays finite and comparable.
+    exact = noisy({"scores": 20.0, "boxes": float("inf")})
+    assert scoring.sqnr(exact) == pytest.approx((20.0 + pipeline.EXACT_DB) / 2)
+
+
 def test_shared_stats_gather_each_model_and_samples_once(float_tflite, digits, monkeypatch) -> None:
     """compare's variants and tune's trials share one calibration pass per (model, samples), and only there."""
     import importlib

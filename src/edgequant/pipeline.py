@@ -24,7 +24,7 @@ from edgequant.calibrate.plan import calibration_candidates
 from edgequant.checks import check_labels, check_runs, check_samples, check_threads, classes_of
 from edgequant.engines import ENGINES, Engine, check_supported, get_engine, resolve_engine
 from edgequant.errors import EngineError, InputError, UnsupportedError
-from edgequant.evaluate import evaluate_runners, fidelity_by_output, label_output, worst_output
+from edgequant.evaluate import evaluate_runners, fidelity_by_output, label_output
 from edgequant.frontends import load_model, source_options
 from edgequant.recipe import Recipe, TensorRule, plan
 from edgequant.recipe.islands import is_attention_model, plan_islands
@@ -487,7 +487,8 @@ class _Scoring:
         self._outputs: dict[int, tuple[Runner, int, dict[str, np.ndarray]]] = {}
 
     def sqnr(self, runner: Runner, k: int | None = None) -> float:
-        """Worst-output SQNR vs float of ``runner`` on ``k`` of the scoring samples (all by default)."""
+        """SQNR vs float of ``runner`` on ``k`` of the scoring samples (all by default): the mean over the
+        model's outputs, in dB."""
         k = self.n if k is None else min(k, self.n)
         if self._reference is None:
             self._reference = Runner(self._floats.tflite).predict(self.x)
@@ -497,7 +498,15 @@ class _Scoring:
             out = {name: np.concatenate([out[name], v]) if have else v for name, v in more.items()}
             self._outputs[id(runner)] = (runner, k, out)  # the runner is held so that its id stays its own
         reference = {name: v[:k] for name, v in self._reference.items()}
-        return worst_output(fidelity_by_output({name: v[:k] for name, v in out.items()}, reference))[1].sqnr_db
+        by_output = fidelity_by_output({name: v[:k] for name, v in out.items()}, reference)
+        # Every output counts, not only the worst: BlazeFace's score logits reach -521 on anchors with no face,
+        # so their SQNR measures those, and scored by it alone the tournament dropped AdaRound at w4a8, which
+        # the box output needed. An output float reproduces exactly counts as EXACT_DB, not infinity.
+        return float(np.mean([min(f.sqnr_db, EXACT_DB) for f in by_output.values()]))
+
+
+# An output SQNR this high is float32 rounding: the tournament's mean counts an exact output as this.
+EXACT_DB = 120.0
 
 
 # With more than two observer candidates, all are scored on a few (evenly spread) of the scoring samples and
@@ -509,7 +518,7 @@ FINALISTS = 2
 
 def _tournament(built: list, scoring: _Scoring, progress: Progress = no_progress
                 ) -> tuple[int, list[tuple[float, int]]]:
-    """The candidate whose outputs match float best (worst output's SQNR) on the scoring samples, and every
+    """The candidate whose outputs match float best (_Scoring.sqnr) on the scoring samples, and every
     candidate's (SQNR, samples it was scored on). With more than FINALISTS candidates, all are screened on
     SCREEN_SAMPLES samples and the best FINALISTS scored on all of them; ties go to the earlier candidate."""
     screen = len(built) > FINALISTS and scoring.n > SCREEN_SAMPLES

@@ -306,7 +306,8 @@ def _unfused_relu(tflite: bytes, expose_sum: bool = False) -> bytes:
     pre.name = b"sum_before_relu"
     sg.tensors.append(pre)
     relu = schema.OperatorT()
-    relu.opcodeIndex, relu.inputs, relu.outputs = len(model.operatorCodes) - 1, [len(sg.tensors) - 1], [add.outputs[0]]
+    relu.opcodeIndex = len(model.operatorCodes) - 1
+    relu.inputs, relu.outputs = [len(sg.tensors) - 1], [add.outputs[0]]
     sg.operators[add.index].outputs = [len(sg.tensors) - 1]
     sg.operators.insert(add.index + 1, relu)
     if expose_sum:

@@ -218,8 +218,7 @@ def fuse_gelu(gm: Any, args: tuple) -> int:
         scaled = erf.args[0]
         if binary(scaled, "Div") and constant(scaled.args[1], math.sqrt(2.0)):
             x = scaled.args[0]
-        elif binary(scaled, "Mul") and (constant(scaled.args[1], 1 / math.sqrt(2.0))
-                                        or constant(scaled.args[0], 1 / math.sqrt(2.0))):
+        elif binary(scaled, "Mul") and any(constant(a, 1 / math.sqrt(2.0)) for a in scaled.args[:2]):
             x = scaled.args[0] if constant(scaled.args[1], 1 / math.sqrt(2.0)) else scaled.args[1]
         else:
             continue

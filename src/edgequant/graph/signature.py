@@ -23,8 +23,8 @@ from edgequant.graph.flatbuffer import load_object_model
 from edgequant.graph.submodel import CONTROL_FLOW_OPS
 
 __all__ = ["with_default_signature", "select_signature", "signature_keys", "choose_key", "widen_fp16_weights",
-           "fuse_activations", "split_consumed_outputs", "narrow_tables_fp16", "narrow_tables_int8", "stray_signature_outputs",
-           "restore_signature_outputs", "DEFAULT_KEY"]
+           "fuse_activations", "split_consumed_outputs", "narrow_tables_fp16", "narrow_tables_int8",
+           "stray_signature_outputs", "restore_signature_outputs", "DEFAULT_KEY"]
 
 DEFAULT_KEY = "serving_default"
 
@@ -188,9 +188,8 @@ def fuse_activations(tflite: bytes, what: str = "model") -> tuple[bytes, int]:
             continue
         src = act.inputs[0]
         producer = ed.producer(src)
-        if (producer is None or producer.op not in FUSES_ACTIVATION or producer.index in drop
-                or ed.fused_activation(producer) != "NONE" or len(producer.outputs) != 1
-                or ed.is_graph_output(src) or len(ed.consumers(src)) != 1
+        if (producer is None or producer.op not in FUSES_ACTIVATION or ed.fused_activation(producer) != "NONE"
+                or len(producer.outputs) != 1 or ed.is_graph_output(src) or len(ed.consumers(src)) != 1
                 or ed.tensor_dtype(src) != "float32"):
             continue
         ed.set_option(producer, "fusedActivationFunction", FUSABLE_ACTIVATIONS[act.op])

@@ -566,17 +566,18 @@ def _step_cost(la: _Layer) -> float:
 
 def _pass_macs(ed: GraphEditor) -> float:
     """Multiply-adds of one sample through the model's weighted layers (output positions times weights)."""
-    total = 0.0
-    for op in ed.find_ops(*_WEIGHTED):
-        shape = ed.tensor_shape(op.outputs[0])
-        positions = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
-        total += max(positions, 1) * float(np.prod(ed.tensor_shape(op.inputs[1])))
-    return total
+    return sum(_op_positions(op, ed) * float(np.prod(ed.tensor_shape(op.inputs[1])))
+               for op in ed.find_ops(*_WEIGHTED))
 
 
 def _positions(la: _Layer, ed: GraphEditor) -> int:
-    """Output positions per sample of one use, from the model's declared output shape."""
-    shape = ed.tensor_shape(la.op.outputs[0])
+    """Output positions per sample of one use of the layer."""
+    return _op_positions(la.op, ed)
+
+
+def _op_positions(op: OpRef, ed: GraphEditor) -> int:
+    """Output positions per sample of ``op``, from the model's declared output shape."""
+    shape = ed.tensor_shape(op.outputs[0])
     return max(int(np.prod(shape[1:-1])) if len(shape) > 2 else 1, 1)
 
 

@@ -12,7 +12,6 @@ Each also quantizes to int8 through the CLI, and the classifier runs through com
 
 from __future__ import annotations
 
-import re
 
 from pathlib import Path
 
@@ -166,23 +165,12 @@ def test_ppocr_recognizer_reads_the_same_strings(recognizer):
     assert sum(w == t for w, t in zip(want, WORDS)) >= len(WORDS) // 2  # real text, mostly read right
 
 
-def test_ppocr_recognizer_is_refused_without_the_fx_fix():
-    """litert-torch 0.10.0's own result on this model: the check must refuse it (exit 1), naming the output.
-
-    In a fresh process: how litert-torch reads the non-contiguous weights depends on the process's state,
-    and after other conversions in the same test process it once read them right."""
-    import subprocess
-    import sys
-
-    code = ("import edgequant.frontends.fxpass as fx; fx.make_contiguous = lambda module: 0\n"
-            "import edgequant as eq\n"
-            "try:\n"
-            f"    eq.convert({str(fetch.path('ppocr_rec'))!r}, input_shapes={{'x': (1, 3, 48, 320)}})\n"
-            "    print('converted')\n"
-            "except eq.EngineError as exc:\n"
-            "    print('refused:', exc)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600).stdout
-    assert re.search(r"refused: .*output 'softmax_11\.tmp_0' differs from the source by up to 0\.\d", out), out
+def test_ppocr_recognizers_transposed_gemm_weights_are_stored_contiguously(recognizer):
+    """onnx2torch gives each Gemm without transB a transposed view as its Linear weight; litert-torch 0.10.0
+    read such views wrongly in some processes and not in others (the check refused the result with output
+    differences up to 0.9), so whether it misreads them cannot be tested, only that none reach it."""
+    notes = " ".join(recognizer[1].notes)
+    assert "; 9 weight views stored contiguously" in notes, notes
 
 
 def test_ppocr_recognizer_quantizes_to_int8(recognizer, tmp_path, capsys):

@@ -429,3 +429,28 @@ def test_onnx_gelu_converts_to_one_litert_op(tmp_path):
     ops = [op.op for op in GraphEditor(fm.tflite).ops]
     assert ops.count("GELU") == 1 and "MINIMUM" not in ops, ops  # the erf polynomial's clamp is gone
     assert any("1 GELU" in note for note in fm.notes), fm.notes
+
+
+def test_a_gemm_weight_view_is_stored_contiguously_and_converts_exactly(tmp_path):
+    """A Gemm without transB becomes a Linear whose weight is a transposed view of the initializer: the ONNX
+    route stores it contiguously before litert-torch reads it (see make_contiguous), and says so."""
+    from edgequant.frontends.fxpass import make_contiguous
+    from edgequant.frontends.torchenv import import_onnx2torch
+
+    w = np.random.default_rng(3).normal(0, 1, (6, 4)).astype(np.float32)
+    gemm = helper.make_node("Gemm", ["x", "w"], ["y"])
+    graph = helper.make_graph([gemm], "gemm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    gm = import_onnx2torch("gemm test").convert(model).eval()
+    assert make_contiguous(gm) == 1 and make_contiguous(gm) == 0
+    assert all(p.is_contiguous() for p in gm.parameters())
+    path = tmp_path / "gemm.onnx"
+    onnx.save(model, str(path))
+    fm = eq.convert(path)
+    assert any("; 1 weight views stored contiguously" in note for note in fm.notes), fm.notes
+    x = np.random.default_rng(4).normal(0, 1, (2, 6)).astype(np.float32)
+    out = next(iter(eq.run(fm.tflite, {"x": x}).outputs.values()))
+    np.testing.assert_allclose(out, x @ w, atol=1e-5)

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from edgequant.evaluate.metrics import changed_top1, fidelity, mcnemar_p, paired_top1, predictions, top1
+from edgequant.evaluate.metrics import (changed_top1, fidelity, lower_bounds, mcnemar_p, paired_top1, predictions,
+                                       top1)
 
 
 def test_sqnr_matches_definition() -> None:
@@ -58,3 +59,45 @@ def test_changed_top1_counts_moved_predictions_right_or_wrong() -> None:
     ref = np.eye(3)[[0, 1, 2, 2]]
     out = np.eye(3)[[0, 2, 2, 1]]
     assert changed_top1(out, ref) == 2 and changed_top1(ref, ref) == 0
+
+
+def _noisy(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Reference outputs and a copy whose noise differs from sample to sample (as a quantized model's does)."""
+    rng = np.random.default_rng(seed)
+    ref = rng.normal(size=(n, 10))
+    return ref, ref + rng.normal(size=(n, 10)) * rng.uniform(0.0, 0.3, (n, 1))
+
+
+def test_lower_bounds_sit_below_the_figures_and_close_in_with_more_samples() -> None:
+    """A bound below the estimate, by a margin that shrinks as samples grow (about as 1 / sqrt(n))."""
+    gaps = []
+    for n in (16, 256):
+        ref, out = _noisy(n)
+        f, b = fidelity(out, ref), lower_bounds({"y": out}, {"y": ref})
+        assert b.samples == n and b.confidence == 0.95 and b.accuracy is None
+        assert b.sqnr_db < f.sqnr_db and b.cosine < f.cosine
+        gaps.append(f.sqnr_db - b.sqnr_db)
+    assert gaps[1] < gaps[0] / 2
+    ref, out = _noisy(16)
+    assert lower_bounds({"y": out}, {"y": ref}) == lower_bounds({"y": out}, {"y": ref})  # seeded
+
+
+def test_lower_bounds_of_identical_outputs_and_of_the_worst_output() -> None:
+    ref, out = _noisy(32)
+    same = lower_bounds({"y": ref.copy()}, {"y": ref})
+    assert math.isinf(same.sqnr_db) and same.cosine == 1.0
+    both = lower_bounds({"a": ref.copy(), "b": out}, {"a": ref, "b": ref})
+    assert both == lower_bounds({"b": out}, {"b": ref})
+
+
+def test_top1_bound_is_paired_with_the_reference_model() -> None:
+    """Predictions equal to the reference's keep its accuracy however low it is; one changed prediction in 16
+    costs more than 1/16 at the bound, because 16 samples cannot show that a rarer change is not likelier."""
+    ref = np.eye(4)[np.arange(16) % 4] + 0.01
+    labels = np.zeros(16, np.int64)  # the reference gets 4 of 16 right
+    b = lower_bounds({"y": ref.copy()}, {"y": ref}, labels, "y")
+    assert b.accuracy == pytest.approx(0.25)
+    moved = ref.copy()
+    moved[0] = np.eye(4)[1]  # a right prediction made wrong
+    b = lower_bounds({"y": moved}, {"y": ref}, labels, "y")
+    assert b.accuracy is not None and b.accuracy < 0.25 - 1 / 16

@@ -94,6 +94,26 @@ def test_loose_budget_gives_the_fully_int8_model(loose: TuneResult) -> None:
     assert json.loads((folder / "best-recipe.json").read_text())["scheme"] == "int8"
 
 
+def test_the_budget_is_judged_at_its_lower_confidence_bound(loose: TuneResult) -> None:
+    """A trial meets the budget when its metric's 95% lower bound over the samples does, not its estimate:
+    an SQNR floor between the two is missed, by the bound's distance to it."""
+    from edgequant.tune.records import Budget
+    from edgequant.tune.trial import rejudge
+
+    t = loose.best
+    assert t is not None and t.sqnr_db is not None and t.sqnr_bound_db is not None and t.cosine_bound is not None
+    assert t.bound is not None and t.metric is not None and t.bound <= t.metric
+    assert t.sqnr_bound_db < t.sqnr_db and t.cosine_bound <= (t.cosine or 0.0)
+    floor = (t.sqnr_bound_db + t.sqnr_db) / 2
+    judged = rejudge(t, Budget(Metric.SQNR, floor, None))
+    assert judged.metric == t.sqnr_db and judged.bound == t.sqnr_bound_db and not judged.meets_budget
+    assert judged.shortfall == pytest.approx(floor - t.sqnr_bound_db)
+    assert rejudge(t, Budget(Metric.SQNR, t.sqnr_bound_db - 0.01, None)).meets_budget
+    assert "lower confidence bound" in loose.budget.describe()
+    stored = json.loads((Path(loose.out_dir or "") / "trials.json").read_text())["trials"][0]
+    assert stored["bound"] == t.bound and stored["sqnr_bound_db"] == t.sqnr_bound_db
+
+
 def test_tune_is_silent_and_serializable(mlp: dict[str, str], tmp_path: Path,
                                         capfd: pytest.CaptureFixture[str]) -> None:
     capfd.readouterr()

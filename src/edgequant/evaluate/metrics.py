@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 
@@ -11,7 +12,12 @@ from edgequant.errors import InputError
 from edgequant.types import Fidelity, PairedTop1
 
 __all__ = ["top1", "fidelity", "predictions", "gzip_size", "paired_top1", "mcnemar_p", "changed_top1",
-           "fidelity_by_output", "worst_output"]
+           "fidelity_by_output", "worst_output", "Bounds", "lower_bounds", "CONFIDENCE"]
+
+# The one-sided confidence of lower_bounds: tune holds its budget at this bound (docs/tune.md, "Budget").
+CONFIDENCE = 0.95
+# Bootstrap resamples behind each bound; seeded, so a bound is the same on every run.
+RESAMPLES = 1000
 
 
 def gzip_size(data: bytes) -> int:
@@ -64,6 +70,68 @@ def fidelity_by_output(outputs: Mapping[str, np.ndarray], reference: Mapping[str
         raise InputError(f"expected the outputs of the reference model ({', '.join(reference)}), found "
                          f"{', '.join(outputs)} (missing {', '.join(missing)})")
     return {n: fidelity(np.asarray(outputs[n]), np.asarray(ref)) for n, ref in reference.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """One-sided lower confidence bounds of a model's figures over the samples they were measured on.
+
+    ``accuracy`` is top-1 (None without labels); ``sqnr_db`` and ``cosine`` are those of the output whose bound
+    is lowest, each output judged on its own as the budget holds for every output.
+    """
+
+    accuracy: float | None
+    sqnr_db: float
+    cosine: float
+    confidence: float
+    samples: int
+
+
+def lower_bounds(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray],
+                 labels: np.ndarray | None = None, label: str | None = None, *, confidence: float = CONFIDENCE,
+                 resamples: int = RESAMPLES, seed: int = 0) -> Bounds:
+    """How low top-1, output SQNR and cosine could be on new samples like these, by a seeded bootstrap.
+
+    A figure averaged over a few samples is a noisy estimate, and a search that keeps the most compressed
+    candidate whose estimate meets a budget keeps, more often than not, one whose estimate came out high. The
+    bound is the ``1 - confidence`` quantile of the figure over ``resamples`` draws of the samples with
+    replacement. Top-1 is paired with the reference model's on the same draw (``labels`` against the
+    ``label`` output of each): its bound is the reference's top-1 on all samples plus the quantile of the
+    difference, so it measures the drop, not the data's difficulty.
+    """
+    fids = fidelity_by_output(outputs, reference)
+    n = len(next(iter(reference.values())))
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, (resamples, n)) if n > 1 else np.zeros((1, max(n, 1)), np.int64)
+    q = 1.0 - confidence
+    sqnr, cosine = math.inf, math.inf
+    for name, ref in reference.items():
+        r = np.asarray(ref).reshape(n, -1).astype(np.float64)
+        o = np.asarray(outputs[name]).reshape(n, -1).astype(np.float64)
+        signal, noise = (r ** 2).sum(axis=1)[draws].sum(axis=1), ((r - o) ** 2).sum(axis=1)[draws].sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            db = np.where(noise == 0, math.inf, 10 * np.log10(signal / np.where(noise == 0, 1, noise)))
+        db = np.where(np.isnan(db), -math.inf, db)
+        sqnr = min(sqnr, _quantile(db, q))
+        norms = np.linalg.norm(r, axis=1) * np.linalg.norm(o, axis=1)
+        dots = (r * o).sum(axis=1)
+        cos = np.where(norms > 0, dots / np.where(norms > 0, norms, 1), np.where(dots == 0, 1.0, 0.0))
+        cosine = min(cosine, _quantile(cos[draws].mean(axis=1), q))
+    sqnr = min(sqnr, min(f.sqnr_db for f in fids.values()))  # never above the figure itself
+    cosine = min(cosine, min(f.cosine for f in fids.values()))
+    accuracy = None
+    if labels is not None and label is not None:
+        mine = (predictions(np.asarray(outputs[label])) == labels).astype(np.float64)
+        theirs = (predictions(np.asarray(reference[label])) == labels).astype(np.float64)
+        diff = (mine - theirs)[draws].mean(axis=1)
+        accuracy = min(float(theirs.mean()) + _quantile(diff, q), float(mine.mean()))
+    return Bounds(accuracy=accuracy, sqnr_db=sqnr, cosine=cosine, confidence=confidence, samples=n)
+
+
+def _quantile(values: np.ndarray, q: float) -> float:
+    """The ``q`` quantile as one of the values (no interpolation, so infinite values stay meaningful)."""
+    ordered = np.sort(values)
+    return float(ordered[min(len(ordered) - 1, int(math.floor(q * len(ordered))))])
 
 
 def worst_output(by_output: Mapping[str, Fidelity]) -> tuple[str | None, Fidelity | None]:

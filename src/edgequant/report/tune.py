@@ -29,8 +29,12 @@ def trial_line(report: TrialReport) -> str:
         tags.append("best so far")
     if report.replayed:
         tags.append("from the history")
+    # The verdict is on the bound (docs/tune.md, "The budget"): shown wherever it differs from the figure.
+    bound = "" if trial.bound is None or trial.bound == trial.metric else \
+        f", bound {metric_text(report.budget, trial.bound)}"
     return (f"{head}\n          {_kib(trial.size_bytes)} ({_ratio(trial.size_ratio)} float), latency "
-            f"{_ratio(trial.latency_ratio)} float, {metric_text(report.budget, trial.metric)}; {', '.join(tags)}")
+            f"{_ratio(trial.latency_ratio)} float, {metric_text(report.budget, trial.metric)}{bound}; "
+            f"{', '.join(tags)}")
 
 
 def tune_text(result: TuneResult, reproduce: str | None = None) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from edgequant.evaluate.metrics import CONFIDENCE
 from edgequant.tune.records import Budget, LayerChoice, Metric, Objective, RankedLayer, Trial
 
 __all__ = ["kept_out", "explanation", "lineage", "metric_text"]
@@ -95,8 +96,10 @@ def explanation(best: Trial | None, trials: Sequence[Trial], budget: Budget, obj
         return tuple(lines)
     size = best.size_bytes or 0
     lat = f", latency {best.latency_ratio:.2f}x float" if best.latency_ratio is not None else ""
+    bound = "" if best.bound is None or best.bound == best.metric else \
+        f" (at its {100 * CONFIDENCE:g}% lower confidence bound: {metric_text(budget, best.bound)})"
     lines.append(f"chosen: trial {best.id}, {_describe(best)}: {size:,} bytes ({size / float_size:.3f}x float)"
-                 f"{lat}, {metric_text(budget, best.metric)}")
+                 f"{lat}, {metric_text(budget, best.metric)}{bound}")
     if best.meets_budget:
         meeting = [t for t in ok if t.meets_budget]
         lines.append(f"{len(meeting)} of {len(trials)} trial(s) met the budget; this one is the best by "

@@ -13,6 +13,7 @@ import enum
 import math
 from typing import Any
 
+from edgequant.evaluate.metrics import CONFIDENCE
 from edgequant.errors import InputError
 from edgequant.types import Record
 
@@ -79,11 +80,13 @@ class Budget(Record):
         return self.shortfall(value) <= 1e-9
 
     def describe(self) -> str:
+        held = f"held at the metric's {100 * CONFIDENCE:g}% lower confidence bound over the samples"
         if self.metric is Metric.TOP1:
-            return f"top-1 drop <= {self.max_drop:g} points (float model {100 * float(self.reference or 0):.2f}%)"
+            return (f"top-1 drop <= {self.max_drop:g} points (float model {100 * float(self.reference or 0):.2f}%), "
+                    f"{held}")
         if self.metric is Metric.COSINE:
-            return f"cosine drop <= {self.max_drop:g} (1 - mean cosine of the outputs against float)"
-        return f"output SQNR >= {self.max_drop:g} dB against the float model"
+            return f"cosine drop <= {self.max_drop:g} (1 - mean cosine of the outputs against float), {held}"
+        return f"output SQNR >= {self.max_drop:g} dB against the float model, {held}"
 
     @property
     def unit(self) -> str:
@@ -115,11 +118,17 @@ class Trial(Record):
     accepted: bool | None = None
     metric: float | None = None
     drop: float | None = None
+    # The budget's metric at its lower confidence bound over the samples (evaluate.metrics.lower_bounds):
+    # what meets_budget and shortfall judge.
+    bound: float | None = None
     shortfall: float | None = None
     meets_budget: bool = False
     accuracy: float | None = None
     sqnr_db: float | None = None
     cosine: float | None = None
+    accuracy_bound: float | None = None
+    sqnr_bound_db: float | None = None
+    cosine_bound: float | None = None
     size_bytes: int | None = None
     size_ratio: float | None = None
     latency_ms: float | None = None
@@ -139,6 +148,8 @@ class Trial(Record):
         values = {k: v for k, v in data.items() if k in names}
         if values.get("status") == "ok" and values.get("sqnr_db") is None:
             values["sqnr_db"] = math.inf
+        if values.get("status") == "ok" and "sqnr_bound_db" in data and values.get("sqnr_bound_db") is None:
+            values["sqnr_bound_db"] = math.inf
         return cls(**values)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from edgequant.calibrate import CalibrationStats
 from edgequant.errors import EdgequantError
 from edgequant.evaluate.latency import measure_interleaved
-from edgequant.evaluate.metrics import fidelity_by_output, top1, worst_output
+from edgequant.evaluate.metrics import fidelity_by_output, lower_bounds, top1, worst_output
 from edgequant.recipe import Recipe
 from edgequant.runtime import Inputs, Runner
 from edgequant.tune.records import Budget, Trial
@@ -40,8 +40,10 @@ def rejudge(trial: Trial, budget: Budget) -> Trial:
     if budget.metric.value == "top1" and trial.accuracy is None:
         return trial
     value = budget.value(trial.accuracy, trial.sqnr_db, trial.cosine)
-    return dataclasses.replace(trial, metric=value, drop=budget.drop(value), shortfall=budget.shortfall(value),
-                               meets_budget=budget.meets(value))
+    bound = value if trial.sqnr_bound_db is None or trial.cosine_bound is None else \
+        budget.value(trial.accuracy_bound, trial.sqnr_bound_db, trial.cosine_bound)
+    return dataclasses.replace(trial, metric=value, drop=budget.drop(value), bound=bound,
+                               shortfall=budget.shortfall(bound), meets_budget=budget.meets(bound))
 
 
 class TrialRunner:
@@ -89,6 +91,10 @@ class TrialRunner:
         fid = worst_output(fidelity_by_output(out, self.reference))[1]
         accuracy = top1(out[self.label], self.data.y) if self.data.y is not None else None
         value = self.budget.value(accuracy, fid.sqnr_db, fid.cosine)
+        # Judged at its lower confidence bound: the search keeps the most compressed candidate that meets the
+        # budget, and a figure from a few samples that meets it only by their luck would miss it on the next.
+        low = lower_bounds(out, self.reference, self.data.y, self.label)
+        bound = self.budget.value(low.accuracy, low.sqnr_db, low.cosine)
         latency_ms = float_ms = ratio = None
         if self.runs > 0:
             try:
@@ -99,9 +105,10 @@ class TrialRunner:
             ratio = lat.median_ms / float_lat.median_ms if float_lat.median_ms > 0 else None
         # The plan that ran, as quantize reports it: reusable with quantize --recipe and the calibration data.
         ran = built.recipe.to_dict() if built.recipe is not None else recipe.to_dict()
-        trial = Trial(status="ok", ran_recipe=ran, metric=value, drop=self.budget.drop(value),
-                      shortfall=self.budget.shortfall(value), meets_budget=self.budget.meets(value),
-                      accuracy=accuracy, sqnr_db=fid.sqnr_db, cosine=fid.cosine, size_bytes=len(tflite),
+        trial = Trial(status="ok", ran_recipe=ran, metric=value, drop=self.budget.drop(value), bound=bound,
+                      shortfall=self.budget.shortfall(bound), meets_budget=self.budget.meets(bound),
+                      accuracy=accuracy, sqnr_db=fid.sqnr_db, cosine=fid.cosine, accuracy_bound=low.accuracy,
+                      sqnr_bound_db=low.sqnr_db, cosine_bound=low.cosine, size_bytes=len(tflite),
                       size_ratio=len(tflite) / len(self.floats.tflite), latency_ms=latency_ms,
                       float_latency_ms=float_ms, latency_ratio=ratio, seconds=time.perf_counter() - start,
                       sha256=hashlib.sha256(tflite).hexdigest(), **common)

@@ -39,9 +39,12 @@ QUICK = {"calibration": 8, "dev": 8, "test": 12, "runs": 5, "tune_budget": "40s"
 # split too: tune's "top-1 within 1 point" on 16 crops is met only by a model that agrees on all 16, which one
 # MobileNetV2 int8 model did and then agreed on 74% of the test crops; on 128, one miss is 0.8 points. The
 # text recognizers' goal (exact match within 1 point of float) is the same arithmetic on rendered lines, also
-# unlimited; their tune checks cosine, not a share, so their dev split stays small.
+# unlimited; their tune checks cosine, not a share, so their dev split stays small. BlazeFace's faces are
+# pasted on photo crops, also unlimited, and its goal is a mean IoU: on 48 faces one face found at another
+# anchor (IoU 0.9 -> 0) moves it 2 points, more than the gap between edgequant's int8 and the best peer's.
 FULL_BY_MODEL = {"mobilenet_v2": {"dev": 128, "test": 128}, "efficientnet_lite0": {"dev": 128, "test": 128},
-                 "ppocr_rec": {"test": 128}, "svtrv2": {"test": 128}}
+                 "ppocr_rec": {"test": 128}, "svtrv2": {"test": 128},
+                 "blazeface": {"calibration": 24, "dev": 24, "test": 192}}
 
 
 def _one_line(exc: BaseException) -> str:

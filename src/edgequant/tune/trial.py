@@ -40,6 +40,7 @@ def rejudge(trial: Trial, budget: Budget) -> Trial:
     if budget.metric.value == "top1" and trial.accuracy is None:
         return trial
     value = budget.value(trial.accuracy, trial.sqnr_db, trial.cosine)
+    # A history written before trials kept their bounds has only the figures: those are judged as they are.
     bound = value if trial.sqnr_bound_db is None or trial.cosine_bound is None else \
         budget.value(trial.accuracy_bound, trial.sqnr_bound_db, trial.cosine_bound)
     return dataclasses.replace(trial, metric=value, drop=budget.drop(value), bound=bound,

@@ -101,3 +101,11 @@ def test_top1_bound_is_paired_with_the_reference_model() -> None:
     moved[0] = np.eye(4)[1]  # a right prediction made wrong
     b = lower_bounds({"y": moved}, {"y": ref}, labels, "y")
     assert b.accuracy is not None and b.accuracy < 0.25 - 1 / 16
+
+
+def test_a_non_finite_output_on_one_sample_gives_the_worst_bound() -> None:
+    """One NaN sample among 1,000 barely moves a mean, but a model that writes NaN must not meet a budget."""
+    ref, out = _noisy(1000)
+    out[7, 3] = np.nan
+    b = lower_bounds({"y": out}, {"y": ref})
+    assert b.sqnr_db == -math.inf and b.cosine == -1.0

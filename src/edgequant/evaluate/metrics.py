@@ -108,6 +108,10 @@ def lower_bounds(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.n
     for name, ref in reference.items():
         r = np.asarray(ref).reshape(n, -1).astype(np.float64)
         o = np.asarray(outputs[name]).reshape(n, -1).astype(np.float64)
+        if not np.isfinite(o).all():
+            # A non-finite output on any sample: the worst bound there is, not one a draw might leave it out of.
+            sqnr, cosine = -math.inf, -1.0
+            continue
         signal, noise = (r ** 2).sum(axis=1)[draws].sum(axis=1), ((r - o) ** 2).sum(axis=1)[draws].sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             db = np.where(noise == 0, math.inf, 10 * np.log10(signal / np.where(noise == 0, 1, noise)))
@@ -117,8 +121,9 @@ def lower_bounds(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.n
         dots = (r * o).sum(axis=1)
         cos = np.where(norms > 0, dots / np.where(norms > 0, norms, 1), np.where(dots == 0, 1.0, 0.0))
         cosine = min(cosine, _quantile(cos[draws].mean(axis=1), q))
-    sqnr = min(sqnr, min(f.sqnr_db for f in fids.values()))  # never above the figure itself
-    cosine = min(cosine, min(f.cosine for f in fids.values()))
+    # Never above the figure itself (a NaN figure, from a non-finite output, was set to the worst above).
+    sqnr = min([sqnr] + [f.sqnr_db for f in fids.values() if not math.isnan(f.sqnr_db)])
+    cosine = min([cosine] + [f.cosine for f in fids.values() if not math.isnan(f.cosine)])
     accuracy = None
     if labels is not None and label is not None:
         mine = (predictions(np.asarray(outputs[label])) == labels).astype(np.float64)

@@ -377,3 +377,16 @@ def test_sampled_8bit_layers_learn_the_same_beside_a_4bit_layer(mobilenet: dict,
     assert len(same) >= 5
     for n in same:
         np.testing.assert_array_equal(runs["one 4-bit"].grid_values[n], runs["int8"].grid_values[n], err_msg=n)
+
+
+def test_weight_only_int8_gains_from_adaround_on_held_out_digits(mobilenet: dict) -> None:
+    """With float activations the rounded weights are the only error, so learning their rounding pays:
+    about 48.6 -> 60 dB on this model's held-out samples (benchmarks: pipeline.DEFAULT_TRANSFORMS)."""
+    model = inspect_float_tflite(mobilenet["tflite"], Path("mobilenet_like.tflite"), SourceKind.TFLITE)
+    ref = Runner(mobilenet["tflite"]).predict_output(mobilenet["x"])
+    sqnr = {}
+    for transforms in ("none", "adaround"):
+        q = edgequant.quantize(model, "weight-only-int8", engine="litert", calibration=mobilenet["cal"],
+                               transforms=transforms)
+        sqnr[transforms] = fidelity(Runner(q.tflite).predict_output(mobilenet["x"]), ref).sqnr_db
+    assert sqnr["adaround"] > sqnr["none"] + 3.0, sqnr

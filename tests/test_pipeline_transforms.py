@@ -37,8 +37,19 @@ def test_transforms_run_in_the_fixed_order(seed_cnn_path, digits) -> None:
     q8 = edgequant.quantize(seed_cnn_path, "int8", calibration=digits["calibration"], samples=50)
     assert [n.split(":")[0] for n in q8.notes if n.startswith(("cle:", "bias-correction:", "adaround:"))] \
         == ["adaround"]
-    wo8 = edgequant.quantize(seed_cnn_path, "weight-only-int8", calibration=digits["calibration"], samples=50)
-    assert not any(n.startswith(("cle:", "bias-correction:", "adaround:")) for n in wo8.notes)
+    f16 = edgequant.quantize(seed_cnn_path, "fp16", calibration=digits["calibration"], samples=50)
+    assert not any(n.startswith(("cle:", "bias-correction:", "adaround:")) for n in f16.notes)
+
+
+def test_weight_only_int8_defaults_to_adaround_in_the_tournament(seed_cnn_path, digits) -> None:
+    """Float activations leave the weights as the only error: AdaRound is weight-only int8's default too, and
+    the tournament decides whether it stays (its gain is measured in test_adaround.py)."""
+    default = edgequant.quantize(seed_cnn_path, "weight-only-int8", calibration=digits["calibration"], samples=100)
+    assert any(n.startswith("default transforms (adaround) ") for n in default.notes), default.notes
+    plain = edgequant.quantize(seed_cnn_path, "weight-only-int8")
+    # Weight-only weights reach their ops through DEQUANTIZE: the check counts the stored bytes.
+    assert any(n.startswith("checked: ") and "bytes of weights stored as int8" in n for n in plain.notes), \
+        plain.notes
 
 
 def test_transforms_need_the_litert_engine_and_calibration(seed_cnn_path, digits) -> None:

@@ -53,9 +53,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 # 16-bit activations the weights are the main error and AdaRound gains more:
 # dynamic +0.8 to +13 dB on all 8 models, int16x8 +5 to +17 dB on 7 of 8.
 # CLE is off by default: on batch-norm-folded models with per-channel weights
-# it measured no gain. Weight-only int8 is not in the benchmark, so it is off.
+# it measured no gain. Weight-only int8, where the weights are the only error, the
+# same as dynamic: held-out calibration samples 200-499 of the zoo +5.6 to +26 dB on
+# 7 of 8 models (a tie on the eighth); on the real models' dev splits MobileNetV2
+# 14.9 -> 26.5 dB, EfficientNet-Lite0 16.0 -> 22.9, BlazeFace 20.3 -> 30.8,
+# PP-OCRv4 15.1 -> 32.1, and MiniLM 35.0 -> 34.7 (there the tournament drops it).
 DEFAULT_TRANSFORMS: dict[Scheme, tuple[TransformName, ...]] = {
     Scheme.DYNAMIC: (TransformName.ADAROUND,),
+    Scheme.WEIGHT_ONLY_INT8: (TransformName.ADAROUND,),
     Scheme.INT8: (TransformName.ADAROUND,),
     Scheme.INT16X8: (TransformName.ADAROUND,),
     Scheme.W4A8: (TransformName.ADAROUND,),
@@ -421,8 +426,10 @@ def _weights_checked(tflite: bytes, floats: FloatModel, scheme: Scheme, eng: Eng
     if weighted and not done and stored == 0:
         raise EngineError(f"engine {eng.name.value} claimed scheme {scheme.value} but stored no weight as "
                           f"{' or '.join(wanted)}: 0 of {len(weighted)} weighted ops quantized")
-    if scheme is Scheme.FP16:  # float16 weights reach their ops through DEQUANTIZE: count the bytes instead
-        return f"checked: {stored:,} bytes of weights stored as float16"
+    if scheme in (Scheme.FP16, Scheme.WEIGHT_ONLY_INT8, Scheme.WEIGHT_ONLY_INT4):
+        # Their weights reach the ops through DEQUANTIZE, so no op reads them directly: count the bytes instead.
+        kinds = [d for d in wanted if graph.weight_bytes_by_dtype.get(d)]
+        return f"checked: {stored:,} bytes of weights stored as {'/'.join(kinds) or wanted[0]}"
     return (f"checked: {len(done)} of {len(weighted)} weighted ops store {'/'.join(wanted[:2])} weights"
             if weighted else "checked: the model has no weighted op (conv, dense, matmul)")
 

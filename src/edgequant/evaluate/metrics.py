@@ -44,31 +44,44 @@ def top1(outputs: np.ndarray, labels: np.ndarray) -> float:
     return float((predictions(outputs) == labels).mean())
 
 
+def _per_sample(outputs: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each sample's signal energy (reference), noise energy (reference - outputs) and cosine, as float64."""
+    ref = reference.reshape(len(reference), -1).astype(np.float64)
+    out = outputs.reshape(len(outputs), -1).astype(np.float64)
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
+    dots = np.sum(ref * out, axis=1)
+    # Two all-zero rows are identical: count them as cosine 1.
+    cos = np.where(norms > 0, dots / np.where(norms > 0, norms, 1), np.where(dots == 0, 1.0, 0.0))
+    return np.sum(ref ** 2, axis=1), np.sum((ref - out) ** 2, axis=1), cos
+
+
+def _sqnr_db(signal: float, noise: float) -> float:
+    return math.inf if noise == 0 else (10 * math.log10(signal / noise) if signal > 0 else -math.inf)
+
+
 def fidelity(outputs: np.ndarray, reference: np.ndarray) -> Fidelity:
     """SQNR in dB (signal = reference), mean per-sample cosine, and max abs error.
 
     SQNR is over all output values at once: 10 log10(sum(ref^2) / sum((ref - out)^2)).
     It is infinite when the outputs are identical.
     """
-    ref = reference.reshape(len(reference), -1).astype(np.float64)
-    out = outputs.reshape(len(outputs), -1).astype(np.float64)
-    noise = float(np.sum((ref - out) ** 2))
-    signal = float(np.sum(ref ** 2))
-    sqnr = math.inf if noise == 0 else (10 * math.log10(signal / noise) if signal > 0 else -math.inf)
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
-    dots = np.sum(ref * out, axis=1)
-    # Two all-zero rows are identical: count them as cosine 1.
-    cos = np.where(norms > 0, dots / np.where(norms > 0, norms, 1), np.where(dots == 0, 1.0, 0.0))
-    return Fidelity(sqnr_db=sqnr, cosine=float(cos.mean()), max_abs_error=float(np.max(np.abs(ref - out))),
-                    samples=len(ref))
+    signal, noise, cos = _per_sample(outputs, reference)
+    return Fidelity(sqnr_db=_sqnr_db(float(signal.sum()), float(noise.sum())), cosine=float(cos.mean()),
+                    max_abs_error=float(np.max(np.abs(reference.reshape(len(reference), -1).astype(np.float64)
+                                                      - outputs.reshape(len(outputs), -1).astype(np.float64)))),
+                    samples=len(reference))
 
 
-def fidelity_by_output(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> dict[str, Fidelity]:
-    """Fidelity of every output the reference model has, by name (the two models share a signature)."""
+def _check_outputs(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> None:
     missing = [n for n in reference if n not in outputs]
     if missing:
         raise InputError(f"expected the outputs of the reference model ({', '.join(reference)}), found "
                          f"{', '.join(outputs)} (missing {', '.join(missing)})")
+
+
+def fidelity_by_output(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> dict[str, Fidelity]:
+    """Fidelity of every output the reference model has, by name (the two models share a signature)."""
+    _check_outputs(outputs, reference)
     return {n: fidelity(np.asarray(outputs[n]), np.asarray(ref)) for n, ref in reference.items()}
 
 
@@ -99,31 +112,23 @@ def lower_bounds(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.n
     ``label`` output of each): its bound is the reference's top-1 on all samples plus the quantile of the
     difference, so it measures the drop, not the data's difficulty.
     """
-    fids = fidelity_by_output(outputs, reference)
+    _check_outputs(outputs, reference)
     n = len(next(iter(reference.values())))
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, (resamples, n)) if n > 1 else np.zeros((1, max(n, 1)), np.int64)
     q = 1.0 - confidence
     sqnr, cosine = math.inf, math.inf
     for name, ref in reference.items():
-        r = np.asarray(ref).reshape(n, -1).astype(np.float64)
-        o = np.asarray(outputs[name]).reshape(n, -1).astype(np.float64)
-        if not np.isfinite(o).all():
+        out = np.asarray(outputs[name])
+        if not np.isfinite(out).all():
             # A non-finite output on any sample: the worst bound there is, not one a draw might leave it out of.
             sqnr, cosine = -math.inf, -1.0
             continue
-        signal, noise = (r ** 2).sum(axis=1)[draws].sum(axis=1), ((r - o) ** 2).sum(axis=1)[draws].sum(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            db = np.where(noise == 0, math.inf, 10 * np.log10(signal / np.where(noise == 0, 1, noise)))
-        db = np.where(np.isnan(db), -math.inf, db)
-        sqnr = min(sqnr, _quantile(db, q))
-        norms = np.linalg.norm(r, axis=1) * np.linalg.norm(o, axis=1)
-        dots = (r * o).sum(axis=1)
-        cos = np.where(norms > 0, dots / np.where(norms > 0, norms, 1), np.where(dots == 0, 1.0, 0.0))
-        cosine = min(cosine, _quantile(cos[draws].mean(axis=1), q))
-    # Never above the figure itself (a NaN figure, from a non-finite output, was set to the worst above).
-    sqnr = min([sqnr] + [f.sqnr_db for f in fids.values() if not math.isnan(f.sqnr_db)])
-    cosine = min([cosine] + [f.cosine for f in fids.values() if not math.isnan(f.cosine)])
+        signal, noise, cos = _per_sample(out, np.asarray(ref))
+        drawn = [_sqnr_db(float(a), float(b)) for a, b in zip(signal[draws].sum(axis=1), noise[draws].sum(axis=1))]
+        # Never above the figure itself.
+        sqnr = min(sqnr, _quantile(np.array(drawn), q), _sqnr_db(float(signal.sum()), float(noise.sum())))
+        cosine = min(cosine, _quantile(cos[draws].mean(axis=1), q), float(cos.mean()))
     accuracy = None
     if labels is not None and label is not None:
         mine = (predictions(np.asarray(outputs[label])) == labels).astype(np.float64)

@@ -176,7 +176,7 @@ def make_contiguous(module: Any) -> int:
     return changed
 
 
-def fuse_gelu(gm: Any, args: tuple) -> int:
+def fuse_gelu(gm: Any) -> int:
     """Replace every exported exact GELU, x * (1 + erf(x / sqrt 2)) * 0.5 in any order of the products, by
     torch.nn.functional.gelu(x) (twice that where the 0.5 is missing: onnxsim folds it into a following
     layer); returns how many were replaced. Only patterns whose intermediate values
@@ -190,7 +190,6 @@ def fuse_gelu(gm: Any, args: tuple) -> int:
     erfs = [n for n in graph.nodes if n.op == "call_module" and isinstance(gm.get_submodule(n.target), OnnxErf)]
     if not erfs:
         return 0
-    values = _record_values(gm, args)
 
     def binary(node: Any, name: str) -> bool:
         if getattr(node, "op", None) != "call_module":
@@ -200,9 +199,12 @@ def fuse_gelu(gm: Any, args: tuple) -> int:
                 and module.math_op_function is functions[name])
 
     def constant(arg: Any, wanted: float) -> bool:
-        if isinstance(arg, torch.fx.Node) and arg.op != "get_attr":
-            return False
-        value = torch.as_tensor(_value(arg, values)) if isinstance(arg, torch.fx.Node) else torch.as_tensor(arg)
+        """A literal or a stored constant (get_attr) equal to ``wanted``; read from the module, so no run."""
+        if isinstance(arg, torch.fx.Node):
+            if arg.op != "get_attr":
+                return False
+            arg = operator.attrgetter(arg.target)(gm)
+        value = torch.as_tensor(arg)
         return value.numel() == 1 and abs(float(value) - wanted) <= 1e-5 * max(abs(wanted), 1.0)
 
     def other(node: Any, known: Any) -> Any:

@@ -208,7 +208,7 @@ def load_onnx(path: Path, options: SourceOptions) -> FloatModel:
     views = make_contiguous(graph_module)
     try:
         with quiet():
-            gelus = fuse_gelu(graph_module, args)
+            gelus = fuse_gelu(graph_module)
     except Exception as exc:
         raise EngineError(f"fusing GELU in {what} failed: {str(exc).strip()[:200]}") from None
     session = _session(ort, original, what)

@@ -391,7 +391,7 @@ class AdaRound(OnEngineGrid):
         total = len(layers)
         progress("adaround", 0, total)
         learned: dict[str, np.ndarray] = {}
-        full = rows is None or (max(_positions(la, ed) * len(la.ops) for la in layers) <= FULL_POSITIONS
+        full = rows is None or (max(_positions(la.op, ed) * len(la.ops) for la in layers) <= FULL_POSITIONS
                                 and _most_rows(layers, ed, n_samples(x)) <= full_rows)
         if activation_bits is not None or not full:
             exempt = set(layer_bits if gate_exempt is None else gate_exempt)
@@ -566,16 +566,11 @@ def _step_cost(la: _Layer) -> float:
 
 def _pass_macs(ed: GraphEditor) -> float:
     """Multiply-adds of one sample through the model's weighted layers (output positions times weights)."""
-    return sum(_op_positions(op, ed) * float(np.prod(ed.tensor_shape(op.inputs[1])))
+    return sum(_positions(op, ed) * float(np.prod(ed.tensor_shape(op.inputs[1])))
                for op in ed.find_ops(*_WEIGHTED))
 
 
-def _positions(la: _Layer, ed: GraphEditor) -> int:
-    """Output positions per sample of one use of the layer."""
-    return _op_positions(la.op, ed)
-
-
-def _op_positions(op: OpRef, ed: GraphEditor) -> int:
+def _positions(op: OpRef, ed: GraphEditor) -> int:
     """Output positions per sample of ``op``, from the model's declared output shape."""
     shape = ed.tensor_shape(op.outputs[0])
     return max(int(np.prod(shape[1:-1])) if len(shape) > 2 else 1, 1)
@@ -650,7 +645,7 @@ def _learn_cost(la: _Layer) -> float:
 
 def _most_rows(layers: list[_Layer], ed: GraphEditor, samples: int) -> int:
     """The most rows any layer's full statistics would sum over (every position of every sample, every use)."""
-    return max(samples * _positions(la, ed) * len(la.ops) for la in layers)
+    return max(samples * _positions(la.op, ed) * len(la.ops) for la in layers)
 
 
 class _Moments:
@@ -730,7 +725,7 @@ class _Sampling:
     def __init__(self, tflite: bytes, x: Mapping[str, np.ndarray], layers: list[_Layer], ed: GraphEditor,
                  rows: int | None) -> None:
         self.full, self.rows_wanted = rows is None, rows or 0
-        self.positions = {id(la): _positions(la, ed) for la in layers}
+        self.positions = {id(la): _positions(la.op, ed) for la in layers}
         runner = Runner(tflite, what="float model", preserve=True)
         self.batch = batch_for(runner)
         n = n_samples(x)

@@ -128,7 +128,7 @@ def test_loose_budget_in_the_whole_space_keeps_one_scheme(mlp: dict[str, str], t
     result = _tune(mlp, tmp_path / "run", max_drop=5.0, objective="size")
     assert result.met and result.best is not None
     assert {t.recipe["scheme"] for t in result.trials if t.stage == "scheme"} == {
-        "w4a8", "weight-only-int4", "int8", "dynamic", "weight-only-int8", "int16x8"}
+        "w4a8", "weight-only-int4", "int8", "dynamic", "weight-only-int8", "fp16", "int16x8"}
     assert result.best.recipe["tensors"] == {}, "a loose budget needs no per-layer fallback"
     meeting = [t for t in result.trials if t.meets_budget]
     assert result.best.size_bytes == min(t.size_bytes for t in meeting)
@@ -200,6 +200,18 @@ def test_a_budget_not_met_keeps_the_closest_and_states_the_gap(mlp: dict[str, st
     assert best["shortfall"] > 0 and best["best"]["id"] in (1, 2)
     assert "budget not met" in text and "misses it by" in text
     assert (out / "best.tflite").exists()
+
+
+def test_a_budget_beyond_every_8_bit_scheme_falls_back_to_fp16(mlp: dict[str, str], tmp_path: Path) -> None:
+    # 60 dB is beyond what 8-bit weights reach on seed_mlp and within fp16's reach. The trial limit ends
+    # the search after the whole-model schemes; fp16 is measured before int16x8, so a limit or a time
+    # budget that stops the search there still leaves a model that meets the budget.
+    result = _tune(mlp, tmp_path / "fp16", max_drop=60.0, metric="sqnr", objective="size", trials=6)
+    schemes = [t.recipe["scheme"] for t in result.trials]
+    assert schemes == ["w4a8", "weight-only-int4", "int8", "dynamic", "weight-only-int8", "fp16"]
+    assert [t.recipe["scheme"] for t in result.trials if t.meets_budget] == ["fp16"]
+    assert result.met and result.best is not None and result.best.recipe["scheme"] == "fp16"
+    assert result.best.recipe["engine"] == "litert", "fp16 comes from the litert engine, for any source"
 
 
 def test_a_spent_time_budget_stops_before_any_trial(mlp: dict[str, str], tmp_path: Path) -> None:

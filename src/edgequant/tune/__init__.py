@@ -275,10 +275,6 @@ def tune(model: FloatModel | str | Path, data: DataLike, max_drop: float, out: s
                          "subfolder per class), found none; use --metric sqnr or --metric cosine")
     notes: list[str] = list(label_notes) if metric_ is Metric.TOP1 else []
     n = samples if samples is not None else DEFAULT_SAMPLES
-    if not uniform_recipes(schemes_, n) and not converter_recipes(schemes_, floats.kind, n):
-        raise InputError(f"--schemes {','.join(s.value for s in schemes_)}: nothing to search for this model: fp16 "
-                         "needs TensorFlow's converter and a Keras or SavedModel source; add a scheme the litert "
-                         "engine makes (int8, w4a8, ...)")
     if calibration is None:
         calib_ds = ds
         notes.append("no --calibration: calibrating on --data, which flatters every static candidate's accuracy")

@@ -1,9 +1,11 @@
 """The search: from the most compressed candidates toward the budget, one measured trial at a time.
 
-    scheme -> observer -> algorithm -> engine -> layer -> tighten -> last resort
+    scheme -> observer -> algorithm -> engine -> layer -> tighten
 
 1. scheme: every allowed whole-model scheme on the litert engine (w4a8,
-   weight-only-int4, int8, dynamic, weight-only-int8, int16x8).
+   weight-only-int4, int8, dynamic, weight-only-int8, fp16, int16x8); fp16,
+   with float compute, is the model to fall back on when nothing else meets
+   the budget.
 2. If the starting scheme (space.start_scheme) misses the budget: the other
    observers, then the post-training algorithms, each kept only if it raises
    the metric; then TensorFlow's converter for int8 (Keras or SavedModel source).
@@ -16,7 +18,6 @@
 4. tighten: once the budget is met, every fallback is undone one step at a
    time, least sensitive layer first, where the budget still holds; then
    8-bit layers are tried at 4-bit weights (not for the latency objective).
-5. last resort: fp16 from TensorFlow's converter, when nothing met the budget.
 
 Decisions depend on the measured metric only (the objective picks the best
 trial at the end, and judges tighten steps), so a search over the same data
@@ -111,7 +112,6 @@ class Search:
             uniform[scheme] = self.s.trial(recipe, "scheme", f"{scheme.value} (litert, {how}no transforms)")
         start = start_scheme({s: t.ok and t.meets_budget for s, t in uniform.items() if s in STATIC},
                              self.schemes, self.objective)
-        met = any(t.ok and t.meets_budget for t in uniform.values())
         if start is not None and uniform[start].ok and not uniform[start].meets_budget:
             current = self._observers(uniform[start])
             current = self._algorithms(current)
@@ -126,11 +126,6 @@ class Search:
                 current = self._layers(current, start)
             if current.meets_budget:
                 self._tighten(current, start)
-            met = met or current.meets_budget
-        if not met:
-            fp16 = self.s.converter(Scheme.FP16)
-            if fp16 is not None:
-                self.s.trial(fp16, "last resort", "fp16 (tflite-converter): float16 weights, float compute")
 
     def _keep_if_better(self, new: Trial, current: Trial) -> Trial:
         kept = _better(new, current)

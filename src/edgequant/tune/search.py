@@ -2,10 +2,10 @@
 
     scheme -> observer -> algorithm -> engine -> layer -> tighten
 
-1. scheme: every allowed whole-model scheme on the litert engine (w4a8,
-   weight-only-int4, int8, dynamic, weight-only-int8, fp16, int16x8); fp16,
-   with float compute, is the model to fall back on when nothing else meets
-   the budget.
+1. scheme: every allowed whole-model scheme on the litert engine: fp16
+   first (float compute: a model within budget before any limit can stop
+   the search), then w4a8, weight-only-int4, int8, dynamic,
+   weight-only-int8, int16x8.
 2. If the starting scheme (space.start_scheme) misses the budget: the other
    observers, then the post-training algorithms, each kept only if it raises
    the metric; then TensorFlow's converter for int8 (Keras or SavedModel source).

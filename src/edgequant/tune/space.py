@@ -26,13 +26,13 @@ from edgequant.types import EngineName, Precision, Scheme, SourceKind
 __all__ = ["SEARCH_SCHEMES", "STATIC", "uniform_recipes", "observer_choices", "ALGORITHMS", "ladder", "options",
            "with_precision", "start_scheme", "recipe_key", "converter_recipes", "scheme_precision", "below"]
 
-# Whole-model schemes the tuner tries, most compressed first (4-bit weights, then 8-bit; integer
-# activations before float ones at equal weight size), except that fp16 comes before int16x8: fp16
-# keeps float compute, so it meets nearly any budget and is the model to fall back on, and it is one
-# of the cheapest trials, while int16x8 is the slowest to time (XNNPACK has no 16x8 kernels). When the
-# time budget runs out during these trials, the fallback has been measured.
-SEARCH_SCHEMES = (Scheme.W4A8, Scheme.WEIGHT_ONLY_INT4, Scheme.INT8, Scheme.DYNAMIC, Scheme.WEIGHT_ONLY_INT8,
-                  Scheme.FP16, Scheme.INT16X8)
+# Whole-model schemes the tuner tries. fp16 first: it keeps float compute, so it meets nearly any budget,
+# and it is one of the cheapest trials; a search cut short by its time or trial limit (real-size models
+# take tens of seconds per trial) then still has a model within budget to return, and the search only
+# looks for a smaller or faster one. Then the most compressed first (4-bit weights, then 8-bit; integer
+# activations before float ones at equal weight size).
+SEARCH_SCHEMES = (Scheme.FP16, Scheme.W4A8, Scheme.WEIGHT_ONLY_INT4, Scheme.INT8, Scheme.DYNAMIC,
+                  Scheme.WEIGHT_ONLY_INT8, Scheme.INT16X8)
 # Schemes with integer activations: the starting points of the per-layer search.
 STATIC = (Scheme.W4A8, Scheme.INT8, Scheme.INT16X8)
 # Observer of the first trial of a static scheme: the one edgequant uses when only statistics are given

@@ -29,7 +29,7 @@ from edgequant.tune.pareto import best_trial, pareto_front
 from edgequant.tune.records import (Budget, LayerChoice, Metric, Objective, RankedLayer, Trial, TrialReport,
                                     TuneResult, parse_duration)
 from edgequant.tune.search import Search, StopSearch
-from edgequant.tune.space import converter_recipes, recipe_key, uniform_recipes
+from edgequant.tune.space import converter_recipes, recipe_key
 from edgequant.tune.state import RunDir, fingerprint
 from edgequant.tune.trial import TrialRunner, rejudge
 from edgequant.types import Dataset, FloatModel, Precision, Scheme, parse_enum

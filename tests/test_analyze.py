@@ -170,6 +170,19 @@ def test_dynamic_range_slow_finding_follows_the_measurement(mlp: Mlp, quantized_
     assert any(f.kind == "slow" for f in findings(flipped))
 
 
+def test_an_fp16_model_timed_slower_is_called_noise_not_a_slower_kernel(mlp: Mlp) -> None:
+    # fp16 weights are expanded to float32 at load and every op runs float's own XNNPACK kernel: a slower
+    # measurement (faked here, as machine noise would make it) has no op to blame.
+    fp16 = edgequant.quantize(mlp.float_model, "fp16").tflite
+    timer = _timer({"reference": 1.0, "quantized": 1.3}, {"quantized": 0.05, "reference": 0.02})
+    a = analyze(fp16, mlp.float_model, mlp.x[:100], top_k=0, runs=3, timer=timer)
+    assert all(o.compute == "float32" and o.xnnpack for o in a.runtime.ops if o.role == "compute")
+    [f] = [f for f in a.findings if f.kind == "slow"]
+    assert f.message.startswith("fp16 runs 1.30x slower than float")
+    assert "float model's own XNNPACK kernel" in f.message and "timing noise" in f.message
+    assert "kernel is slower" not in f.message
+
+
 # ---------------------------------------------------------------------------- units
 
 def test_streamed_sums_equal_the_one_shot_metrics() -> None:

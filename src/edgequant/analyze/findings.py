@@ -53,7 +53,13 @@ def _cause(op: OpRuntime) -> str:
                 "at load, and int8 computes in integer")
     if not op.xnnpack:
         return "it runs outside XNNPACK, in LiteRT's builtin kernels"
-    return f"XNNPACK's {op.compute} kernel is slower than its float kernel for this op's shapes"
+    return f"XNNPACK's {op.compute} kernel is slower than its float32 kernel for this op's shapes"
+
+
+def _float_kernel(op: OpRuntime) -> bool:
+    # The op runs the very kernel the float model runs for it (fp16 and weight-only weights reach XNNPACK
+    # expanded to float32 at load), so a time difference between the two is noise, not a cause.
+    return bool(op.xnnpack) and op.compute == "float32"
 
 
 def _speed(a: Analysis, graph_reasons: Sequence[str]) -> list[Finding]:
@@ -63,14 +69,20 @@ def _speed(a: Analysis, graph_reasons: Sequence[str]) -> list[Finding]:
         return []
     source = f"latency: median of {rt.latency.runs} interleaved batch-1 runs, {rt.latency.threads} thread(s)"
     timed = [o for o in rt.ops if o.time_ms is not None and o.float_time_ms is not None]
-    worst = max(timed, key=lambda o: o.time_ms - o.float_time_ms, default=None)  # type: ignore[operator]
+    causes = [o for o in timed if not _float_kernel(o)]
+    worst = max(causes, key=lambda o: o.time_ms - o.float_time_ms, default=None)  # type: ignore[operator]
     scheme = a.scheme or "the quantized model"
     out = []
     if ratio >= SLOW_TOLERANCE:
         measured = f"{rt.latency.median_ms:.3f} ms vs {rt.float_latency.median_ms:.3f} ms"
+        computing = [o for o in rt.ops if o.role == "compute"]
         if worst is not None and worst.time_ms > worst.float_time_ms:  # type: ignore[operator]
             why = (f"{worst.op}#{worst.index} ({worst.compute}) takes {worst.time_ms:.3f} ms alone vs "
                    f"{worst.float_time_ms:.3f} ms in float: {_cause(worst)}")
+        elif computing and all(_float_kernel(o) for o in computing):
+            why = ("every op runs the float model's own XNNPACK kernel (weights stored in fewer bits are expanded "
+                   "to float32 once, at load), so no op can be slower: the gap is timing noise on this machine; "
+                   "measure again with more --runs")
         else:
             why = graph_reasons[0] if graph_reasons else "no op was timed slower than its float version alone"
         out.append(Finding("slow", "warning", f"{scheme} runs {ratio:.2f}x slower than float on this CPU "
@@ -83,7 +95,7 @@ def _speed(a: Analysis, graph_reasons: Sequence[str]) -> list[Finding]:
                 f"{SLOW_TOLERANCE - 1:.0%} noise tolerance)")
         out.append(Finding("speed", "info", text, 1 / ratio, "x float speed", source))
         base = rt.latency.median_ms
-        for o in sorted(timed, key=lambda o: o.float_time_ms - o.time_ms):  # type: ignore[operator]
+        for o in sorted(causes, key=lambda o: o.float_time_ms - o.time_ms):  # type: ignore[operator]
             gap = o.time_ms - o.float_time_ms  # type: ignore[operator]
             if o.float_time_ms and o.time_ms / o.float_time_ms >= SLOW_OP_RATIO and gap >= SLOW_OP_SHARE * base:
                 out.append(Finding("slow-op", "info", f"{o.op}#{o.index} ({o.compute}) takes {o.time_ms:.3f} ms "

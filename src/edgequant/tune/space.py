@@ -3,7 +3,7 @@
 Everything here is a recipe (recipe/), the same data ``quantize --recipe``
 reads, so a trial is reproducible by hand. The space has five dimensions:
 
-- scheme (and engine): whole-model schemes, most compressed first;
+- scheme (and engine): whole-model schemes, fp16 first (the safe one), then most compressed first;
 - observer: how activation ranges are read from one shared statistics pass;
 - post-training algorithms: float-graph transforms (AdaRound, bias correction);
 - engine: TensorFlow's converter for int8 when the model is a Keras or

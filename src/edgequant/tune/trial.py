@@ -27,6 +27,10 @@ from edgequant.types import Dataset, FloatModel, QuantizedModel
 
 __all__ = ["TrialRunner", "WARMUP", "rejudge"]
 
+# A trial's timing stops once its latency ratio to float is known to within 3% (at 95% confidence): the
+# objective treats ratios within 10% of each other as a tie (pareto.NOISE), so that is enough to rank by,
+# and on real-size models the rounds of a slow candidate were half of a trial's time.
+LATENCY_PRECISION = 0.03
 # Warm-up invokes per model before the timed runs, as compare and analyze use.
 WARMUP = 5
 
@@ -99,7 +103,8 @@ class TrialRunner:
         latency_ms = float_ms = ratio = None
         if self.runs > 0:
             try:
-                float_lat, lat = measure_interleaved([self.float_runner, runner], self.data.inputs, self.runs, WARMUP)
+                float_lat, lat = measure_interleaved([self.float_runner, runner], self.data.inputs, self.runs, WARMUP,
+                                                     precision=LATENCY_PRECISION)
             except EdgequantError as exc:
                 return Trial(status="failed", error=str(exc), seconds=time.perf_counter() - start, **common), None
             latency_ms, float_ms = lat.median_ms, float_lat.median_ms

@@ -173,6 +173,25 @@ def test_a_slow_verdict_needs_analyze_to_measure_it_too():
     assert judged({"error": "ValueError: x"})[0] == "not met"
 
 
+def test_speed_counts_a_float_kernel_model_as_a_tie_whatever_its_noise():
+    """fp16 and weight-only-int8 run float's own kernels: their measured ratio is noise, so they tie float
+    (1.00x, which is "at least as fast"); an integer model's measured ratio stands."""
+    def judged(**cells):
+        [goal] = [g for g in goals.evaluate({"m": _model(**cells)}) if g["goal"].startswith("speed")]
+        return goal["status"], goal["detail"]
+
+    close = {"top1_agreement": 0.995}
+    status, detail = judged(**{"edgequant fp16": _cell("edgequant", "fp16", False, latency_ratio=1.05, **close)})
+    assert status == "met" and "fp16 runs float's own kernels: a tie, measured 1.05x" in detail
+    tuned = _cell("edgequant tune", "tuned", False, latency_ratio=0.86, note="top1 within 1.0 on dev, latency "
+                  "objective, 90s: scheme fp16, engine litert, io float, observer auto, transforms none", **close)
+    int8 = _cell("edgequant", "int8", False, latency_ratio=0.9, **close)
+    status, detail = judged(**{"edgequant tune tuned": tuned, "edgequant int8": int8})
+    assert status == "met" and detail.endswith("edgequant int8 0.90x float latency"), "0.86x noise is no win"
+    slow = _cell("edgequant", "int8", False, latency_ratio=1.3, **close)
+    assert judged(**{"edgequant int8": slow})[0] == "not met"
+
+
 def test_a_methods_run_refuses_other_sizes_than_the_kept_cells(tmp_path, capsys):
     """Cells kept from an earlier run were measured on its splits; new cells on other splits would sit in one
     table as if comparable."""

@@ -271,9 +271,9 @@ def summary_row(name: str, m: dict) -> str:
     best = max(peers, key=lambda k: goals_mod._num(ok[k]["sqnr_db"]), default=None)
     close = [k for k, r in ok.items() if not r.get("peer") and k != "float" and r.get("latency_ratio") is not None
              and goals_mod._num(r[prim]) >= goals_mod._num(cells["float"][prim]) - goals_mod.POINT - 1e-9]
-    fast = min(close, key=lambda k: ok[k]["latency_ratio"], default=None)
+    fast = min(close, key=lambda k: goals_mod.speed(ok[k])[0], default=None)
     peer = f"{best}: {fig(best)}" if best else "none built"
-    quick = f"{fast}: {ok[fast]['latency_ratio']:.2f}x float" if fast else "none"
+    quick = f"{fast}: {goals_mod.speed(ok[fast])[1]}" if fast else "none"
     return f"| {name} | {prim} | {cells['float']['bytes'] / 1e6:.1f} | {fig('edgequant int8')} | {peer} | {quick} |"
 
 

@@ -206,6 +206,10 @@ def test_a_methods_run_refuses_other_sizes_than_the_kept_cells(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "--test 32 (earlier 48)" in err and len(err.strip().splitlines()) == 1
     assert json.loads((tmp_path / "real.json").read_text()) == earlier
+    # tune's budget shapes only tune's cell: another one is refused unless that cell is rebuilt.
+    code = real.main(["--models", "blazeface", "--methods", "edgequant w4a8", "--tune-budget", "4m", "--out",
+                      str(tmp_path)])
+    assert code == 2 and "--tune-budget 4m (earlier 120)" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ end to end (slow)

@@ -8,6 +8,7 @@ calibration, its algorithms), the peer columns must not move with them.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -228,6 +229,13 @@ def tune_outcome(result: Any, out: Path, unit: str) -> tuple[bytes, str]:
     recipe = Recipe.from_dict(result.best.ran_recipe or result.best.recipe, "tuned")
     met = "budget met" if result.met else f"budget missed by {result.shortfall:.3g} {unit}"
     return tflite, f"{recipe.summary()}; trial {result.best.id} of {len(result.trials)}, {met}, {result.stopped}"
+
+
+def tuned_scheme(note: str) -> str | None:
+    """The scheme of the model a tune cell chose, read back from the note :func:`tune_outcome` wrote (its
+    recipe summary starts "scheme NAME,")."""
+    match = re.search(r"\bscheme ([a-z0-9-]+),", note)
+    return match.group(1) if match else None
 
 
 _TRANSFORM_COLUMNS = (EdgequantTransform("none", "eq-no-transform"), EdgequantTransform("cle", "eq-cle"),

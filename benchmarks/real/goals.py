@@ -8,7 +8,6 @@ where they quantized something (their model under 0.9x float's size).
 from __future__ import annotations
 
 import math
-import re
 
 POINT = 0.01  # "1 point" of a share in 0..1
 INTEGER_SCHEMES = ("int8", "int16x8", "w4a8")
@@ -28,10 +27,11 @@ def _num(v) -> float:
 
 def _scheme(row: dict) -> str:
     """The scheme a cell's model has; for tune's cell, the one its chosen recipe names in the note."""
+    from benchmarks.methods import tuned_scheme
+
     if row.get("scheme") != "tuned":
         return str(row.get("scheme"))
-    match = re.search(r": scheme ([a-z0-9-]+),", row.get("note", ""))
-    return match.group(1) if match else "tuned"
+    return tuned_scheme(row.get("note", "")) or "tuned"
 
 
 def speed(row: dict) -> tuple[float, str]:

@@ -229,8 +229,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"benchmarks.real: error: {name}: a --methods run keeps the earlier cells, so it needs the "
                       f"earlier run's sizes: expected them or no size option, found {shown}", file=sys.stderr)
                 return 2
-            model_sizes = {**earlier["sizes"], **({"tune_budget": given["tune_budget"]} if "tune_budget" in given
-                                                  else {})}
+            model_sizes = dict(earlier["sizes"])
+            if "tune_budget" in given:
+                model_sizes["tune_budget"] = given["tune_budget"]
         entry = _finite(run_model(MODELS[name], model_sizes, only, args.reconvert, not args.no_analyze))
         results["models"][name] = carry(entry, results["models"].get(name)) if only else entry
         results["models"] = {n: results["models"][n] for n in MODELS if n in results["models"]}

@@ -44,15 +44,18 @@ def top1(outputs: np.ndarray, labels: np.ndarray) -> float:
     return float((predictions(outputs) == labels).mean())
 
 
-def _per_sample(outputs: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each sample's signal energy (reference), noise energy (reference - outputs) and cosine, as float64."""
+def _per_sample(outputs: np.ndarray,
+                reference: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each sample's signal energy (reference), noise energy (reference - outputs), cosine and largest
+    absolute error, as float64."""
     ref = reference.reshape(len(reference), -1).astype(np.float64)
     out = outputs.reshape(len(outputs), -1).astype(np.float64)
     norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1)
     dots = np.sum(ref * out, axis=1)
     # Two all-zero rows are identical: count them as cosine 1.
     cos = np.where(norms > 0, dots / np.where(norms > 0, norms, 1), np.where(dots == 0, 1.0, 0.0))
-    return np.sum(ref ** 2, axis=1), np.sum((ref - out) ** 2, axis=1), cos
+    err = ref - out
+    return np.sum(ref ** 2, axis=1), np.sum(err ** 2, axis=1), cos, np.max(np.abs(err), axis=1)
 
 
 def _sqnr_db(signal: float, noise: float) -> float:
@@ -65,11 +68,9 @@ def fidelity(outputs: np.ndarray, reference: np.ndarray) -> Fidelity:
     SQNR is over all output values at once: 10 log10(sum(ref^2) / sum((ref - out)^2)).
     It is infinite when the outputs are identical.
     """
-    signal, noise, cos = _per_sample(outputs, reference)
+    signal, noise, cos, worst = _per_sample(outputs, reference)
     return Fidelity(sqnr_db=_sqnr_db(float(signal.sum()), float(noise.sum())), cosine=float(cos.mean()),
-                    max_abs_error=float(np.max(np.abs(reference.reshape(len(reference), -1).astype(np.float64)
-                                                      - outputs.reshape(len(outputs), -1).astype(np.float64)))),
-                    samples=len(reference))
+                    max_abs_error=float(worst.max()), samples=len(reference))
 
 
 def _check_outputs(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray]) -> None:
@@ -124,7 +125,7 @@ def lower_bounds(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.n
             # A non-finite output on any sample: the worst bound there is, not one a draw might leave it out of.
             sqnr, cosine = -math.inf, -1.0
             continue
-        signal, noise, cos = _per_sample(out, np.asarray(ref))
+        signal, noise, cos, _ = _per_sample(out, np.asarray(ref))
         drawn = [_sqnr_db(float(a), float(b)) for a, b in zip(signal[draws].sum(axis=1), noise[draws].sum(axis=1))]
         # Never above the figure itself.
         sqnr = min(sqnr, _quantile(np.array(drawn), q), _sqnr_db(float(signal.sum()), float(noise.sum())))

@@ -192,6 +192,24 @@ def test_speed_counts_a_float_kernel_model_as_a_tie_whatever_its_noise():
     assert judged(**{"edgequant int8": slow})[0] == "not met"
 
 
+def test_fp16_and_dynamic_are_compared_with_peers_no_larger_than_edgequant():
+    """A peer's dynamic model that kept most weights in float (larger than 1.1x edgequant's) is listed, not
+    compared; one at edgequant's size or smaller is compared, and beats it when its figures are higher."""
+    def judged(peer_size, peer_sqnr):
+        m = _model(**{"edgequant fp16": _cell("edgequant", "fp16", False, size_ratio=0.5, sqnr_db=60.0),
+                      "edgequant dynamic": _cell("edgequant", "dynamic", False, size_ratio=0.29, sqnr_db=28.0),
+                      "peer dynamic": _cell("peer", "dynamic", True, size_ratio=peer_size, sqnr_db=peer_sqnr)})
+        [goal] = [g for g in goals.evaluate({"m": m}) if g["goal"].startswith("fp16 and dynamic")]
+        return goal["status"], goal["detail"]
+
+    status, detail = judged(0.75, 41.0)
+    assert status == "met"
+    assert "not compared: peer dynamic, 0.75x float size against 0.29x (top1_agreement 0.900, SQNR 41.0)" in detail
+    assert judged(0.31, 41.0)[0] == "not met"  # within 1.1x of edgequant's size: compared
+    assert judged(0.25, 41.0)[0] == "not met"  # smaller and better
+    assert judged(0.25, 19.0)[0] == "met"
+
+
 def test_a_methods_run_refuses_other_sizes_than_the_kept_cells(tmp_path, capsys):
     """Cells kept from an earlier run were measured on its splits; new cells on other splits would sit in one
     table as if comparable."""

@@ -232,3 +232,28 @@ def test_durations(text: str | None, seconds: float | None) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(InputError, match="--time-budget"):
         parse_duration(text)
+
+
+def test_float_kernel_trials_tie_with_float_whatever_their_noise() -> None:
+    """fp16 and weight-only int8 run float's own kernels: ranked at 1.0x, so a noisy 0.85x fp16 neither
+    anchors the latency tie below a weight-only int8 model measured at 1.02x nor beats it when larger; an
+    integer model's measured ratio still stands, and a layer mix with int8 layers is ranked as measured."""
+    from edgequant.tune.pareto import best_trial, pareto_front, ranked_latency
+    from edgequant.tune.records import Objective, Trial
+
+    def trial(id_, scheme, size, ratio, tensors=None):
+        return Trial(id=id_, stage="scheme", move=scheme, recipe={"scheme": scheme, "tensors": tensors or {}},
+                     status="ok", metric=0.999, meets_budget=True, size_bytes=size, size_ratio=size / 1000,
+                     latency_ratio=ratio)
+
+    fp16 = trial(1, "fp16", 540, 0.85)
+    wo8 = trial(2, "weight-only-int8", 373, 1.02)
+    assert ranked_latency(fp16) == ranked_latency(wo8) == 1.0
+    assert best_trial([fp16, wo8], Objective.LATENCY) is wo8
+    assert pareto_front([fp16, wo8]) == (2,)
+    int8 = trial(3, "int8", 280, 0.60)
+    assert best_trial([fp16, wo8, int8], Objective.LATENCY) is int8
+    mixed = trial(4, "weight-only-int8", 300, 0.85, tensors={"t": {"precision": "int8"}})
+    assert ranked_latency(mixed) == 0.85 and best_trial([fp16, wo8, mixed], Objective.LATENCY) is mixed
+    unmeasured = trial(5, "fp16", 540, None)
+    assert ranked_latency(unmeasured) == float("inf")

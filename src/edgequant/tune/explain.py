@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from edgequant.evaluate.metrics import CONFIDENCE
 from edgequant.tune.records import Budget, LayerChoice, Metric, Objective, RankedLayer, Trial
+from edgequant.tune.pareto import runs_float_kernels
 
 __all__ = ["kept_out", "explanation", "lineage", "metric_text"]
 
@@ -96,6 +97,8 @@ def explanation(best: Trial | None, trials: Sequence[Trial], budget: Budget, obj
         return tuple(lines)
     size = best.size_bytes or 0
     lat = f", latency {best.latency_ratio:.2f}x float" if best.latency_ratio is not None else ""
+    if lat and objective is not Objective.SIZE and runs_float_kernels(best):
+        lat += " (every op runs float's own kernel: ranked as a tie with float)"
     bound = "" if best.bound is None or best.bound == best.metric else \
         f" (at its {100 * CONFIDENCE:g}% lower confidence bound: {metric_text(budget, best.bound)})"
     lines.append(f"chosen: trial {best.id}, {_describe(best)}: {size:,} bytes ({size / float_size:.3f}x float)"

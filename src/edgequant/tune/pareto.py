@@ -14,11 +14,18 @@ from collections.abc import Iterable, Sequence
 from edgequant.evaluate.explain import SLOW_TOLERANCE
 from edgequant.tune.records import Objective, Trial
 
-__all__ = ["score", "quality", "best_trial", "pareto_front", "NOISE"]
+__all__ = ["score", "quality", "best_trial", "pareto_front", "ranked_latency", "runs_float_kernels", "NOISE",
+           "FLOAT_KERNEL_SCHEMES"]
 
 # Latency figures within this factor of each other are one tie: on a shared machine the same model
 # measured in two trials differs by that much (the slow-variant threshold of evaluate/explain.py).
 NOISE = SLOW_TOLERANCE
+# Whole-model schemes whose every op runs the float model's own XNNPACK kernel on the CPU: their weights
+# are expanded to float32 when LiteRT loads the model (analyze shows float32 compute in XNNPACK for each op).
+# Their measured ratio to float is noise around 1; taken as measured, the lowest of a long search's many
+# noisy ratios anchored the latency tie below 1 and shut the other float-kernel trials out of it, so one of
+# them could win over a smaller one by luck.
+FLOAT_KERNEL_SCHEMES = frozenset({"fp16", "weight-only-int8"})
 
 
 def score(trial: Trial, objective: Objective) -> tuple[float, ...]:
@@ -32,7 +39,7 @@ def score(trial: Trial, objective: Objective) -> tuple[float, ...]:
     by measurement noise only.
     """
     size = float(trial.size_bytes if trial.size_bytes is not None else math.inf)
-    ratio = trial.latency_ratio if trial.latency_ratio is not None else math.inf
+    ratio = ranked_latency(trial)
     if objective is Objective.SIZE:
         metric, sqnr = quality(trial)
         return (size, -metric, -sqnr, ratio, trial.id)
@@ -40,6 +47,22 @@ def score(trial: Trial, objective: Objective) -> tuple[float, ...]:
         return (ratio, size, trial.id)
     size_ratio = trial.size_ratio if trial.size_ratio is not None else math.inf
     return (math.sqrt(size_ratio * ratio), size, trial.id)
+
+
+def runs_float_kernels(trial: Trial) -> bool:
+    """Whether every op of the trial's model runs the float model's own kernel: a float-kernel scheme
+    (:data:`FLOAT_KERNEL_SCHEMES`) with no layer set to an integer precision."""
+    layers = (trial.recipe.get("tensors") or {}).values()
+    return (trial.recipe.get("scheme") in FLOAT_KERNEL_SCHEMES
+            and all(rule.get("precision") in (None, "float") for rule in layers))
+
+
+def ranked_latency(trial: Trial) -> float:
+    """The latency ratio the objectives rank by: the measured one, but 1.0 (a tie with float) for a model
+    that runs only float's own kernels, whatever its timing noise; infinite when not measured."""
+    if trial.latency_ratio is None:
+        return math.inf
+    return 1.0 if runs_float_kernels(trial) else trial.latency_ratio
 
 
 def quality(trial: Trial) -> tuple[float, float]:
@@ -55,6 +78,8 @@ def best_trial(trials: Iterable[Trial], objective: Objective) -> Trial | None:
     For latency and balanced, every trial within :data:`NOISE` of the best
     score ties with it, and the smallest file among them wins: a 5% latency
     difference between two trials is not a measurement, a 2x size difference is.
+    A model that runs only float's kernels is ranked at 1.0x float latency
+    (:func:`ranked_latency`).
     Closest (when no trial meets the budget) is the highest metric, ties
     broken by the objective.
     """
@@ -73,12 +98,11 @@ def best_trial(trials: Iterable[Trial], objective: Objective) -> Trial | None:
 
 
 def pareto_front(trials: Sequence[Trial]) -> tuple[int, ...]:
-    """Ids of the trials no other trial beats on size, latency and metric at once (ties are kept)."""
+    """Ids of the trials no other trial beats on size, latency (as ranked) and metric at once (ties are kept)."""
     ok = [t for t in trials if t.ok and t.size_bytes is not None and t.metric is not None]
 
     def figures(t: Trial) -> tuple[float, float, float]:
-        lat = t.latency_ratio if t.latency_ratio is not None else math.inf
-        return (float(t.size_bytes or 0), lat, -float(t.metric or 0.0))
+        return (float(t.size_bytes or 0), ranked_latency(t), -float(t.metric or 0.0))
 
     front = []
     for t in ok:

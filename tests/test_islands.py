@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import edgequant
-from edgequant.errors import UnsupportedError
+from edgequant.errors import InputError, UnsupportedError
 from edgequant.recipe.islands import (INTEGER_OPS, OUTLIER_RATIO, channel_peaks, is_attention_model, plan_islands)
 from edgequant.runtime import Runner
 from edgequant.types import Precision
@@ -151,6 +151,15 @@ def test_islands_refused_where_they_cannot_apply(block) -> None:
     _, _, _, folder = block
     with pytest.raises(UnsupportedError, match="float islands need scheme"):
         edgequant.quantize(folder / "float.tflite", "dynamic", float_islands=True)
+
+
+def test_a_float_islands_value_that_is_not_a_bool_is_refused(block) -> None:
+    """The CLI's words are not the API's: "off" is a truthy string, and taken as given it turned islands on."""
+    _, _, _, folder = block
+    with pytest.raises(InputError, match="float_islands: expected True, False or None, found 'off'"):
+        edgequant.quantize(folder / "float.tflite", "int8", float_islands="off")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="w4a8_plan: expected True or False, found 0"):
+        edgequant.quantize(folder / "float.tflite", "w4a8", w4a8_plan=0)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("scheme", ["int8", "int16x8"])

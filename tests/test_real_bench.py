@@ -123,6 +123,28 @@ def test_render_text():
     assert imgs[0].dtype == np.uint8 and imgs[0].std() > 10  # there is text on it
 
 
+def test_text_lines_render_given_strings_as_the_split_does():
+    """ocr_patterns renders its own endings with text_lines: the same pixels as the split's lines."""
+    if not (data.FONT_DIR / data.FONTS[0]).exists():
+        pytest.skip("fonts-dejavu-core is not installed (make test installs it)")
+    from benchmarks.real.models import MODELS, text_lines
+
+    split = MODELS["ppocr_rec"].make_split("dev", 3)
+    x = text_lines(data.text_strings("dev", 3), "dev", 48, 320, keep_aspect=True)
+    assert x.shape == (3, 3, 48, 320) and np.array_equal(x, split.inputs["x"])
+    assert not np.array_equal(text_lines([s + " 7" for s in data.text_strings("dev", 3)], "dev", 48, 320, True), x)
+
+
+def test_ocr_patterns_table():
+    from benchmarks.real.ocr_patterns import _markdown
+
+    cell = {"agreement": 0.85, "sqnr_db": 13.2}
+    text = _markdown({"lines": 4, "calibration": 16, "variants": {"int8": "scheme int8"}, "date": "d", "seconds": 1.0,
+                      "rows": [{"suffix": " 7", "float_truth": 1.0, "int8": cell},
+                               {"suffix": "", "float_truth": 1.0, "int8": {**cell, "agreement": 0.95}}]})
+    assert "| ' 7' | 1.000 | 0.850 / 13.2 |" in text and "| mean over endings | | 0.900 |" in text
+
+
 # ------------------------------------------------------------------ goals
 
 

@@ -67,16 +67,21 @@ def _efficientnet(split: str, count: int) -> Split:
 def _text_batch(split: str, count: int, height: int, width: int, keep_aspect: bool) -> tuple[np.ndarray, list[str]]:
     """Rendered text lines as NCHW float in [-1, 1]: aspect kept and right-padded with 0 (PP-OCR's
     recognizer preprocessing), or stretched to height x width."""
+    strings = data.text_strings(split, count)
+    return text_lines(strings, split, height, width, keep_aspect), strings
+
+
+def text_lines(strings: list[str], split: str, height: int, width: int, keep_aspect: bool) -> np.ndarray:
+    """``strings`` rendered in ``split``'s fonts, noise and blur, as the recognizers' NCHW input."""
     from PIL import Image
 
-    strings = data.text_strings(split, count)
     images = data.render_text(strings, split, height)
-    batch = np.zeros((count, height, width, 3), np.float32)
+    batch = np.zeros((len(strings), height, width, 3), np.float32)
     for k, img in enumerate(images):
         w = min(width, img.shape[1]) if keep_aspect else width
         resized = np.asarray(Image.fromarray(img).resize((w, height), Image.BILINEAR)).astype(np.float32)
         batch[k, :, :w] = (resized / 255.0 - 0.5) / 0.5
-    return _nchw(batch), strings
+    return _nchw(batch)
 
 
 def _ppocr(split: str, count: int) -> Split:

@@ -140,9 +140,11 @@ def test_ocr_patterns_table():
 
     cell = {"agreement": 0.85, "sqnr_db": 13.2}
     text = _markdown({"lines": 4, "calibration": 16, "variants": {"int8": "scheme int8"}, "date": "d", "seconds": 1.0,
+                      "latency": {"int8": 0.66}, "runs": 30,
                       "rows": [{"suffix": " 7", "float_truth": 1.0, "int8": cell},
                                {"suffix": "", "float_truth": 1.0, "int8": {**cell, "agreement": 0.95}}]})
     assert "| ' 7' | 1.000 | 0.850 / 13.2 |" in text and "| mean over endings | | 0.900 |" in text
+    assert "| latency (x float, median of 30 interleaved batch-1 rounds) | | 0.66x |" in text
 
 
 # ------------------------------------------------------------------ goals

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import edgequant
@@ -257,3 +259,97 @@ def test_float_kernel_trials_tie_with_float_whatever_their_noise() -> None:
     assert ranked_latency(mixed) == 0.85 and best_trial([fp16, wo8, mixed], Objective.LATENCY) is mixed
     unmeasured = trial(5, "fp16", 540, None)
     assert ranked_latency(unmeasured) == float("inf")
+
+
+# ------------------------------------------------------------------ the task metric (tune/score.py)
+
+SCORES = '''
+import numpy as np
+
+def same_top1(outputs, reference):
+    (name, out), = outputs.items()
+    return (out.argmax(-1) == reference[name].argmax(-1)).astype(float)
+
+def close(outputs, reference):
+    (name, out), = outputs.items()
+    return -np.abs(out - reference[name]).max(-1)
+
+def broken(outputs, reference):
+    raise ValueError("no labels here")
+
+def one_number(outputs, reference):
+    return 1.0
+
+def nan_unless_float(outputs, reference):
+    (name, out), = outputs.items()
+    return np.where(np.array_equal(out, reference[name]), 1.0, np.nan) * np.ones(len(out))
+'''
+
+
+def test_a_task_score_is_the_budget(mlp: dict[str, str], tmp_path: Path) -> None:
+    """The user's per-sample score of (outputs, float outputs) is the metric: the float model's own mean is the
+    reference, each trial stores the mean and its paired lower bound, and the budget is judged at the bound."""
+    scores = tmp_path / "scores.py"
+    scores.write_text(SCORES)
+    result = _tune(mlp, tmp_path / "task", max_drop=0.01, score=f"{scores}:same_top1", objective="size",
+                   schemes="int8,w4a8")
+    assert result.budget.metric.value == "task" and result.budget.reference == 1.0
+    assert result.budget.score == "scores.py:same_top1"
+    ok = [t for t in result.trials if t.ok]
+    assert ok and all(t.task is not None and t.task_bound is not None and t.task_bound <= t.task for t in ok)
+    assert all(t.metric == t.task and t.bound == t.task_bound for t in ok)
+    assert all(t.meets_budget == (1.0 - t.task_bound <= 0.01 + 1e-9) for t in ok)
+    assert result.met and result.best is not None and result.best.size_bytes == min(
+        t.size_bytes for t in ok if t.meets_budget)
+    stored = json.loads((tmp_path / "task" / "trials.json").read_text())
+    assert stored["run"]["score"].startswith("scores.py:same_top1 sha256:") and stored["float"]["task"] == 1.0
+    # Resumed with another score, the history is not this run's.
+    with pytest.raises(InputError, match="another task score"):
+        _tune(mlp, tmp_path / "task", max_drop=0.01, score=f"{scores}:close", objective="size",
+              schemes="int8,w4a8", resume=True)
+    # A score given as a Python function, through the API: a drop in the score's own units.
+    def largest_error(outputs, reference):
+        return -np.max([np.abs(outputs[k] - reference[k]).max(-1) for k in reference], axis=0)
+
+    from_api = _tune(mlp, tmp_path / "api", max_drop=0.05, score=largest_error, objective="size", schemes="int8",
+                     trials=2)
+    assert from_api.budget.reference == 0.0 and all(t.task is not None and t.task <= 0 for t in from_api.trials if t.ok)
+
+
+def test_task_score_on_the_command_line(mlp: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    scores = tmp_path / "scores.py"
+    scores.write_text(SCORES)
+    base = ["tune", mlp["model"], "--data", mlp["data"], "--calibration", mlp["calibration"], "--max-drop", "0.01",
+            "--runs", str(RUNS), "--objective", "size", "--schemes", "int8", "--no-report"]
+    assert main([*base, "--score", f"{scores}:same_top1", "--out", str(tmp_path / "ok")]) == 0
+    out = capsys.readouterr().out
+    assert "budget: task score drop <= 0.01 (mean of scores.py:same_top1 over the samples; float model 1)" in out
+    assert "task score 1 (+0)" in out
+    # A candidate the score cannot take (here: NaN for any output but float's) fails that trial, not the run.
+    assert main([*base, "--score", f"{scores}:nan_unless_float", "--out", str(tmp_path / "nan"), "--trials", "1"]) == 1
+    trial = json.loads((tmp_path / "nan" / "trials.json").read_text())["trials"][0]
+    assert trial["status"] == "failed" and "NaN or infinite on trial 1" in trial["error"]
+
+
+@pytest.mark.parametrize(("score", "message"), [
+    ("{s}:broken", "task score scores.py:broken failed on the float model: ValueError: no labels here"),
+    ("{s}:one_number", "task score scores.py:one_number: expected one number per sample, shape (450,), found "
+                       "shape () on the float model"),
+    ("{s}:missing", "--score: expected a function missing in "),
+    ("{s}", "--score: expected FILE.py:FUNCTION, found "),
+    ("{d}/none.py:f", "--score: expected an existing Python file (.py) before ':', found "),
+])
+def test_bad_task_scores_stop_before_any_trial(mlp: dict[str, str], tmp_path: Path, score: str,
+                                               message: str) -> None:
+    scores = tmp_path / "scores.py"
+    scores.write_text(SCORES)
+    with pytest.raises(InputError, match=re.escape(message)):
+        _tune(mlp, tmp_path / "out", max_drop=0.01, score=score.format(s=scores, d=tmp_path))
+    assert not (tmp_path / "out").exists()
+
+
+def test_task_metric_and_score_go_together(mlp: dict[str, str], tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="--metric task needs a score"):
+        _tune(mlp, tmp_path / "out", max_drop=0.01, metric="task")
+    with pytest.raises(InputError, match="--score is the task metric's: expected --metric task"):
+        _tune(mlp, tmp_path / "out", max_drop=0.01, metric="cosine", score=lambda o, r: np.ones(1))

@@ -7,7 +7,8 @@ test string is seen in calibration or tuning), and edgequant's int8 reads a shar
 without the space. This benchmark asks whether that is one pattern or the model's int8 reading in
 general: it renders the same dev strings with several endings (the dev split's fonts, noise and blur;
 no test string, no test image) and measures, for each ending, the share of lines each model reads
-exactly as float does, and its output SQNR against float.
+exactly as float does, and its output SQNR against float; then each model's batch-1 latency as a
+ratio to float's, in interleaved rounds.
 
 Models, all from the benchmark's cached float .tflite and its 16 calibration lines:
 - int8: edgequant's default (float islands, since the model has attention; auto observer and transforms);
@@ -52,7 +53,11 @@ def _markdown(result: dict) -> str:
         cells = " | ".join(f"{row[n]['agreement']:.3f} / {row[n]['sqnr_db']:.1f}" for n in names)
         lines.append(f"| {row['suffix']!r} | {row['float_truth']:.3f} | {cells} |")
     mean = " | ".join(f"{np.mean([r[n]['agreement'] for r in result['rows']]):.3f}" for n in names)
-    lines += [f"| mean over endings | | {mean} |", ""]
+    lines += [f"| mean over endings | | {mean} |"]
+    if "latency" in result:
+        lat = " | ".join(f"{result['latency'][n]:.2f}x" for n in names)
+        lines.append(f"| latency (x float, median of {result['runs']} interleaved batch-1 rounds) | | {lat} |")
+    lines.append("")
     for n in names:
         lines.append(f"- {n}: {result['variants'][n]}")
     return "\n".join(lines) + "\n"
@@ -62,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.real.ocr_patterns", description=__doc__.split("\n")[0])
     p.add_argument("--lines", type=int, default=160)
     p.add_argument("--suffixes", default="|".join(SUFFIXES), help="endings separated by |")
+    p.add_argument("--runs", type=int, default=30, help="interleaved latency rounds")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
 
@@ -71,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.real.real import float_model
     from benchmarks.real.score import decode_text
     from edgequant.evaluate import fidelity
+    from edgequant.evaluate.latency import measure_interleaved
     from edgequant.runtime import Runner
 
     started = time.time()
@@ -103,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
                          "sqnr_db": float(fidelity(out, ref).sqnr_db)}
         rows.append(row)
         print(f"ending {suffix!r} done", file=sys.stderr, flush=True)
-    result = {"lines": args.lines, "calibration": 16, "variants": notes, "rows": rows,
+    # Latency last, on an idle interpreter each: interleaved batch-1 rounds, as a ratio to float's.
+    timed = measure_interleaved([reference, *runners.values()], {"x": x["x"][:1]}, runs=args.runs)
+    latency = {name: t.median_ms / timed[0].median_ms for name, t in zip(runners, timed[1:])}
+    result = {"lines": args.lines, "calibration": 16, "variants": notes, "rows": rows, "latency": latency,
+              "runs": args.runs,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": time.time() - started}
     write_results(args.out, "ocr-patterns", result, _markdown)
     return 0

@@ -241,8 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=path, required=True, help="data the budget is measured on (labels give top-1)")
     p.add_argument("--calibration", type=path, help="calibration data (default: --data, which flatters int8)")
     p.add_argument("--max-drop", required=True, metavar="X",
-                   help="budget in the metric's units: top-1 points, the lowest output SQNR in dB, or cosine")
-    p.add_argument("--metric", help="top1 (default with labels), sqnr (default without labels) or cosine")
+                   help="budget in the metric's units: top-1 points, the lowest output SQNR in dB, cosine, or "
+                   "the task score's")
+    p.add_argument("--metric", help="top1 (default with labels), sqnr (default without labels), cosine, or task "
+                   "(the default with --score)")
+    p.add_argument("--score", metavar="FILE.py:FUNCTION", help="the task metric: your function of (outputs, "
+                   "float outputs), dicts of arrays by output name, returning one score per sample (higher is "
+                   "better); --max-drop is in its units")
     p.add_argument("--objective", default="balanced", help="size, latency or balanced (default)")
     p.add_argument("--time-budget", metavar="DURATION", help="stop starting trials after this long: 90s, 10m, 1h")
     p.add_argument("--trials", type=int, help="stop after this many trials (history included)")
@@ -449,7 +454,8 @@ def _tune(args: argparse.Namespace, progress: Progress) -> int:
                      schemes=args.schemes, samples=args.samples, runs=args.runs, unsafe=args.unsafe,
                      resize=args.resize, normalize=args.normalize, progress=progress,
                      on_trial=lambda report: print(trial_line(report), flush=True),
-                     provenance=command_provenance(args), signature=args.signature, output=args.label_output)
+                     provenance=command_provenance(args), signature=args.signature, output=args.label_output,
+                     score=args.score)
     args.result = result
     calibration = args.calibration or args.data
     reproduce = (f"edgequant quantize {args.model} --recipe {args.out / 'best-recipe.json'} "

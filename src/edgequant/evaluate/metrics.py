@@ -12,7 +12,7 @@ from edgequant.errors import InputError
 from edgequant.types import Fidelity, PairedTop1
 
 __all__ = ["top1", "fidelity", "predictions", "gzip_size", "paired_top1", "mcnemar_p", "changed_top1",
-           "fidelity_by_output", "worst_output", "Bounds", "lower_bounds", "CONFIDENCE"]
+           "fidelity_by_output", "worst_output", "Bounds", "lower_bounds", "paired_bound", "CONFIDENCE"]
 
 # The one-sided confidence of lower_bounds: tune holds its budget at this bound (docs/tune.md, "Budget").
 CONFIDENCE = 0.95
@@ -115,8 +115,7 @@ def lower_bounds(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.n
     """
     _check_outputs(outputs, reference)
     n = len(next(iter(reference.values())))
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, (resamples, n)) if n > 1 else np.zeros((1, max(n, 1)), np.int64)
+    draws = _draws(n, resamples, seed)
     q = 1.0 - confidence
     sqnr, cosine = math.inf, math.inf
     for name, ref in reference.items():
@@ -134,9 +133,28 @@ def lower_bounds(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.n
     if labels is not None and label is not None:
         mine = (predictions(np.asarray(outputs[label])) == labels).astype(np.float64)
         theirs = (predictions(np.asarray(reference[label])) == labels).astype(np.float64)
-        diff = (mine - theirs)[draws].mean(axis=1)
-        accuracy = min(float(theirs.mean()) + _quantile(diff, q), float(mine.mean()))
+        accuracy = _paired(mine, theirs, draws, q)
     return Bounds(accuracy=accuracy, sqnr_db=sqnr, cosine=cosine, confidence=confidence, samples=n)
+
+
+def paired_bound(mine: np.ndarray, theirs: np.ndarray, *, confidence: float = CONFIDENCE,
+                 resamples: int = RESAMPLES, seed: int = 0) -> float:
+    """The lower confidence bound of the mean of per-sample scores ``mine``, paired with the reference model's
+    ``theirs`` on the same samples: theirs' mean plus the ``1 - confidence`` quantile of the mean difference
+    over seeded bootstrap draws (so it bounds the drop, not how hard the samples are); never above mine's mean.
+    The same draws as :func:`lower_bounds` for the same sample count and seed."""
+    mine, theirs = np.asarray(mine, np.float64), np.asarray(theirs, np.float64)
+    return _paired(mine, theirs, _draws(len(mine), resamples, seed), 1.0 - confidence)
+
+
+def _draws(n: int, resamples: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n, (resamples, n)) if n > 1 else np.zeros((1, max(n, 1)), np.int64)
+
+
+def _paired(mine: np.ndarray, theirs: np.ndarray, draws: np.ndarray, q: float) -> float:
+    diff = (mine - theirs)[draws].mean(axis=1)
+    return min(float(theirs.mean()) + _quantile(diff, q), float(mine.mean()))
 
 
 def _quantile(values: np.ndarray, q: float) -> float:

@@ -30,6 +30,7 @@ from edgequant.tune.records import (Budget, LayerChoice, Metric, Objective, Rank
                                     TuneResult, parse_duration)
 from edgequant.tune.search import Search, StopSearch
 from edgequant.tune.space import converter_recipes, recipe_key
+from edgequant.tune.score import Score, load_score, per_sample, score_name
 from edgequant.tune.state import RunDir, fingerprint
 from edgequant.tune.trial import TrialRunner, rejudge
 from edgequant.types import Dataset, FloatModel, Precision, Scheme, parse_enum
@@ -240,12 +241,14 @@ def tune(model: FloatModel | str | Path, data: DataLike, max_drop: float, out: s
          resize: tuple[int, int] | None = None, normalize: tuple[float, float] | None = None,
          progress: Progress = no_progress, on_trial: OnTrial | None = None,
          provenance: Provenance | None = None, *, signature: str | None = None,
-         output: str | None = None) -> TuneResult:
+         output: str | None = None, score: Score | str | None = None) -> TuneResult:
     """Search recipes for the best model by ``objective`` whose ``metric`` stays within ``max_drop``.
 
     ``metric`` is top1 (needs labels; the default with labels), sqnr (the
-    default without) or cosine; ``max_drop`` is in its units: points of
-    accuracy, the lowest output SQNR in dB, or cosine. ``objective`` is size,
+    default without), cosine, or task (the default with ``score``): the mean
+    of ``score(outputs, float_outputs)``, one number per sample, a function or
+    "FILE.py:FUNCTION" (tune/score.py); ``max_drop`` is in its units: points of
+    accuracy, the lowest output SQNR in dB, cosine, or the score's own. ``objective`` is size,
     latency or balanced. The best model so far is in ``out`` (best.tflite,
     best.json, best-recipe.json) after every trial, with every trial in
     trials.json; ``resume`` continues from that history. ``on_trial`` is
@@ -263,6 +266,17 @@ def tune(model: FloatModel | str | Path, data: DataLike, max_drop: float, out: s
     seconds = parse_duration(time_budget)
     _check_options(max_drop, trials, runs, samples, objective_)
     schemes_ = _schemes(schemes)
+    if metric_ is None and score is not None:
+        metric_ = Metric.TASK
+    if metric_ is Metric.TASK and score is None:
+        raise InputError("--metric task needs a score: expected --score FILE.py:FUNCTION, found none")
+    if score is not None and metric_ is not Metric.TASK:
+        raise InputError(f"--score is the task metric's: expected --metric task (or no --metric), found --metric "
+                         f"{metric_.value if metric_ else None}")
+    score_fn, score_label, score_id = (None, None, None) if score is None else \
+        load_score(score) if isinstance(score, str) else (score, score_name(score), score_name(score))
+    if score_fn is not None and not callable(score_fn):
+        raise InputError(f"score: expected a function or FILE.py:FUNCTION, found {type(score_fn).__name__}")
     started = time.monotonic()
     floats = resolve_model(model, unsafe, signature)
     label, label_notes = label_output(floats.signature, output)
@@ -281,21 +295,26 @@ def tune(model: FloatModel | str | Path, data: DataLike, max_drop: float, out: s
     else:
         calib_ds = load_checked_data(calibration, floats, resize, normalize)
     x_cal = select_samples(calib_ds, n).inputs
-    rundir = RunDir(Path(out), resume, fingerprint(floats.tflite, ds.inputs, ds.y, x_cal))
+    rundir = RunDir(Path(out), resume, fingerprint(floats.tflite, ds.inputs, ds.y, x_cal, score_id))
     float_out = Runner(floats.tflite, 1, "float model").predict(ds.inputs)
     float_acc = top1(float_out[label], ds.y) if ds.y is not None else None
-    budget = Budget(metric_, float(max_drop), float_acc if metric_ is Metric.TOP1 else
-                    (1.0 if metric_ is Metric.COSINE else None))
+    # The score runs on the float model's own outputs first: a score that fails stops the run before any trial.
+    float_scores = None if score_fn is None else \
+        per_sample(score_fn, str(score_label), float_out, float_out, rows(ds.inputs), "the float model")
+    reference = {Metric.TOP1: float_acc, Metric.COSINE: 1.0, Metric.SQNR: None,
+                 Metric.TASK: None if float_scores is None else float(float_scores.mean())}[metric_]
+    budget = Budget(metric_, float(max_drop), reference, score_label)
     if metric_ is Metric.SQNR:
         notes.append(f"metric sqnr: --max-drop is the lowest output SQNR accepted ({max_drop:g} dB), since the "
                      "float model's own SQNR is infinite")
     with shared_stats():  # a trial that calibrates again (a transform's check) reuses the float model's pass
         stats = collect_stats(floats.tflite, x_cal, progress=progress)
-        runner = TrialRunner(floats, ds, x_cal, stats, budget, runs, label)
+        runner = TrialRunner(floats, ds, x_cal, stats, budget, runs, label, score_fn, float_scores)
         run_info = {"run": {"model": str(floats.source), "data": ds.source, "samples": rows(x_cal), "runs": runs,
                             "metric": metric_.value, "max_drop": float(max_drop), "objective": objective_.value,
                             "schemes": [s.value for s in schemes_]},
-                    "float": {"size_bytes": len(floats.tflite), "accuracy": float_acc}, "notes": notes,
+                    "float": {"size_bytes": len(floats.tflite), "accuracy": float_acc,
+                              **({"task": budget.reference} if metric_ is Metric.TASK else {})}, "notes": notes,
                     "provenance": provenance or collect({"model": model, "data": data, "calibration": calibration})}
         session = _Session(floats, ds, runner, rundir, budget, objective_, schemes_, n, trials,
                            None if seconds is None else started + seconds, str(time_budget), run_info, progress,

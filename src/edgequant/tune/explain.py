@@ -27,6 +27,8 @@ def metric_text(budget: Budget, value: float | None) -> str:
         return f"top-1 {100 * value:.2f}% ({-(drop or 0.0):+.2f} pt)"
     if budget.metric is Metric.COSINE:
         return f"cosine {value:.6f}"
+    if budget.metric is Metric.TASK:
+        return f"task score {value:.4g} ({0.0 - (budget.drop(value) or 0.0):+.4g})"
     return "output SQNR inf dB" if value == float("inf") else f"output SQNR {value:.1f} dB"
 
 

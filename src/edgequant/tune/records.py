@@ -27,6 +27,8 @@ class Metric(str, enum.Enum):
     TOP1 = "top1"
     SQNR = "sqnr"
     COSINE = "cosine"
+    # The user's own per-sample score of the outputs (tune/score.py), higher is better.
+    TASK = "task"
 
 
 class Objective(str, enum.Enum):
@@ -41,29 +43,38 @@ class Objective(str, enum.Enum):
 class Budget(Record):
     """The accuracy budget: ``metric`` and how far it may fall (``max_drop``, in the metric's units).
 
-    ``reference`` is the float model's value: top-1 as a fraction, cosine 1.
-    Output SQNR against the float model is infinite for the float model
-    itself, so no finite drop from it exists: for ``sqnr``, ``max_drop`` is the
-    lowest output SQNR accepted, in dB, and ``reference`` is None.
+    ``reference`` is the float model's value: top-1 as a fraction, cosine 1,
+    the task score's mean over the samples. Output SQNR against the float
+    model is infinite for the float model itself, so no finite drop from it
+    exists: for ``sqnr``, ``max_drop`` is the lowest output SQNR accepted, in
+    dB, and ``reference`` is None. ``score`` names the task score (its file and
+    function), for messages and the resume check.
     """
 
     metric: Metric
     max_drop: float
     reference: float | None
+    score: str | None = None
 
-    def value(self, accuracy: float | None, sqnr_db: float, cosine: float) -> float:
+    def value(self, accuracy: float | None, sqnr_db: float, cosine: float, task: float | None = None) -> float:
         """This budget's metric from a candidate's measured figures."""
         if self.metric is Metric.TOP1:
             assert accuracy is not None, "top1 needs labels; tune() checks them first"
             return accuracy
+        if self.metric is Metric.TASK:
+            assert task is not None, "task needs a score; tune() checks it first"
+            return task
         return sqnr_db if self.metric is Metric.SQNR else cosine
 
     def drop(self, value: float) -> float | None:
-        """How far ``value`` fell from the float model, in the metric's units (points for top1); None for sqnr."""
+        """How far ``value`` fell from the float model, in the metric's units (points for top1, the score's own
+        units for task); None for sqnr."""
         if self.metric is Metric.TOP1:
             return (float(self.reference or 0.0) - value) * 100.0
         if self.metric is Metric.COSINE:
             return 1.0 - value
+        if self.metric is Metric.TASK:
+            return float(self.reference or 0.0) - value
         return None
 
     def shortfall(self, value: float) -> float:
@@ -86,11 +97,14 @@ class Budget(Record):
                     f"{held}")
         if self.metric is Metric.COSINE:
             return f"cosine drop <= {self.max_drop:g} (1 - mean cosine of the outputs against float), {held}"
+        if self.metric is Metric.TASK:
+            return (f"task score drop <= {self.max_drop:g} (mean of {self.score} over the samples; float model "
+                    f"{float(self.reference or 0):.4g}), {held}")
         return f"output SQNR >= {self.max_drop:g} dB against the float model, {held}"
 
     @property
     def unit(self) -> str:
-        return {Metric.TOP1: "pt", Metric.SQNR: "dB", Metric.COSINE: ""}[self.metric]
+        return {Metric.TOP1: "pt", Metric.SQNR: "dB", Metric.COSINE: "", Metric.TASK: ""}[self.metric]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +143,9 @@ class Trial(Record):
     accuracy_bound: float | None = None
     sqnr_bound_db: float | None = None
     cosine_bound: float | None = None
+    # The task score's mean over the samples and its lower bound (metric task only).
+    task: float | None = None
+    task_bound: float | None = None
     size_bytes: int | None = None
     size_ratio: float | None = None
     latency_ms: float | None = None

@@ -36,7 +36,7 @@ BEST_RECIPE = "best-recipe.json"
 STATE_VERSION = 1
 # What a resumed run must share with the stored one: measurements of another model or other data
 # would be silently wrong. Budget, objective and limits may change; the stored trials stay valid.
-IDENTITY = ("model_sha256", "data_sha256", "calibration_sha256")
+IDENTITY = ("model_sha256", "data_sha256", "calibration_sha256", "score")
 
 
 def _digest(*arrays: np.ndarray | None) -> str:
@@ -56,10 +56,11 @@ def _arrays(inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
 
 
 def fingerprint(model: bytes, x: Mapping[str, np.ndarray], y: np.ndarray | None,
-                calibration: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """The identity of a run: the float model, the data and the calibration samples (which --samples picks)."""
+                calibration: Mapping[str, np.ndarray], score: str | None = None) -> dict[str, Any]:
+    """The identity of a run: the float model, the data, the calibration samples (which --samples picks) and
+    the task score's name (None without one): a history measured with another score is not this run's."""
     return {"model_sha256": hashlib.sha256(model).hexdigest(), "data_sha256": _digest(*_arrays(x), y),
-            "calibration_sha256": _digest(*_arrays(calibration))}
+            "calibration_sha256": _digest(*_arrays(calibration)), "score": score}
 
 
 class RunDir:
@@ -96,10 +97,11 @@ class RunDir:
         for key in IDENTITY:
             if run.get(key) != self.identity[key]:
                 what = {"model_sha256": "another model", "data_sha256": "other --data",
-                        "calibration_sha256": "other calibration samples (--calibration or --samples)"}[key]
+                        "calibration_sha256": "other calibration samples (--calibration or --samples)",
+                        "score": f"another task score ({run.get(key)})"}[key]
                 raise InputError(f"--resume: {self.path} holds the history of a run with {what} "
-                                 f"({key} differs): expected the same MODEL, --data, --calibration and --samples, "
-                                 "or another --out folder")
+                                 f"({key} differs): expected the same MODEL, --data, --calibration, --samples and "
+                                 "--score, or another --out folder")
         self.trials = trials
         self.ranking = data.get("ranking")
         self.notes.append(f"resumed from {stored}: {len(trials)} trial(s) in the history")

@@ -19,10 +19,11 @@ import numpy as np
 from edgequant.calibrate import CalibrationStats
 from edgequant.errors import EdgequantError
 from edgequant.evaluate.latency import measure_interleaved
-from edgequant.evaluate.metrics import fidelity_by_output, lower_bounds, top1, worst_output
+from edgequant.evaluate.metrics import fidelity_by_output, lower_bounds, paired_bound, top1, worst_output
 from edgequant.recipe import Recipe
-from edgequant.runtime import Inputs, Runner
+from edgequant.runtime import Inputs, Runner, rows
 from edgequant.tune.records import Budget, Trial
+from edgequant.tune.score import Score, per_sample
 from edgequant.types import Dataset, FloatModel, QuantizedModel
 
 __all__ = ["TrialRunner", "WARMUP", "rejudge"]
@@ -41,12 +42,13 @@ def rejudge(trial: Trial, budget: Budget) -> Trial:
 
     if not trial.ok or trial.sqnr_db is None or trial.cosine is None:
         return trial
-    if budget.metric.value == "top1" and trial.accuracy is None:
+    if (budget.metric.value == "top1" and trial.accuracy is None) or (budget.metric.value == "task"
+                                                                       and trial.task is None):
         return trial
-    value = budget.value(trial.accuracy, trial.sqnr_db, trial.cosine)
+    value = budget.value(trial.accuracy, trial.sqnr_db, trial.cosine, trial.task)
     # A history written before trials kept their bounds has only the figures: those are judged as they are.
     bound = value if trial.sqnr_bound_db is None or trial.cosine_bound is None else \
-        budget.value(trial.accuracy_bound, trial.sqnr_bound_db, trial.cosine_bound)
+        budget.value(trial.accuracy_bound, trial.sqnr_bound_db, trial.cosine_bound, trial.task_bound)
     return dataclasses.replace(trial, metric=value, drop=budget.drop(value), bound=bound,
                                shortfall=budget.shortfall(bound), meets_budget=budget.meets(bound))
 
@@ -55,7 +57,8 @@ class TrialRunner:
     """Builds and measures candidates of one float model on one data set."""
 
     def __init__(self, floats: FloatModel, data: Dataset, calibration: Inputs, stats: CalibrationStats,
-                 budget: Budget, runs: int, output: str | None = None) -> None:
+                 budget: Budget, runs: int, output: str | None = None, score: Score | None = None,
+                 float_scores: np.ndarray | None = None) -> None:
         self.floats = floats
         self.data = data
         self.calibration = calibration
@@ -65,6 +68,9 @@ class TrialRunner:
         self.float_runner = Runner(floats.tflite, 1, "float model")
         self.reference = self.float_runner.predict(data.inputs)
         self.label = output or floats.signature.output_names[0]
+        # The task score and the float model's own per-sample scores, which each candidate's are paired with.
+        self.score, self.float_scores = score, float_scores
+        self.samples = rows(data.inputs)
 
     def build(self, recipe: Recipe) -> QuantizedModel:
         """The model ``recipe`` describes, from ``quantize`` (raises EdgequantError if it cannot be built)."""
@@ -95,11 +101,19 @@ class TrialRunner:
         # The budget holds for every output: the worst one's fidelity is the trial's.
         fid = worst_output(fidelity_by_output(out, self.reference))[1]
         accuracy = top1(out[self.label], self.data.y) if self.data.y is not None else None
-        value = self.budget.value(accuracy, fid.sqnr_db, fid.cosine)
+        task = task_bound = None
+        if self.score is not None and self.float_scores is not None:
+            try:
+                scores = per_sample(self.score, str(self.budget.score), out, self.reference, self.samples,
+                                    f"trial {trial_id}")
+            except EdgequantError as exc:  # outputs the score cannot take (NaN, say) fail this trial, not the run
+                return Trial(status="failed", error=str(exc), seconds=time.perf_counter() - start, **common), None
+            task, task_bound = float(scores.mean()), paired_bound(scores, self.float_scores)
+        value = self.budget.value(accuracy, fid.sqnr_db, fid.cosine, task)
         # Judged at its lower confidence bound: the search keeps the most compressed candidate that meets the
         # budget, and a figure from a few samples that meets it only by their luck would miss it on the next.
         low = lower_bounds(out, self.reference, self.data.y, self.label)
-        bound = self.budget.value(low.accuracy, low.sqnr_db, low.cosine)
+        bound = self.budget.value(low.accuracy, low.sqnr_db, low.cosine, task_bound)
         latency_ms = float_ms = ratio = None
         if self.runs > 0:
             try:
@@ -114,7 +128,8 @@ class TrialRunner:
         trial = Trial(status="ok", ran_recipe=ran, metric=value, drop=self.budget.drop(value), bound=bound,
                       shortfall=self.budget.shortfall(bound), meets_budget=self.budget.meets(bound),
                       accuracy=accuracy, sqnr_db=fid.sqnr_db, cosine=fid.cosine, accuracy_bound=low.accuracy,
-                      sqnr_bound_db=low.sqnr_db, cosine_bound=low.cosine, size_bytes=len(tflite),
+                      sqnr_bound_db=low.sqnr_db, cosine_bound=low.cosine, task=task, task_bound=task_bound,
+                      size_bytes=len(tflite),
                       size_ratio=len(tflite) / len(self.floats.tflite), latency_ms=latency_ms,
                       float_latency_ms=float_ms, latency_ratio=ratio, seconds=time.perf_counter() - start,
                       sha256=hashlib.sha256(tflite).hexdigest(), **common)

@@ -135,6 +135,22 @@ def test_text_lines_render_given_strings_as_the_split_does():
     assert not np.array_equal(text_lines([s + " 7" for s in data.text_strings("dev", 3)], "dev", 48, 320, True), x)
 
 
+def test_tune_reads_text_recognizers_by_the_text():
+    """The OCR tune cells' task score: 1 where a line decodes (CTC greedy, stripped) to float's text."""
+    from benchmarks.real.cells import SameText
+
+    def probs(*rows):
+        out = np.zeros((len(rows), 4, 3), np.float32)
+        for i, row in enumerate(rows):
+            out[i, np.arange(4), row] = 1.0
+        return {"y": out}
+
+    same = SameText(("a", " "))
+    ref = probs([1, 0, 1, 0], [1, 2, 1, 0])  # "aa", "a a"
+    got = same(probs([1, 1, 0, 1], [1, 0, 1, 2]), ref)  # "aa", "aa " -> stripped "aa"
+    assert got.tolist() == [1.0, 0.0]
+
+
 def test_ocr_patterns_table():
     from benchmarks.real.ocr_patterns import _markdown
 

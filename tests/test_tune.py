@@ -320,13 +320,16 @@ def test_task_score_on_the_command_line(mlp: dict[str, str], tmp_path: Path, cap
     scores = tmp_path / "scores.py"
     scores.write_text(SCORES)
     base = ["tune", mlp["model"], "--data", mlp["data"], "--calibration", mlp["calibration"], "--max-drop", "0.01",
-            "--runs", str(RUNS), "--objective", "size", "--schemes", "int8", "--no-report"]
+            "--runs", str(RUNS), "--objective", "size", "--schemes", "int8"]
     assert main([*base, "--score", f"{scores}:same_top1", "--out", str(tmp_path / "ok")]) == 0
     out = capsys.readouterr().out
+    html = (tmp_path / "ok" / "report.html").read_text(encoding="utf-8")
+    assert "task score (mean)" in html and "float\ntask score (mean): 1.000" in html.replace("\\n", "\n")
     assert "budget: task score drop <= 0.01 (mean of scores.py:same_top1 over the samples; float model 1)" in out
     assert "task score 1 (+0)" in out
     # A candidate the score cannot take (here: NaN for any output but float's) fails that trial, not the run.
-    assert main([*base, "--score", f"{scores}:nan_unless_float", "--out", str(tmp_path / "nan"), "--trials", "1"]) == 1
+    assert main([*base, "--score", f"{scores}:nan_unless_float", "--out", str(tmp_path / "nan"), "--trials", "1",
+                 "--no-report"]) == 1
     trial = json.loads((tmp_path / "nan" / "trials.json").read_text())["trials"][0]
     assert trial["status"] == "failed" and "NaN or infinite on trial 1" in trial["error"]
 

@@ -235,7 +235,7 @@ def analysis_section(src: Source, ids: _Ids) -> Section:
 # --------------------------------------------------------------------------- tune
 
 _TUNE_METRIC = {"top1": ("accuracy", 100.0, "top-1 accuracy (%)"), "sqnr": ("sqnr_db", 1.0, "output SQNR (dB)"),
-                "cosine": ("cosine", 1.0, "cosine vs float")}
+                "cosine": ("cosine", 1.0, "cosine vs float"), "task": ("task", 1.0, "task score (mean)")}
 
 
 def tune_section(src: Source, ids: _Ids) -> Section:
@@ -247,7 +247,7 @@ def tune_section(src: Source, ids: _Ids) -> Section:
     stages = sorted({str(t.get("stage")) for t in trials}, key=lambda s: [str(t.get("stage")) for t in trials].index(s))
     fl = trials_doc.get("float") or {}
     # The float model's own cosine is 1; its SQNR against itself is infinite and cannot be drawn.
-    f_metric = finite(fl.get("accuracy")) if key == "accuracy" else (1.0 if key == "cosine" else None)
+    f_metric = finite(fl.get(key)) if key in ("accuracy", "task") else (1.0 if key == "cosine" else None)
 
     def points(x_key: str) -> list[dict[str, Any]]:
         pts: list[dict[str, Any]] = []

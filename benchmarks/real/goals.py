@@ -11,10 +11,6 @@ import math
 
 POINT = 0.01  # "1 point" of a share in 0..1
 INTEGER_SCHEMES = ("int8", "int16x8", "w4a8")
-# Schemes whose every op runs the float model's own XNNPACK kernel on this CPU (their weights are expanded
-# to float32 at load; analyze shows float32 compute in XNNPACK for each op): their latency ratio is 1 by
-# construction, and a measured 0.86x or 1.05x is timing noise, which must not decide the speed goal either way.
-FLOAT_KERNEL_SCHEMES = ("fp16", "weight-only-int8")
 
 
 def _num(v) -> float:
@@ -36,9 +32,12 @@ def _scheme(row: dict) -> str:
 
 def speed(row: dict) -> tuple[float, str]:
     """A cell's latency ratio for the speed goal, and how to say it: 1.00 (a tie) for float-kernel schemes."""
+    from edgequant.types import Scheme
+
     measured = _num(row["latency_ratio"])
     scheme = _scheme(row)
-    if scheme in FLOAT_KERNEL_SCHEMES:
+    # Timing noise around 1 must not decide the speed goal either way (Scheme.float_kernels).
+    if scheme in {s.value for s in Scheme if s.float_kernels}:
         return 1.0, f"1.00x float latency ({scheme} runs float's own kernels: a tie, measured {measured:.2f}x)"
     return measured, f"{measured:.2f}x float latency"
 

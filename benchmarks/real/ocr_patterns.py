@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import edgequant as eq
     from benchmarks.real import data
+    from benchmarks.real.cells import SameText
     from benchmarks.real.models import MODELS, text_lines
     from benchmarks.real.real import float_model
     from benchmarks.real.score import decode_text
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     spec = MODELS["ppocr_rec"]
     charset = spec.charset()
+    same_text = SameText(tuple(charset))  # what tune's task score for the recognizers measures
     ftfl, _ = float_model(spec, False)
     calibration = spec.make_split("calibration", 16).inputs
     built, notes = {}, {}
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         row = {"suffix": suffix, "float_truth": float(np.mean([a == b for a, b in zip(read, truth)]))}
         for name, runner in runners.items():
             out = runner.predict_output(x)
-            row[name] = {"agreement": float(np.mean([a == b for a, b in zip(decode_text(out, charset), read)])),
+            row[name] = {"agreement": float(same_text({"y": out}, {"y": ref}).mean()),
                          "sqnr_db": float(fidelity(out, ref).sqnr_db)}
         rows.append(row)
         print(f"ending {suffix!r} done", file=sys.stderr, flush=True)

@@ -67,6 +67,13 @@ class Scheme(str, enum.Enum):
         # Only schemes with integer activations need activation ranges.
         return self in (Scheme.INT8, Scheme.INT16X8, Scheme.W4A8)
 
+    @property
+    def float_kernels(self) -> bool:
+        """Whether every op runs the float model's own XNNPACK kernel on the CPU: LiteRT expands these
+        schemes' weights to float32 when it loads the model (analyze shows float32 compute in XNNPACK for each
+        op), so their latency ratio to float is 1 and a measured 0.86x or 1.05x is timing noise."""
+        return self in (Scheme.FP16, Scheme.WEIGHT_ONLY_INT8)
+
 
 class EngineName(str, enum.Enum):
     """The graph rewriters edgequant can drive; ``auto`` picks one per scheme and source (engines.resolve_engine)."""

@@ -30,7 +30,7 @@ from edgequant.tune.records import (Budget, LayerChoice, Metric, Objective, Rank
                                     TuneResult, parse_duration)
 from edgequant.tune.search import Search, StopSearch
 from edgequant.tune.space import converter_recipes, recipe_key
-from edgequant.tune.score import Score, load_score, per_sample, score_name
+from edgequant.tune.score import Score, per_sample, resolve_score
 from edgequant.tune.state import RunDir, fingerprint
 from edgequant.tune.trial import TrialRunner, rejudge
 from edgequant.types import Dataset, FloatModel, Precision, Scheme, parse_enum
@@ -273,10 +273,7 @@ def tune(model: FloatModel | str | Path, data: DataLike, max_drop: float, out: s
     if score is not None and metric_ is not Metric.TASK:
         raise InputError(f"--score is the task metric's: expected --metric task (or no --metric), found --metric "
                          f"{metric_.value if metric_ else None}")
-    score_fn, score_label, score_id = (None, None, None) if score is None else \
-        load_score(score) if isinstance(score, str) else (score, score_name(score), score_name(score))
-    if score_fn is not None and not callable(score_fn):
-        raise InputError(f"score: expected a function or FILE.py:FUNCTION, found {type(score_fn).__name__}")
+    score_fn, score_label, score_id = (None, None, None) if score is None else resolve_score(score)
     started = time.monotonic()
     floats = resolve_model(model, unsafe, signature)
     label, label_notes = label_output(floats.signature, output)
@@ -296,7 +293,8 @@ def tune(model: FloatModel | str | Path, data: DataLike, max_drop: float, out: s
         calib_ds = load_checked_data(calibration, floats, resize, normalize)
     x_cal = select_samples(calib_ds, n).inputs
     rundir = RunDir(Path(out), resume, fingerprint(floats.tflite, ds.inputs, ds.y, x_cal, score_id))
-    float_out = Runner(floats.tflite, 1, "float model").predict(ds.inputs)
+    float_runner = Runner(floats.tflite, 1, "float model")
+    float_out = float_runner.predict(ds.inputs)
     float_acc = top1(float_out[label], ds.y) if ds.y is not None else None
     # The score runs on the float model's own outputs first: a score that fails stops the run before any trial.
     float_scores = None if score_fn is None else \
@@ -309,7 +307,8 @@ def tune(model: FloatModel | str | Path, data: DataLike, max_drop: float, out: s
                      "float model's own SQNR is infinite")
     with shared_stats():  # a trial that calibrates again (a transform's check) reuses the float model's pass
         stats = collect_stats(floats.tflite, x_cal, progress=progress)
-        runner = TrialRunner(floats, ds, x_cal, stats, budget, runs, label, score_fn, float_scores)
+        runner = TrialRunner(floats, ds, x_cal, stats, budget, runs, float_runner=float_runner, reference=float_out,
+                             output=label, score=score_fn, float_scores=float_scores)
         run_info = {"run": {"model": str(floats.source), "data": ds.source, "samples": rows(x_cal), "runs": runs,
                             "metric": metric_.value, "max_drop": float(max_drop), "objective": objective_.value,
                             "schemes": [s.value for s in schemes_]},

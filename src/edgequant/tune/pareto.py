@@ -13,19 +13,15 @@ from collections.abc import Iterable, Sequence
 
 from edgequant.evaluate.explain import SLOW_TOLERANCE
 from edgequant.tune.records import Objective, Trial
+from edgequant.types import Scheme
 
-__all__ = ["score", "quality", "best_trial", "pareto_front", "ranked_latency", "runs_float_kernels", "NOISE",
-           "FLOAT_KERNEL_SCHEMES"]
+_FLOAT_KERNEL_SCHEMES = frozenset(s.value for s in Scheme if s.float_kernels)
+
+__all__ = ["score", "quality", "best_trial", "pareto_front", "ranked_latency", "runs_float_kernels", "NOISE"]
 
 # Latency figures within this factor of each other are one tie: on a shared machine the same model
 # measured in two trials differs by that much (the slow-variant threshold of evaluate/explain.py).
 NOISE = SLOW_TOLERANCE
-# Whole-model schemes whose every op runs the float model's own XNNPACK kernel on the CPU: their weights
-# are expanded to float32 when LiteRT loads the model (analyze shows float32 compute in XNNPACK for each op).
-# Their measured ratio to float is noise around 1; taken as measured, the lowest of a long search's many
-# noisy ratios anchored the latency tie below 1 and shut the other float-kernel trials out of it, so one of
-# them could win over a smaller one by luck.
-FLOAT_KERNEL_SCHEMES = frozenset({"fp16", "weight-only-int8"})
 
 
 def score(trial: Trial, objective: Objective) -> tuple[float, ...]:
@@ -50,16 +46,18 @@ def score(trial: Trial, objective: Objective) -> tuple[float, ...]:
 
 
 def runs_float_kernels(trial: Trial) -> bool:
-    """Whether every op of the trial's model runs the float model's own kernel: a float-kernel scheme
-    (:data:`FLOAT_KERNEL_SCHEMES`) with no layer set to an integer precision."""
+    """Whether every op of the trial's model runs the float model's own kernel: a scheme with
+    :attr:`Scheme.float_kernels` and no layer set to an integer precision."""
     layers = (trial.recipe.get("tensors") or {}).values()
-    return (trial.recipe.get("scheme") in FLOAT_KERNEL_SCHEMES
+    return (trial.recipe.get("scheme") in _FLOAT_KERNEL_SCHEMES
             and all(rule.get("precision") in (None, "float") for rule in layers))
 
 
 def ranked_latency(trial: Trial) -> float:
     """The latency ratio the objectives rank by: the measured one, but 1.0 (a tie with float) for a model
-    that runs only float's own kernels, whatever its timing noise; infinite when not measured."""
+    that runs only float's own kernels, whatever its timing noise; infinite when not measured. Taken as
+    measured, the lowest of a long search's many noisy ratios anchored the latency tie below 1 and shut the
+    other float-kernel trials out of it, so one of them could win over a smaller one by luck."""
     if trial.latency_ratio is None:
         return math.inf
     return 1.0 if runs_float_kernels(trial) else trial.latency_ratio

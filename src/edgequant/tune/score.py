@@ -26,9 +26,19 @@ import numpy as np
 
 from edgequant.errors import InputError
 
-__all__ = ["Score", "load_score", "score_name", "per_sample"]
+__all__ = ["Score", "resolve_score", "load_score", "score_name", "per_sample"]
 
 Score = Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray]], object]
+
+
+def resolve_score(score: Score | str) -> tuple[Score, str, str]:
+    """A score as tune takes it (a function, or ``FILE.py:FUNCTION``) -> the function, its name for messages
+    and its identity for ``--resume``."""
+    if isinstance(score, str):
+        return load_score(score)
+    if not callable(score):
+        raise InputError(f"score: expected a function or FILE.py:FUNCTION, found {type(score).__name__}")
+    return score, score_name(score), score_name(score)
 
 
 def load_score(spec: str) -> tuple[Score, str, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -57,16 +58,19 @@ class TrialRunner:
     """Builds and measures candidates of one float model on one data set."""
 
     def __init__(self, floats: FloatModel, data: Dataset, calibration: Inputs, stats: CalibrationStats,
-                 budget: Budget, runs: int, output: str | None = None, score: Score | None = None,
+                 budget: Budget, runs: int, *, float_runner: Runner, reference: Mapping[str, np.ndarray],
+                 output: str | None = None, score: Score | None = None,
                  float_scores: np.ndarray | None = None) -> None:
+        """``float_runner`` is the float model loaded (it stays loaded for the interleaved latency runs) and
+        ``reference`` its outputs on ``data``, which tune has already computed for the budget."""
         self.floats = floats
         self.data = data
         self.calibration = calibration
         self.stats = stats
         self.budget = budget
         self.runs = runs
-        self.float_runner = Runner(floats.tflite, 1, "float model")
-        self.reference = self.float_runner.predict(data.inputs)
+        self.float_runner = float_runner
+        self.reference = dict(reference)
         self.label = output or floats.signature.output_names[0]
         # The task score and the float model's own per-sample scores, which each candidate's are paired with.
         self.score, self.float_scores = score, float_scores

@@ -236,6 +236,16 @@ def test_bad_durations(text: str) -> None:
         parse_duration(text)
 
 
+@pytest.mark.parametrize(("metric", "value", "text"), [
+    (Metric.TOP1, 0.9, "top-1 90.00% (+0.00 pt)"), (Metric.TOP1, 0.89999, "top-1 90.00% (+0.00 pt)"),
+    (Metric.TOP1, 0.88, "top-1 88.00% (-2.00 pt)"), (Metric.TASK, 0.9, "task score 0.9 (+0)"),
+    (Metric.TASK, 0.85, "task score 0.85 (-0.05)")])
+def test_a_change_that_rounds_to_zero_prints_without_a_minus(metric: Metric, value: float, text: str) -> None:
+    from edgequant.tune.explain import metric_text
+    from edgequant.tune.records import Budget
+    assert metric_text(Budget(metric, 1.0, 0.9, score="s.py:f" if metric is Metric.TASK else None), value) == text
+
+
 def test_float_kernel_trials_tie_with_float_whatever_their_noise() -> None:
     """fp16 and weight-only int8 run float's own kernels: ranked at 1.0x, so a noisy 0.85x fp16 neither
     anchors the latency tie below a weight-only int8 model measured at 1.02x nor beats it when larger; an

@@ -24,12 +24,18 @@ def metric_text(budget: Budget, value: float | None) -> str:
         return "-"
     if budget.metric is Metric.TOP1:
         drop = budget.drop(value)
-        return f"top-1 {100 * value:.2f}% ({-(drop or 0.0):+.2f} pt)"
+        return f"top-1 {100 * value:.2f}% ({_signed(-(drop or 0.0), '.2f')} pt)"
     if budget.metric is Metric.COSINE:
         return f"cosine {value:.6f}"
     if budget.metric is Metric.TASK:
-        return f"task score {value:.4g} ({0.0 - (budget.drop(value) or 0.0):+.4g})"
+        return f"task score {value:.4g} ({_signed(-(budget.drop(value) or 0.0), '.4g')})"
     return "output SQNR inf dB" if value == float("inf") else f"output SQNR {value:.1f} dB"
+
+
+def _signed(change: float, spec: str) -> str:
+    """``change`` with its sign, and no "-0.00" for a change that rounds to zero."""
+    text = format(change, "+" + spec)
+    return text if float(text) != 0.0 else format(0.0, "+" + spec)
 
 
 def lineage(best: Trial, trials: Sequence[Trial]) -> list[Trial]:

@@ -113,6 +113,45 @@ def test_outlier_channel_is_found_and_kept_float(block) -> None:
     assert int(np.argmax(peak)) == OUTLIER_CHANNEL
 
 
+def test_depthwise_convolutions_stay_float(tmp_path: Path) -> None:
+    """A convolution token mixer (SVTR's and PP-OCR's): the depthwise conv joins the islands with float weights,
+    the convolutions and matmuls beside it stay int8."""
+    import keras
+    from keras import layers
+
+    from edgequant.graph.submodel import GraphModel
+
+    keras.utils.set_random_seed(4)
+    x = keras.Input((TOKENS, DIM), name="tokens")
+    m = layers.Reshape((1, TOKENS, DIM))(x)
+    m = layers.DepthwiseConv2D((1, 3), padding="same", name="mixer")(m)
+    m = layers.Conv2D(DIM, 1, activation="hard_silu", name="pointwise")(m)
+    h = layers.Reshape((TOKENS, DIM))(m)
+    h = layers.MultiHeadAttention(HEADS, DIM // HEADS, name="attention")(h, h)
+    out = layers.Dense(8, name="head")(layers.LayerNormalization(name="ln")(h))
+    keras.Model(x, out).save(tmp_path / "mixer.keras")
+    tflite = edgequant.convert(tmp_path / "mixer.keras").tflite
+    (tmp_path / "mixer.tflite").write_bytes(tflite)
+    calib = np.random.default_rng(2).normal(size=(24, TOKENS, DIM)).astype(np.float32)
+    np.save(tmp_path / "calib.npy", calib)
+
+    plan = plan_islands(tflite, calib)
+    g = GraphModel(tflite)
+    depthwise = [g.tensor_name(g.op_outputs(i)[0]) for i, op in enumerate(g.op_names) if op == "DEPTHWISE_CONV_2D"]
+    assert len(depthwise) == 1 and plan.precisions[depthwise[0]] is Precision.FLOAT
+    assert plan.float_ops["DEPTHWISE_CONV_2D"] == 1 and not plan.outliers
+    assert any("depthwise convolutions stay float" in n for n in plan.notes())
+
+    q = edgequant.quantize(tmp_path / "mixer.tflite", "int8", calibration=tmp_path / "calib.npy",
+                           transforms="none", observer="minmax")
+    built = GraphModel(q.tflite)
+    weights = {op: [built.tensor_dtype(t) for t in built.op_inputs(i)[1:2]]
+               for i, op in enumerate(built.op_names) if op in {"DEPTHWISE_CONV_2D", "CONV_2D", "FULLY_CONNECTED"}}
+    assert weights["DEPTHWISE_CONV_2D"] == ["float32"]
+    assert weights["CONV_2D"] == ["int8"] and weights["FULLY_CONNECTED"] == ["int8"]
+    assert any("depthwise convolutions stay float" in n for n in q.notes)
+
+
 def test_islands_raise_int8_cosine(block) -> None:
     tflite, _, test, folder = block
     calib = folder / "calib.npy"

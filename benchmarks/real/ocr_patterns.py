@@ -12,6 +12,8 @@ ratio to float's, in interleaved rounds.
 
 Models, all from the benchmark's cached float .tflite and its 16 calibration lines:
 - int8: edgequant's default (float islands, since the model has attention; auto observer and transforms);
+- int8, depthwise int8: the same islands with the 14 depthwise convolutions int8, the plan before
+  depthwise convs joined the islands (a recipe setting each one's precision to int8);
 - int8, islands off: the same with ``float_islands=False``, every op integer (the peers' layout);
 - w4a8 and dynamic: edgequant's defaults.
 Writes benchmarks/results/ocr-patterns.json and .md.
@@ -34,10 +36,25 @@ SUFFIXES = ("", " 7", " 4", " 12", " ok", "-7")
 # name -> quantize keywords
 VARIANTS = {
     "int8": {"scheme": "int8"},
+    "int8, depthwise int8": {"scheme": "int8", "float_islands": True, "depthwise": "int8"},
     "int8, islands off": {"scheme": "int8", "float_islands": False},
     "w4a8": {"scheme": "w4a8"},
     "dynamic": {"scheme": "dynamic"},
 }
+
+
+def _depthwise_recipe(tflite: bytes, folder: Path, scheme: str) -> Path:
+    """A recipe that sets every DEPTHWISE_CONV_2D of ``tflite`` to int8 (the float-island plan leaves it so)."""
+    import json
+
+    from edgequant.graph.submodel import GraphModel
+
+    g = GraphModel(tflite, "float model")
+    tensors = {g.tensor_name(g.op_outputs(i)[0]): {"precision": "int8"}
+               for i, op in enumerate(g.op_names) if op == "DEPTHWISE_CONV_2D"}
+    path = folder / "depthwise-int8.json"
+    path.write_text(json.dumps({"version": 2, "scheme": scheme, "tensors": tensors}))
+    return path
 
 
 def _markdown(result: dict) -> str:
@@ -92,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         source = Path(tmp) / "float.tflite"
         source.write_bytes(ftfl)
         for name, kw in VARIANTS.items():
+            kw = dict(kw)
+            if kw.pop("depthwise", None):
+                kw["recipe"] = _depthwise_recipe(ftfl, Path(tmp), kw.pop("scheme"))
             q = eq.quantize(source, calibration=calibration, **kw)
             built[name] = q.tflite
             notes[name] = q.recipe.summary()

@@ -143,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transforms", help=TRANSFORMS_HELP + "; 'default' for that choice")
     p.add_argument("--float-islands", choices=("auto", "on", "off"), default="auto",
                    help="int8/w4a8 on the litert engine: keep the ops between the matmuls (LayerNorm, softmax, GELU, "
-                        "residual adds) and outlier-channel layers in float; auto (default): for attention models "
-                        "when the recipe sets no per-layer precision")
+                        "residual adds), depthwise convolutions and outlier-channel layers in float; auto (default): "
+                        "for attention models when the recipe sets no per-layer precision")
     p.add_argument("-o", "--output", type=path, required=True)
     p.add_argument("--save-recipe", type=path, metavar="FILE",
                    help="write the recipe that ran (observer and transforms resolved) for reuse with --recipe")

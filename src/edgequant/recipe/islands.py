@@ -15,6 +15,17 @@ The plan keeps in float every op with a float output except
 - the weighted matmuls and convolutions (INTEGER_OPS, and a BATCH_MATMUL with a
   constant operand): where the weights are, so where int8 saves time and size;
 - ops that only move values (LAYOUT_OPS): they take their neighbours' precision;
+A DEPTHWISE_CONV_2D stays float too. Each of its output channels reads only
+its own input channel, through k x k taps, so a per-tensor int8 input scale
+sized for the largest channel leaves a small channel a few steps, and nothing
+later mixes that rounding away; between the float activations of a
+conv-activation-depthwise-activation block it would also be an int8 island of
+one op, a QUANTIZE and a DEQUANTIZE for a kernel XNNPACK runs fast in float;
+and its k x k x C weights are a small share of the model. On PP-OCRv4's
+recognizer (14 depthwise convs, input channel peaks 2.5x to 16x their median
+channel) this moved int8's exact match with float on dev lines from well
+below dynamic range's to beside it, at int8's latency
+(benchmarks/results/ocr-patterns.md).
 A BATCH_MATMUL between two activations (attention's Q.K^T and scores.V) stays
 float: it has no weights to shrink, and XNNPACK has no int8 kernel for it, so
 LiteRT runs it in its reference kernel, slower than the float one XNNPACK
@@ -28,7 +39,7 @@ LayerNorms were float.
 
 LiteRT Quantizer joins the islands with QUANTIZE and DEQUANTIZE ops. Weights
 stay int8 in every integer op; the float ones keep float weights (the outlier
-ops), which is what the size costs.
+ops and the depthwise convs), which is what the size costs.
 """
 
 from __future__ import annotations
@@ -47,9 +58,10 @@ __all__ = ["IslandPlan", "plan_islands", "is_attention_model", "INTEGER_OPS", "L
 
 # Ops kept integer: the matrix multiplications with weights; a BATCH_MATMUL only when one operand is a constant
 # (an activation x activation one has no weights to shrink and no XNNPACK int8 kernel: see the module's doc).
-INTEGER_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "BATCH_MATMUL"})
+# A DEPTHWISE_CONV_2D is not among them: see the module's doc.
+INTEGER_OPS = frozenset({"FULLY_CONNECTED", "CONV_2D", "TRANSPOSE_CONV", "BATCH_MATMUL"})
 # Weighted ops among them: their output channels are the weight's output channels, which the outlier test reads.
-WEIGHTED = frozenset({"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"})
+WEIGHTED = frozenset({"FULLY_CONNECTED", "CONV_2D", "TRANSPOSE_CONV"})
 # Ops that move or select values without arithmetic: LiteRT Quantizer gives them their input's scale.
 LAYOUT_OPS = frozenset({"RESHAPE", "TRANSPOSE", "SQUEEZE", "EXPAND_DIMS", "CONCATENATION", "GATHER", "GATHER_ND",
                         "SLICE", "STRIDED_SLICE", "PACK", "UNPACK", "SPLIT", "SPLIT_V", "PAD", "PADV2",
@@ -74,9 +86,13 @@ class IslandPlan(Record):
     def notes(self) -> list[str]:
         ops = ", ".join(f"{n} {op}" for op, n in sorted(self.float_ops.items(), key=lambda kv: (-kv[1], kv[0])))
         out = [f"float islands (attention model): {sum(self.float_ops.values())} ops between the integer "
-               f"matmuls stay float ({ops}); fully connected, convolution and weight x activation BATCH_MATMUL "
-               "ops stay int8; a BATCH_MATMUL between two activations (attention scores) stays float: it has no "
-               "weights, and XNNPACK has no int8 kernel for it"]
+               f"matmuls stay float ({ops}); fully connected, convolution (not depthwise) and weight x activation "
+               "BATCH_MATMUL ops stay int8; a BATCH_MATMUL between two activations (attention scores) stays float: "
+               "it has no weights, and XNNPACK has no int8 kernel for it"]
+        if self.float_ops.get("DEPTHWISE_CONV_2D"):
+            out.append("float islands: depthwise convolutions stay float: each output channel reads only its own "
+                       "input channel, which one per-tensor int8 scale sized for the largest channel would leave "
+                       "few steps")
         if self.outliers:
             listed = "; ".join(f"{name} ({ratio:.0f}x)" for name, ratio in self.outliers.items())
             out.append(f"float islands: {len(self.outliers)} weighted op(s) kept float for an outlier output "

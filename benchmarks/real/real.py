@@ -334,7 +334,7 @@ def render(results: dict) -> str:
         if m.get("analysis"):
             lines += ["", "edgequant analyze (dev split):", ""]
             for k, a in m["analysis"].items():
-                text = a["error"] if "error" in a else " ".join(a["findings"]) or "no layer or speed finding"
+                text = a["error"] if "error" in a else "; ".join(a["findings"]) or "no layer or speed finding"
                 lines.append(f"- {k}: {text}")
         notes = [(k, r["note"]) for k, r in m["cells"].items() if r.get("note")]
         if notes:

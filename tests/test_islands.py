@@ -119,6 +119,7 @@ def test_depthwise_convolutions_stay_float(tmp_path: Path) -> None:
     import keras
     from keras import layers
 
+    from edgequant.engines.litert import layer_ops
     from edgequant.graph.submodel import GraphModel
 
     keras.utils.set_random_seed(4)
@@ -136,8 +137,7 @@ def test_depthwise_convolutions_stay_float(tmp_path: Path) -> None:
     np.save(tmp_path / "calib.npy", calib)
 
     plan = plan_islands(tflite, calib)
-    g = GraphModel(tflite)
-    depthwise = [g.tensor_name(g.op_outputs(i)[0]) for i, op in enumerate(g.op_names) if op == "DEPTHWISE_CONV_2D"]
+    depthwise = [name for name, op in layer_ops(tflite).items() if op == "DEPTHWISE_CONV_2D"]
     assert len(depthwise) == 1 and plan.precisions[depthwise[0]] is Precision.FLOAT
     assert plan.float_ops["DEPTHWISE_CONV_2D"] == 1 and not plan.outliers
     assert any("depthwise convolutions stay float" in n for n in plan.notes())

@@ -33,28 +33,22 @@ from benchmarks.real import write_results
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 SUFFIXES = ("", " 7", " 4", " 12", " ok", "-7")
-# name -> quantize keywords
-VARIANTS = {
-    "int8": {"scheme": "int8"},
-    "int8, depthwise int8": {"scheme": "int8", "float_islands": True, "depthwise": "int8"},
-    "int8, islands off": {"scheme": "int8", "float_islands": False},
-    "w4a8": {"scheme": "w4a8"},
-    "dynamic": {"scheme": "dynamic"},
-}
 
 
-def _depthwise_recipe(tflite: bytes, folder: Path, scheme: str) -> Path:
-    """A recipe that sets every DEPTHWISE_CONV_2D of ``tflite`` to int8 (the float-island plan leaves it so)."""
-    import json
+def _variants(tflite: bytes) -> dict[str, dict]:
+    """Variant name -> quantize keywords. The depthwise-int8 variant's recipe sets those ops' precision, which
+    the float-island plan then leaves as set."""
+    from edgequant.engines.litert import layer_ops
 
-    from edgequant.graph.submodel import GraphModel
-
-    g = GraphModel(tflite, "float model")
-    tensors = {g.tensor_name(g.op_outputs(i)[0]): {"precision": "int8"}
-               for i, op in enumerate(g.op_names) if op == "DEPTHWISE_CONV_2D"}
-    path = folder / "depthwise-int8.json"
-    path.write_text(json.dumps({"version": 2, "scheme": scheme, "tensors": tensors}))
-    return path
+    depthwise = {name: {"precision": "int8"} for name, op in layer_ops(tflite).items() if op == "DEPTHWISE_CONV_2D"}
+    return {
+        "int8": {"scheme": "int8"},
+        "int8, depthwise int8": {"recipe": {"version": 2, "scheme": "int8", "tensors": depthwise},
+                                 "float_islands": True},
+        "int8, islands off": {"scheme": "int8", "float_islands": False},
+        "w4a8": {"scheme": "w4a8"},
+        "dynamic": {"scheme": "dynamic"},
+    }
 
 
 def _markdown(result: dict) -> str:
@@ -108,10 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "float.tflite"
         source.write_bytes(ftfl)
-        for name, kw in VARIANTS.items():
-            kw = dict(kw)
-            if kw.pop("depthwise", None):
-                kw["recipe"] = _depthwise_recipe(ftfl, Path(tmp), kw.pop("scheme"))
+        for name, kw in _variants(ftfl).items():
             q = eq.quantize(source, calibration=calibration, **kw)
             built[name] = q.tflite
             notes[name] = q.recipe.summary()

@@ -182,11 +182,11 @@ def quantize(model: FloatModel | str | Path, scheme: Scheme | str | None = None,
     on that data; False gives every CONV_2D and FULLY_CONNECTED 4-bit weights.
     """
     # The plan first: a bad recipe or option fails before any model work.
-    for name, value, allowed in (("float_islands", float_islands, "True, False or None"),
-                                 ("w4a8_plan", w4a8_plan, "True or False")):
-        if not (isinstance(value, bool) or (value is None and name == "float_islands")):
-            # A string such as "off" is truthy: taken as given, it would turn the plan on.
-            raise InputError(f"{name}: expected {allowed}, found {value!r}")
+    # A string such as "off" is truthy: taken as given, it would turn a plan on.
+    if not (float_islands is None or isinstance(float_islands, bool)):
+        raise InputError(f"float_islands: expected True, False or None, found {float_islands!r}")
+    if not isinstance(w4a8_plan, bool):
+        raise InputError(f"w4a8_plan: expected True or False, found {w4a8_plan!r}")
     chosen, notes_in = plan(recipe, scheme=scheme, engine=engine, io=io, observer=observer,
                             transforms=transforms, samples=samples)
     scheme_, io_ = chosen.require_scheme(), chosen.io
